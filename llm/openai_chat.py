@@ -1,0 +1,122 @@
+"""OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, LiteLLM, ...).
+
+Uses the official `openai` SDK with its retries off, classifies every failure through
+`llm.errors`, and maps tether's provider-neutral messages to and from the wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from llm import errors
+from llm.connection import Connection, connection_for
+from llm.messages import Message, ModelTurn
+from llm.provider import TOOL_SCHEMAS
+from workflows.types import ModelSpec, ToolCall, Usage
+
+
+class OpenAIProvider:
+    async def complete(
+        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+    ) -> ModelTurn:
+        conn = connection_for(spec)
+        request: dict[str, Any] = {"model": spec.name, "messages": to_chat_messages(messages)}
+        if tools:
+            request["tools"] = to_chat_tools(tools)
+        response = await _send(conn, request)
+        if not isinstance(response, ChatCompletion):
+            # The SDK hands back the raw text when the body is not JSON (an HTML error page).
+            raise errors.malformed(conn, f"a {type(response).__name__} body")
+        try:
+            return turn_from(response)
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            # Non-strict parsing lets a body of the wrong shape through; reading it fails here.
+            raise errors.malformed(conn, f"{type(exc).__name__} reading it") from None
+
+
+async def _send(conn: Connection, request: dict[str, Any]) -> object:
+    # A fresh client per call: a model call takes seconds and a handshake milliseconds, and
+    # this way no connection pool outlives the call or straddles event loops.
+    client = openai.AsyncOpenAI(
+        api_key=conn.api_key,
+        base_url=conn.base_url,
+        timeout=conn.timeout,
+        # Temporal owns retries: every attempt shows in the event history, with its backoff.
+        max_retries=0,
+    )
+    # `from None` everywhere: the SDK's exception holds the request, headers and all.
+    try:
+        async with client:
+            return await client.chat.completions.create(**request)
+    except openai.APIStatusError as exc:
+        raise errors.status_error(conn, exc.status_code, exc.response.headers, exc.body) from None
+    except openai.APITimeoutError:
+        raise errors.timed_out(conn) from None
+    except openai.APIConnectionError as exc:
+        raise errors.unreachable(conn, exc.__cause__) from None
+    except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise errors.malformed(conn, type(exc).__name__) from None
+
+
+def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """tether's messages in Chat Completions form; tool arguments travel as JSON strings."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            out.append(
+                {"role": "tool", "tool_call_id": message.tool_call_id or "",
+                 "content": message.content or ""}
+            )
+        elif message.role == "assistant" and message.tool_calls:
+            out.append({
+                "role": "assistant",
+                "content": message.content or None,
+                "tool_calls": [
+                    {"id": call.id, "type": "function",
+                     "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
+                    for call in message.tool_calls
+                ],
+            })
+        else:
+            out.append({"role": message.role, "content": message.content or ""})
+    return out
+
+
+def to_chat_tools(tools: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": name, **TOOL_SCHEMAS[name]}} for name in tools
+    ]
+
+
+def turn_from(response: ChatCompletion) -> ModelTurn:
+    message = response.choices[0].message
+    calls = [
+        ToolCall(id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments))
+        for call in message.tool_calls or []
+        if getattr(call, "function", None) is not None  # custom (non-function) tools: not ours
+    ]
+    usage = response.usage
+    return ModelTurn(
+        text=message.content or None,
+        tool_calls=calls,
+        usage=Usage(
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+        ),
+    )
+
+
+def parse_arguments(raw: str | None) -> dict[str, Any]:
+    """The model's arguments. Malformed JSON is kept as `{"_raw": ...}`: the tool then
+    reports a clear error to the model, which can correct itself, instead of the step failing."""
+    if not raw or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_raw": raw}

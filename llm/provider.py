@@ -1,0 +1,73 @@
+"""The one small interface every model provider implements, and the errors it raises.
+
+Providers never retry: Temporal owns retries, so every attempt is visible in the event
+history. A provider classifies each failure as transient (raise `TransientModelError`, or
+let a connection error propagate) or permanent (raise `PermanentModelError`), and the model
+activity turns the latter into a non-retryable `ApplicationError`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from llm.messages import Message, ModelTurn
+from workflows.types import ModelSpec
+
+TOOL_SCHEMAS: dict[str, dict] = {
+    "python": {
+        "description": "Run a Python 3 program in the sandbox. Returns exit code, stdout and stderr.",
+        "parameters": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": "The program's source."}},
+            "required": ["code"],
+        },
+    },
+    "shell": {
+        "description": "Run a shell command (sh -c) in the sandbox's /workspace.",
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "string"}},
+            "required": ["command"],
+        },
+    },
+    "read_file": {
+        "description": "Read a text file from the sandbox workspace.",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    },
+    "write_file": {
+        "description": "Write a text file into the sandbox workspace.",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+            "required": ["path", "content"],
+        },
+    },
+}
+
+
+class ModelError(Exception):
+    """A model call failed."""
+
+
+class TransientModelError(ModelError):
+    """Worth retrying: rate limits, server errors, timeouts."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentModelError(ModelError):
+    """Retrying cannot help: bad request, bad key, unknown model, context too long."""
+
+
+class ModelProvider(Protocol):
+    async def complete(
+        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+    ) -> ModelTurn:
+        """One model call. `tools` names the tools the model may call (maybe none)."""
+        ...

@@ -1,0 +1,54 @@
+"""The scripted model: plays a fixed list of turns. Tests, demos and benchmarks use it.
+
+It is an honest stand-in for a model: the run still executes every tool call for real, and
+the script only decides what the "model" asks for. Turn N is served when the conversation
+holds N-1 assistant messages, so a retried or resumed step gets the same turn.
+"""
+
+from __future__ import annotations
+
+import json
+
+from llm.messages import Message, ModelTurn
+from llm.provider import PermanentModelError
+from workflows.types import ModelSpec, ToolCall, Usage
+
+CHARS_PER_TOKEN = 4
+
+
+def approximate_tokens(text: str) -> int:
+    """A rough token count (about four characters a token), so budgets are testable."""
+    return max(1, len(text) // CHARS_PER_TOKEN)
+
+
+class ScriptedProvider:
+    async def complete(
+        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+    ) -> ModelTurn:
+        if spec.script is None:
+            raise PermanentModelError("scripted model has no script")
+        index = sum(1 for m in messages if m.role == "assistant")
+        turns = spec.script.turns
+        if index >= len(turns):
+            raise PermanentModelError(
+                f"the script has {len(turns)} turn(s) and the run asked for turn {index + 1}; "
+                "end the script with a turn that has no tool_calls"
+            )
+        turn = turns[index]
+        calls = [
+            ToolCall(id=call.id or f"call_{index}_{n}", name=call.name, arguments=call.arguments)
+            for n, call in enumerate(turn.tool_calls)
+        ] if tools else []
+        usage = turn.usage or Usage(
+            input_tokens=sum(approximate_tokens(_text_of(m)) for m in messages),
+            output_tokens=approximate_tokens(
+                (turn.text or "") + json.dumps([c.arguments for c in calls])
+            ),
+        )
+        return ModelTurn(text=turn.text, tool_calls=calls, usage=usage)
+
+
+def _text_of(message: Message) -> str:
+    parts = [message.content or ""]
+    parts += [json.dumps(c.arguments) for c in message.tool_calls]
+    return "".join(parts)

@@ -1,0 +1,1 @@
+"""Hardened Docker sandboxes: one container per run, tools run through its executor."""

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the sandbox image tether-sandbox:latest from sandbox/image/Dockerfile.
+#   BASE (default python:3.12-slim): the image to build on.
+# When BASE can't be pulled (no registry reachable), bootstraps a minimal Debian with
+# python3 by debootstrap from the mirror the machine's apt sources name, imports it as
+# tether-base:<codename>, and builds on that. Skips everything when the image is current.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+image=${TETHER_SANDBOX_IMAGE:-tether-sandbox:latest}
+base=${BASE:-python:3.12-slim}
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+# The image is current when it was built from these exact files on this base.
+digest=$( (echo "$base"; cat "$here/Dockerfile" "$here/executor.py") | sha256sum | cut -c1-16)
+if [ "$(docker image inspect -f '{{index .Config.Labels "tether.build"}}' "$image" 2>/dev/null)" = "$digest" ]; then
+  say "sandbox image $image is current"
+  exit 0
+fi
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+if ! have_image "$base" && ! timeout 120 docker pull -q "$base" >/dev/null 2>&1; then
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  fallback="tether-base:$codename"
+  say "cannot pull $base; building on a local Debian $codename base ($fallback)"
+  if ! have_image "$fallback"; then
+    command -v debootstrap >/dev/null || {
+      [ "$(id -u)" = 0 ] || { echo "debootstrap is missing: run 'sudo apt-get install debootstrap'" >&2; exit 1; }
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
+    }
+    mirror=${TETHER_DEBIAN_MIRROR:-$("$root/scripts/apt_mirror.sh")}
+    rootfs=$(mktemp -d /var/tmp/tether-rootfs.XXXXXX)
+    trap 'rm -rf "$rootfs"' EXIT
+    say "debootstrap $codename (minbase + python3) — takes a few minutes, once"
+    debootstrap --variant=minbase --include=python3-minimal,python3,procps \
+      "$codename" "$rootfs" "$mirror" > /tmp/tether-debootstrap.log 2>&1 \
+      || { echo "debootstrap failed; see /tmp/tether-debootstrap.log" >&2; exit 1; }
+    # Slim the base: package caches and docs are dead weight in every sandbox.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
+    tar -C "$rootfs" -c . | docker import - "$fallback" >/dev/null
+  fi
+  base=$fallback
+fi
+
+say "building $image on $base"
+docker build -q --build-arg "BASE=$base" --label "tether.build=$digest" -t "$image" "$here" >/dev/null
+say "built $image"

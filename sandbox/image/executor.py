@@ -1,0 +1,352 @@
+"""tether's in-container executor: the sandbox's main process.
+
+It reads one JSON request a line on stdin and writes one JSON response a line on stdout,
+over the container's attached stream: no network, no host mount, no `docker exec` per call.
+Standard library only, so it runs on any image with python3.
+
+Guarantees it gives the host:
+- exactly once: a request carries an idempotency key; a key already finished returns its
+  recorded result, a key still running is awaited, and no key ever runs twice;
+- a timeout or a cancel kills the call's whole process group, and when no call is running,
+  every process the calls left behind (daemons, `setsid` escapees) is killed too;
+- output is capped while it is read: head and tail kept, the middle counted and dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+WORKSPACE = "/workspace"
+LEDGER_RESULTS_KEPT = 256
+MAX_WRITE_BYTES = 16 * 1024 * 1024
+CHILD_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": WORKSPACE,
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+_out_lock = threading.Lock()
+
+
+def send(message: dict) -> None:
+    line = json.dumps(message, separators=(",", ":")) + "\n"
+    with _out_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+class CappedBuffer:
+    """Keeps the first and last `limit // 2` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = max(1, limit // 2)
+        self.head = bytearray()
+        self.tail: collections.deque[bytes] = collections.deque()
+        self.tail_size = 0
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail.append(chunk)
+            self.tail_size += len(chunk)
+            while self.tail_size - len(self.tail[0]) >= self.half:
+                self.tail_size -= len(self.tail.popleft())
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.head) + min(self.tail_size, self.half)
+
+    def text(self) -> str:
+        tail = b"".join(self.tail)[-self.half:]
+        if not self.truncated:
+            return (bytes(self.head) + tail).decode("utf-8", "replace")
+        dropped = self.total - len(self.head) - len(tail)
+        marker = f"\n[... {dropped} bytes cut by tether ...]\n".encode()
+        return (bytes(self.head) + marker + tail).decode("utf-8", "replace")
+
+
+def _drain(pipe, buffer: CappedBuffer) -> None:
+    read = getattr(pipe, "read1", pipe.read)
+    try:
+        while chunk := read(65536):
+            buffer.add(chunk)
+    except (OSError, ValueError):
+        pass
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Call:
+    """One tool call in flight, keyed by its idempotency key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.result: dict | None = None
+        self.process: subprocess.Popen | None = None
+        self.cancelled = False
+
+    def kill(self) -> None:
+        self.cancelled = True
+        if self.process is not None:
+            _killpg(self.process.pid)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Executor:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, Call] = {}
+        self.finished: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self.forgotten: set[str] = set()
+        self.running = 0
+
+    # --- requests -------------------------------------------------------------------
+    def handle(self, request: dict) -> None:
+        op = request.get("op")
+        if op == "ping":
+            send({"id": request.get("id"), "ok": True, "result": {"pid": os.getpid()}})
+        elif op == "run":
+            threading.Thread(target=self.run, args=(request,), daemon=True).start()
+        elif op == "cancel":
+            with self.lock:
+                call = self.calls.get(request.get("key", ""))
+            if call:
+                call.kill()
+            send({"id": request.get("id"), "ok": True, "result": {"cancelled": bool(call)}})
+        else:
+            send({"id": request.get("id"), "ok": False, "error": f"unknown op {op!r}"})
+
+    def run(self, request: dict) -> None:
+        key = request["key"]
+        with self.lock:
+            recorded = self.finished.get(key)
+            call = self.calls.get(key)
+            owner = recorded is None and call is None and key not in self.forgotten
+            if owner:
+                call = self.calls[key] = Call(key)
+                self.running += 1
+        if recorded is not None:
+            send({"id": request["id"], "ok": True, "result": recorded, "replayed": True})
+            return
+        if call is None:
+            send({"id": request["id"], "ok": False,
+                  "error": f"call {key} ran already and its result is no longer kept"})
+            return
+        if not owner:
+            call.done.wait()
+            send({"id": request["id"], "ok": True, "result": call.result, "replayed": True})
+            return
+        try:
+            call.result = self.execute(call, request)
+        except Exception as error:  # a bug here must not take the sandbox down
+            call.result = _result(1, stderr=f"tether executor error: {error!r}")
+        finally:
+            self.finish(call)
+        send({"id": request["id"], "ok": True, "result": call.result})
+
+    def finish(self, call: Call) -> None:
+        with self.lock:
+            self.running -= 1
+            del self.calls[call.key]
+            self.finished[call.key] = call.result
+            while len(self.finished) > LEDGER_RESULTS_KEPT:
+                old, _ = self.finished.popitem(last=False)
+                self.forgotten.add(old)
+            idle = self.running == 0
+            call.done.set()
+            # Leftovers (daemons, setsid escapees) die only when no other call could own them.
+            if idle:
+                _kill_strays()
+
+    # --- tools ----------------------------------------------------------------------
+    def execute(self, call: Call, request: dict) -> dict:
+        kind, args = request["kind"], request.get("args") or {}
+        limit = int(request.get("limit", 65536))
+        if kind == "read_file":
+            return _read_file(str(args.get("path", "")), limit)
+        if kind == "write_file":
+            return _write_file(str(args.get("path", "")), str(args.get("content", "")))
+        if kind == "python":
+            argv, stdin = ["python3", "-"], str(args.get("code", "")).encode()
+        elif kind == "shell":
+            argv, stdin = ["/bin/sh", "-c", str(args.get("command", ""))], b""
+        else:
+            return _result(2, stderr=f"unknown tool {kind!r}")
+        env = dict(CHILD_ENV, TETHER_IDEMPOTENCY_KEY=call.key)
+        return self.spawn(call, argv, stdin, env, float(request.get("timeout", 60)), limit)
+
+    def spawn(self, call, argv, stdin, env, timeout, limit) -> dict:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=WORKSPACE, env=env, start_new_session=True, close_fds=True,
+        )
+        call.process = process
+        if call.cancelled:
+            call.kill()
+        out, err = CappedBuffer(limit), CappedBuffer(limit)
+        readers = [
+            threading.Thread(target=_drain, args=(process.stdout, out), daemon=True),
+            threading.Thread(target=_drain, args=(process.stderr, err), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            process.stdin.write(stdin)
+        except OSError:
+            pass
+        finally:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+        timed_out = False
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        # The group dies with its leader, so background children can't hold the pipes open.
+        _killpg(process.pid)
+        process.wait()
+        for reader in readers:
+            reader.join(timeout=2)
+        process.stdout.close()
+        process.stderr.close()
+        code = _exit_code(process.returncode)
+        stderr = err.text()
+        if timed_out:
+            stderr += f"\n[tether: killed after the {timeout:g} s tool timeout]"
+        elif call.cancelled:
+            stderr += "\n[tether: cancelled]"
+        return _result(
+            code, stdout=out.text(), stderr=stderr, truncated=out.truncated or err.truncated,
+            timed_out=timed_out, duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+
+def _result(exit_code, *, stdout="", stderr="", truncated=False, timed_out=False, duration_ms=0):
+    return {"exit_code": exit_code, "stdout": stdout, "stderr": stderr, "truncated": truncated,
+            "timed_out": timed_out, "duration_ms": duration_ms}
+
+
+def _kill_strays() -> None:
+    """Kills every process but init, this executor and health checks."""
+    keep = {1, os.getpid(), os.getppid()}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in keep:
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if b"executor.py" in f.read():
+                    continue
+            os.kill(int(name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+def _confined(path: str) -> str | None:
+    """The absolute path inside the workspace, or None if it points (or links) outside."""
+    full = os.path.normpath(os.path.join(WORKSPACE, path))
+    real = os.path.realpath(full)
+    inside = (WORKSPACE, WORKSPACE + os.sep)
+    if (full == WORKSPACE or full.startswith(inside[1])) and (
+        real == WORKSPACE or real.startswith(inside[1])
+    ):
+        return full
+    return None
+
+
+def _read_file(path: str, limit: int) -> dict:
+    started = time.monotonic()
+    full = _confined(path)
+    if full is None:
+        return _result(1, stderr=f"read_file: {path!r} is outside /workspace")
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not os.path.isfile(full):
+                return _result(1, stderr=f"read_file: {path!r} is not a regular file")
+            data = f.read(limit + 1)
+    except OSError as error:
+        return _result(1, stderr=f"read_file: {path!r}: {error.strerror}")
+    return _result(0, stdout=data[:limit].decode("utf-8", "replace"), truncated=len(data) > limit,
+                   duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def _write_file(path: str, content: str) -> dict:
+    started = time.monotonic()
+    full = _confined(path)
+    if full is None or full == WORKSPACE:
+        return _result(1, stderr=f"write_file: {path!r} is outside /workspace")
+    data = content.encode()
+    if len(data) > MAX_WRITE_BYTES:
+        return _result(1, stderr=f"write_file: {len(data)} bytes is over the {MAX_WRITE_BYTES} limit")
+    try:
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if _confined(os.path.relpath(full, WORKSPACE)) is None:
+            return _result(1, stderr=f"write_file: {path!r} is outside /workspace")
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as error:
+        return _result(1, stderr=f"write_file: {path!r}: {error.strerror}")
+    return _result(0, stdout=f"wrote {len(data)} bytes to {os.path.relpath(full, WORKSPACE)}",
+                   duration_ms=int((time.monotonic() - started) * 1000))
+
+
+def health() -> int:
+    """Healthy while an executor process is alive in this container."""
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"executor.py") for a in argv) and b"--health" not in argv:
+                return 0
+    return 1
+
+
+def main() -> None:
+    if "--health" in sys.argv:
+        sys.exit(health())
+    executor = Executor()
+    for raw in sys.stdin.buffer:
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            send({"id": None, "ok": False, "error": "request is not JSON"})
+            continue
+        executor.handle(request)
+    # stdin closed: nobody can reach us any more, but the container's life is the host's call.
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

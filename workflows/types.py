@@ -1,0 +1,216 @@
+"""The contracts shared by client, workflow and activities (DESIGN.md, "Contracts").
+
+Everything here is plain pydantic: it crosses Temporal's data converter
+(`pydantic_data_converter`) and must stay backwards compatible for running workflows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ToolName = Literal["python", "shell", "read_file", "write_file"]
+ALL_TOOLS: tuple[ToolName, ...] = ("python", "shell", "read_file", "write_file")
+Provider = Literal["scripted", "openai", "anthropic"]
+RunState = Literal[
+    "starting", "thinking", "running_tools", "awaiting_approval",
+    "completed", "budget_exhausted", "cancelled", "failed",
+]
+FinalStatus = Literal["completed", "budget_exhausted", "cancelled", "failed"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error: a typo in a run's input must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Usage(Strict):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 10),
+        )
+
+
+class ToolCall(Strict):
+    """A call the model asked for. `id` is assigned by the provider or by tether."""
+
+    id: str = ""
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptTurn(Strict):
+    """One turn of a scripted model: text, tool calls, or both. No tool calls ends the run."""
+
+    text: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage | None = None
+
+
+class Script(Strict):
+    turns: list[ScriptTurn] = Field(min_length=1)
+
+
+class ModelSpec(Strict):
+    """Which model serves a step. Accepts `"provider:name"` or the object form."""
+
+    provider: Provider
+    name: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    """The name of the environment variable holding the key; the value never leaves the worker."""
+    script: Script | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            provider, _, name = value.partition(":")
+            return {"provider": provider, "name": name}
+        return value
+
+    @model_validator(mode="after")
+    def _scripted_needs_script(self) -> ModelSpec:
+        if self.provider == "scripted" and self.script is None:
+            raise ValueError(
+                "a scripted model needs a script: {'provider': 'scripted', 'script': {'turns': [...]}}"
+                " (the CLI's --model scripted:FILE embeds FILE)"
+            )
+        if self.provider != "scripted" and not self.name:
+            raise ValueError(f"model '{self.provider}' needs a name, e.g. '{self.provider}:NAME'")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.name}" if self.name else self.provider
+
+
+class Budget(Strict):
+    """Limits enforced by the runtime. Each `None` means unlimited."""
+
+    max_steps: int | None = Field(default=50, ge=1)
+    """Model turns the run may take."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Input plus output tokens over the whole run."""
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Dollars over the whole run, from the provider's price table."""
+    max_seconds: float | None = Field(default=3600, gt=0)
+    """Wall-clock seconds from the run's start: a durable deadline."""
+    on_exhausted: Literal["stop", "final_answer"] = "stop"
+
+
+class SandboxSpec(Strict):
+    image: str = "tether-sandbox:latest"
+    cpus: float = Field(default=1.0, gt=0, le=64)
+    memory_mb: int = Field(default=512, ge=32)
+    pids: int = Field(default=128, ge=8)
+    disk_mb: int = Field(default=256, ge=1)
+    network: Literal["none"] = "none"
+    tool_timeout_seconds: float = Field(default=60, gt=0)
+    output_limit_bytes: int = Field(default=64 * 1024, ge=256, le=8 * 1024 * 1024)
+    runtime: str | None = None
+    """An OCI runtime such as `runsc` (gVisor), where installed; the engine's default otherwise."""
+
+
+class ApprovalPolicy(Strict):
+    tools: list[ToolName] = Field(default_factory=list)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    """An approval not given in time counts as a denial."""
+
+
+class AgentRunInput(Strict):
+    """The input of an `AgentRun`. Everything but `task` has a default."""
+
+    task: str = Field(min_length=1)
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(provider="openai", name="gpt-4o-mini"))
+    fallback_models: list[ModelSpec] = Field(default_factory=list)
+    tools: list[ToolName] = Field(default_factory=lambda: list(ALL_TOOLS))
+    budget: Budget = Field(default_factory=Budget)
+    sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    system_prompt: str = (
+        "You are an agent that solves tasks by running tools in an isolated Linux sandbox. "
+        "Your working directory is /workspace. Answer with the result when you are done."
+    )
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_is_text(cls, value: Any) -> Any:
+        # pydantic would coerce nothing here, but say plainly what is wrong.
+        if not isinstance(value, str):
+            raise ValueError(f"task must be a string, got {type(value).__name__}")
+        return value
+
+
+class ToolResult(Strict):
+    """The result of every tool, whatever it is (DESIGN.md, "Tools")."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    timed_out: bool = False
+    duration_ms: int = 0
+
+
+class StepRecord(Strict):
+    """One step of the transcript: what the model said and what its tools returned."""
+
+    step: int
+    model: str
+    text: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_results: list[ToolResult] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    note: str | None = None
+
+
+class AgentRunResult(Strict):
+    status: FinalStatus
+    stop_reason: str
+    output: str | None = None
+    steps: int
+    usage: Usage
+    seconds: float
+
+
+class PendingApproval(Strict):
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+class BudgetView(Strict):
+    """Usage against each limit, as shown by the `status` query."""
+
+    steps: int
+    max_steps: int | None
+    tokens: int
+    max_tokens: int | None
+    cost_usd: float
+    max_cost_usd: float | None
+    seconds: float
+    max_seconds: float | None
+
+
+class RunStatus(Strict):
+    state: RunState
+    step: int
+    budget: BudgetView
+    usage: Usage
+    pending_approvals: list[PendingApproval] = Field(default_factory=list)
+    sandbox: str | None = None
+    last_error: str | None = None
+    model: str
