@@ -26,7 +26,9 @@ _CONTEXT_LENGTH_MARKERS = (
 )
 
 
-def status_error(conn: Connection, status: int, headers: Mapping[str, str], body: object) -> ModelError:
+def status_error(
+    conn: Connection, status: int, headers: Mapping[str, str], body: object
+) -> ModelError:
     """The error for an HTTP error response from the model's endpoint."""
     # Scrub before shortening, so a key cut in half at the limit cannot leak either.
     detail = _shorten(_scrub(_detail_of(body), conn.secret))

@@ -95,7 +95,9 @@ def to_chat_tools(tools: list[str]) -> list[dict[str, Any]]:
 def turn_from(response: ChatCompletion) -> ModelTurn:
     message = response.choices[0].message
     calls = [
-        ToolCall(id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments))
+        ToolCall(
+            id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments)
+        )
         for call in message.tool_calls or []
         if getattr(call, "function", None) is not None  # custom (non-function) tools: not ours
     ]

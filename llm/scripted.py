@@ -3,6 +3,9 @@
 It is an honest stand-in for a model: the run still executes every tool call for real, and
 the script only decides what the "model" asks for. Turn N is served when the conversation
 holds N-1 assistant messages, so a retried or resumed step gets the same turn.
+
+A turn's text may contain `{{last_output}}`: the stdout of the most recent tool result,
+so a script can answer with what its tools computed, as a model reading them would.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from llm.provider import PermanentModelError
 from workflows.types import ModelSpec, ToolCall, Usage
 
 CHARS_PER_TOKEN = 4
+LAST_OUTPUT = "{{last_output}}"
 
 
 def approximate_tokens(text: str) -> int:
@@ -35,6 +39,9 @@ class ScriptedProvider:
                 "end the script with a turn that has no tool_calls"
             )
         turn = turns[index]
+        text = turn.text
+        if text and LAST_OUTPUT in text:
+            text = text.replace(LAST_OUTPUT, _last_tool_stdout(messages))
         calls = [
             ToolCall(id=call.id or f"call_{index}_{n}", name=call.name, arguments=call.arguments)
             for n, call in enumerate(turn.tool_calls)
@@ -42,13 +49,23 @@ class ScriptedProvider:
         usage = turn.usage or Usage(
             input_tokens=sum(approximate_tokens(_text_of(m)) for m in messages),
             output_tokens=approximate_tokens(
-                (turn.text or "") + json.dumps([c.arguments for c in calls])
+                (text or "") + json.dumps([c.arguments for c in calls])
             ),
         )
-        return ModelTurn(text=turn.text, tool_calls=calls, usage=usage)
+        return ModelTurn(text=text, tool_calls=calls, usage=usage)
 
 
 def _text_of(message: Message) -> str:
     parts = [message.content or ""]
     parts += [json.dumps(c.arguments) for c in message.tool_calls]
     return "".join(parts)
+
+
+def _last_tool_stdout(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.role == "tool" and message.content:
+            try:
+                return str(json.loads(message.content).get("stdout", "")).strip()
+            except (ValueError, AttributeError):
+                return message.content.strip()
+    return ""

@@ -83,7 +83,8 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _scripted_needs_script(self) -> ModelSpec:
-        if self.provider == "scripted" and self.script is None:
+        # "store:<digest>" is how tether itself passes a script by reference.
+        if self.provider == "scripted" and self.script is None and not self.name.startswith("store:"):
             raise ValueError(
                 "a scripted model needs a script: {'provider': 'scripted', 'script': {'turns': [...]}}"
                 " (the CLI's --model scripted:FILE embeds FILE)"
@@ -140,6 +141,9 @@ class AgentRunInput(Strict):
     budget: Budget = Field(default_factory=Budget)
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    continue_as_new_after_steps: int | None = Field(default=500, ge=1)
+    """Steps per workflow execution before the run continues as new (also when Temporal
+    suggests it). Invisible in the result; keeps any run's history small."""
     system_prompt: str = (
         "You are an agent that solves tasks by running tools in an isolated Linux sandbox. "
         "Your working directory is /workspace. Answer with the result when you are done."

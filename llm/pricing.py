@@ -1,0 +1,41 @@
+"""What a model turn cost, from `genai-prices` (pydantic's maintained price table).
+
+The table ships inside the package, so pricing needs no network; upgrading the package
+updates prices. A model the table does not know (a self-hosted one, a brand-new one) has no
+price: `cost_usd` returns None rather than a made-up 0.0, so a dollar budget can say it
+cannot be enforced instead of silently passing.
+"""
+
+from __future__ import annotations
+
+import genai_prices
+
+from llm.connection import base_url_for
+from workflows.types import ModelSpec, Usage
+
+
+def cost_usd(spec: ModelSpec, usage: Usage) -> float | None:
+    """The price of `usage` on `spec`'s model in dollars, or None when the price is unknown.
+
+    The scripted model costs nothing unless its script says otherwise (a turn's `usage`).
+    """
+    if spec.provider == "scripted":
+        return usage.cost_usd
+    try:
+        price = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            spec.name,
+            # Priced by endpoint: a model served by another vendor (OpenRouter, Groq, ...) at
+            # that vendor's rates, and a local server's models, which match no vendor, unknown
+            # rather than at OpenAI's prices.
+            provider_api_url=base_url_for(spec),
+        )
+    except (LookupError, ValueError):
+        return None
+    return float(price.total_price)
+
+
+def price_known(spec: ModelSpec) -> bool:
+    """Whether `cost_usd` can price this model; lets a run warn before a dollar budget is moot."""
+    return cost_usd(spec, Usage()) is not None
+

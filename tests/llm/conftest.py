@@ -1,0 +1,178 @@
+"""Real HTTP servers on 127.0.0.1 that answer like OpenAI and Anthropic.
+
+The providers are driven through the real SDKs against these servers, so the tests cover
+what crosses the wire: paths, auth headers, request bodies, status codes, headers, timeouts.
+Each server checks the key the way its vendor does and otherwise plays replies queued by
+the test, recording every request it received.
+
+Tests reach all of this through fixtures, never by importing this module, so they work under
+any pytest import mode and beside other `conftest.py` files.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import pytest
+
+Flavor = Literal["openai", "anthropic"]
+OPENAI_KEY = "sk-test-openai-5ecret-value"
+ANTHROPIC_KEY = "sk-ant-test-5ecret-value"
+_ENV_READ_BY_TETHER_OR_SDKS = (
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_AUTH_TOKEN", "TETHER_MODEL_TIMEOUT_SECONDS", "TETHER_MAX_OUTPUT_TOKENS",
+)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The key the request carried. Anthropic takes `x-api-key` or a bearer token; which
+        one its SDK sends depends on the SDK's version, so both count, as at Anthropic."""
+        bearer = self.headers.get("authorization", "").removeprefix("Bearer ")
+        return self.headers.get("x-api-key", bearer)
+
+
+class ProviderServer:
+    """One vendor's endpoint: `/v1/chat/completions` (OpenAI) or `/v1/messages` (Anthropic)."""
+
+    def __init__(self, flavor: Flavor, api_key: str) -> None:
+        self.flavor = flavor
+        self.api_key = api_key
+        self.path = "/v1/chat/completions" if flavor == "openai" else "/v1/messages"
+        self.replies: deque[Reply] = deque()
+        self.requests: list[Received] = []
+        self.closing = threading.Event()
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._http.daemon_threads = True
+        # A short poll interval: `shutdown` waits up to one interval, on every test.
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The base URL as each SDK expects it: OpenAI's includes `/v1`, Anthropic's not."""
+        root = f"http://127.0.0.1:{self._http.server_address[1]}"
+        return f"{root}/v1" if self.flavor == "openai" else root
+
+    def reply_json(self, body: object, status: int = 200, **kwargs: Any) -> None:
+        self.replies.append(Reply(status=status, body=json.dumps(body).encode(), **kwargs))
+
+    def reply_raw(self, body: bytes, **kwargs: Any) -> None:
+        self.replies.append(Reply(body=body, **kwargs))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.closing.set()  # wakes handlers sleeping through a `delay`
+        self._http.shutdown()
+        self._http.server_close()
+
+    def answer(self, received: Received) -> Reply:
+        if received.path != self.path:
+            return _error_reply(self.flavor, 404, "not_found_error", f"no route {received.path}")
+        if received.key != self.api_key:
+            # Like OpenAI's own 401, the message echoes the key it got.
+            return _error_reply(
+                self.flavor, 401, "authentication_error", f"Incorrect API key provided: {received.key}."
+            )
+        if not self.replies:
+            return _error_reply(self.flavor, 500, "api_error", "the test queued no reply")
+        return self.replies.popleft()
+
+
+def _error_reply(flavor: Flavor, status: int, kind: str, message: str) -> Reply:
+    if flavor == "openai":
+        body: dict[str, Any] = {"error": {"message": message, "type": kind, "code": None}}
+    else:
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+    return Reply(status=status, body=json.dumps(body).encode())
+
+
+def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+            received = Received(
+                path=self.path,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=json.loads(raw or b"{}"),
+            )
+            server.requests.append(received)
+            reply = server.answer(received)
+            if reply.delay and server.closing.wait(reply.delay):
+                return
+            try:
+                self.send_response(reply.status)
+                self.send_header("content-type", reply.content_type)
+                self.send_header("content-length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(reply.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up first (a timeout test)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output clean
+
+    return Handler
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the configuration they set, never the developer's real keys."""
+    for name in _ENV_READ_BY_TETHER_OR_SDKS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flavor, str], ProviderServer]]:
+    """Starts servers with any key (a local server expecting none); all stop after the test."""
+    started: list[ProviderServer] = []
+
+    def start(flavor: Flavor, api_key: str) -> ProviderServer:
+        server = ProviderServer(flavor, api_key)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def openai_server(serve, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    return serve("openai", OPENAI_KEY)
+
+
+@pytest.fixture
+def anthropic_server(serve, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    return serve("anthropic", ANTHROPIC_KEY)

@@ -1,0 +1,181 @@
+"""`OpenAIProvider` against a real HTTP server speaking Chat Completions, via the real SDK."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from llm import provider_for
+from llm.messages import Message
+from llm.provider import TOOL_SCHEMAS
+from workflows.types import ModelSpec, ToolCall
+
+if TYPE_CHECKING:
+    from conftest import ProviderServer
+
+
+def completion(
+    content: str | None = None,
+    tool_calls: list[tuple[str, str, str]] = (),  # type: ignore[assignment]
+    prompt_tokens: int = 21,
+    completion_tokens: int = 8,
+) -> dict[str, Any]:
+    """A Chat Completions response body as OpenAI sends it."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+            for call_id, name, args in tool_calls
+        ]
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{
+            "index": 0, "message": message, "logprobs": None,
+            "finish_reason": "tool_calls" if tool_calls else "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def spec_for(server: ProviderServer, **extra: Any) -> ModelSpec:
+    return ModelSpec(provider="openai", name="gpt-4o-mini", base_url=server.base_url, **extra)
+
+
+async def test_a_text_answer_comes_back_as_the_turns_text(openai_server: ProviderServer) -> None:
+    openai_server.reply_json(completion("The answer is 42."))
+    turn = await provider_for("openai").complete(
+        spec_for(openai_server), [Message(role="user", content="What is 6 x 7?")], []
+    )
+    assert turn.text == "The answer is 42."
+    assert turn.tool_calls == []
+    [request] = openai_server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {openai_server.api_key}"
+    assert request.body["model"] == "gpt-4o-mini"
+    assert request.body["messages"] == [{"role": "user", "content": "What is 6 x 7?"}]
+    assert "tools" not in request.body
+
+
+async def test_several_tool_calls_in_one_turn_keep_their_ids_and_arguments(
+    openai_server: ProviderServer,
+) -> None:
+    openai_server.reply_json(completion(tool_calls=[
+        ("call_a1", "shell", json.dumps({"command": "ls -la"})),
+        ("call_b2", "write_file", json.dumps({"path": "x.txt", "content": "hi"})),
+        ("call_c3", "python", json.dumps({"code": "print(1)"})),
+    ]))
+    turn = await provider_for("openai").complete(
+        spec_for(openai_server), [Message(role="user", content="go")],
+        ["shell", "write_file", "python"],
+    )
+    assert turn.text is None
+    assert turn.tool_calls == [
+        ToolCall(id="call_a1", name="shell", arguments={"command": "ls -la"}),
+        ToolCall(id="call_b2", name="write_file", arguments={"path": "x.txt", "content": "hi"}),
+        ToolCall(id="call_c3", name="python", arguments={"code": "print(1)"}),
+    ]
+
+
+async def test_the_request_carries_the_tools_and_the_results_of_earlier_calls(
+    openai_server: ProviderServer,
+) -> None:
+    openai_server.reply_json(completion("Both files are there."))
+    conversation = [
+        Message(role="system", content="You are terse."),
+        Message(role="user", content="List the files, then read a.txt."),
+        Message(role="assistant", content="Looking.", tool_calls=[
+            ToolCall(id="call_1", name="shell", arguments={"command": "ls"}),
+            ToolCall(id="call_2", name="read_file", arguments={"path": "a.txt"}),
+        ]),
+        Message(role="tool", tool_call_id="call_1", name="shell", content='{"stdout": "a b"}'),
+        Message(role="tool", tool_call_id="call_2", name="read_file", content="hello"),
+    ]
+    await provider_for("openai").complete(
+        spec_for(openai_server), conversation, ["shell", "read_file"]
+    )
+
+    [request] = openai_server.requests
+    assert request.body["tools"] == [
+        {"type": "function", "function": {"name": "shell", **TOOL_SCHEMAS["shell"]}},
+        {"type": "function", "function": {"name": "read_file", **TOOL_SCHEMAS["read_file"]}},
+    ]
+    assert request.body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "List the files, then read a.txt."},
+        {"role": "assistant", "content": "Looking.", "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "shell", "arguments": '{"command": "ls"}'}},
+            {"id": "call_2", "type": "function",
+             "function": {"name": "read_file", "arguments": '{"path": "a.txt"}'}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"stdout": "a b"}'},
+        {"role": "tool", "tool_call_id": "call_2", "content": "hello"},
+    ]
+
+
+async def test_the_tokens_the_server_reports_are_recorded_as_usage(
+    openai_server: ProviderServer,
+) -> None:
+    openai_server.reply_json(completion("ok", prompt_tokens=1234, completion_tokens=56))
+    turn = await provider_for("openai").complete(
+        spec_for(openai_server), [Message(role="user", content="hi")], []
+    )
+    assert (turn.usage.input_tokens, turn.usage.output_tokens) == (1234, 56)
+
+
+async def test_a_server_that_reports_no_usage_counts_zero_tokens(
+    openai_server: ProviderServer,
+) -> None:
+    body = completion("ok")
+    del body["usage"]  # some self-hosted servers leave it out
+    openai_server.reply_json(body)
+    turn = await provider_for("openai").complete(
+        spec_for(openai_server), [Message(role="user", content="hi")], []
+    )
+    assert turn.text == "ok"
+    assert turn.usage.total_tokens == 0
+
+
+async def test_malformed_tool_arguments_are_kept_raw_instead_of_failing_the_turn(
+    openai_server: ProviderServer,
+) -> None:
+    openai_server.reply_json(completion(tool_calls=[
+        ("call_1", "python", '{"code": "print(1)"'),  # the closing brace never came
+        ("call_2", "shell", "[1, 2]"),  # JSON, but not an object
+        ("call_3", "read_file", ""),
+    ]))
+    turn = await provider_for("openai").complete(
+        spec_for(openai_server), [Message(role="user", content="go")],
+        ["python", "shell", "read_file"],
+    )
+    assert [call.arguments for call in turn.tool_calls] == [
+        {"_raw": '{"code": "print(1)"'}, {"_raw": "[1, 2]"}, {},
+    ]
+
+
+async def test_a_local_server_is_called_without_a_key(serve) -> None:
+    server = serve("openai", "tether-no-key")  # no OPENAI_API_KEY is set
+    server.reply_json(completion("from vLLM"))
+    turn = await provider_for("openai").complete(
+        spec_for(server), [Message(role="user", content="hi")], []
+    )
+    assert turn.text == "from vLLM"
+    assert server.requests[0].key == "tether-no-key"
+
+
+async def test_openai_base_url_from_the_environment_is_used(
+    openai_server: ProviderServer, monkeypatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    openai_server.reply_json(completion("via env"))
+    turn = await provider_for("openai").complete(
+        ModelSpec(provider="openai", name="gpt-4o-mini"), [Message(role="user", content="hi")], []
+    )
+    assert turn.text == "via env"
+    assert len(openai_server.requests) == 1

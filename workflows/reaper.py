@@ -1,0 +1,28 @@
+"""SandboxReaper: the scheduled sweep that removes sandboxes whose run has closed.
+
+A run releases its sandbox in a `finally`; the reaper covers what that cannot: a worker
+killed mid-release, an engine restarted under a run, a run terminated from outside.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sandboxes import ReapInput, ReapReport
+
+REAPER_WORKFLOW_ID = "tether-sandbox-reaper"
+REAPER_EVERY = timedelta(minutes=5)
+
+
+@workflow.defn(name="SandboxReaper")
+class SandboxReaper:
+    @workflow.run
+    async def run(self, input: ReapInput) -> ReapReport:
+        return await workflow.execute_activity(
+            "reap_sandboxes", input, result_type=ReapReport,
+            start_to_close_timeout=timedelta(minutes=5),
+            summary="remove sandboxes of closed runs",
+        )

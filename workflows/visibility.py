@@ -1,0 +1,89 @@
+"""What a run shows people: the `status` query, the Web UI's current details, and the
+search attributes that let operators filter runs.
+
+Search attributes are upserted only when their value changes: every upsert is an event in
+the run's history.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from workflows.budget import view
+from workflows.types import ModelSpec, RunStatus
+
+if TYPE_CHECKING:
+    from workflows.agent import AgentRun
+
+STATUS = SearchAttributeKey.for_keyword("TetherStatus")
+STEPS = SearchAttributeKey.for_int("TetherSteps")
+COST = SearchAttributeKey.for_float("TetherCostUsd")
+MODEL = SearchAttributeKey.for_keyword("TetherModel")
+SEARCH_ATTRIBUTES = (STATUS, STEPS, COST, MODEL)
+FINAL_PHASES = ("completed", "budget_exhausted", "cancelled", "failed")
+
+
+def model_label(spec: ModelSpec) -> str:
+    return "scripted" if spec.provider == "scripted" else spec.label
+
+
+def status_of(run: AgentRun) -> RunStatus:
+    state = run.state
+    if state is None or run.input is None:
+        raise RuntimeError("the run has not started yet")
+    return RunStatus(
+        state=run.phase,  # type: ignore[arg-type]
+        step=state.step,
+        budget=view(state.budget, run._spent()),
+        usage=state.usage,
+        pending_approvals=[wait.request for wait in run.approvals.values()],
+        sandbox=state.sandbox.container_id[:12] if state.sandbox else None,
+        last_error=state.last_error,
+        model=state.last_model or model_label(run.input.model),
+    )
+
+
+def publish(run: AgentRun) -> None:
+    """Brings the Web UI's details and the run's search attributes up to date."""
+    status = status_of(run)
+    workflow.set_current_details(_details_markdown(status))
+    wanted = TypedSearchAttributes([
+        SearchAttributePair(STATUS, status.state),
+        SearchAttributePair(STEPS, status.step),
+        SearchAttributePair(COST, round(status.usage.cost_usd, 4)),
+        SearchAttributePair(MODEL, status.model),
+    ])
+    current = workflow.info().typed_search_attributes
+    changes = [
+        pair.key.value_set(pair.value) for pair in wanted
+        if current.get(pair.key) != pair.value
+    ]
+    if changes:
+        workflow.upsert_search_attributes(changes)
+
+
+def _details_markdown(status: RunStatus) -> str:
+    b = status.budget
+
+    def of(value: float, limit: float | None, fmt: str = "{:g}") -> str:
+        return fmt.format(value) + (f" / {fmt.format(limit)}" if limit is not None else "")
+
+    lines = [
+        f"**{status.state}** · step {status.step} · {status.model}",
+        "",
+        "| budget | used |",
+        "|---|---|",
+        f"| steps | {of(b.steps, b.max_steps)} |",
+        f"| tokens | {of(b.tokens, b.max_tokens)} |",
+        f"| cost | {of(b.cost_usd, b.max_cost_usd, '${:.4f}')} |",
+        f"| seconds | {of(round(b.seconds), b.max_seconds)} |",
+    ]
+    if status.pending_approvals:
+        waiting = ", ".join(f"`{p.call_id}` {p.tool}" for p in status.pending_approvals)
+        lines += ["", f"waiting for approval: {waiting}"]
+    if status.last_error:
+        lines += ["", f"last error: {status.last_error}"]
+    return "\n".join(lines)
