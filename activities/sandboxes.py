@@ -15,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import settings
 from sandbox.manager import (
     LABEL_CREATED,
+    LABEL_WORKER,
     LABEL_WORKFLOW,
     SandboxBroken,
     create_sandbox,
@@ -86,7 +87,10 @@ class Reaper:
 
     async def sweep(self, max_age_seconds: float | None = None) -> ReapReport:
         """One pass over this engine's sandboxes; also run directly at worker start."""
-        containers = await asyncio.to_thread(list_sandboxes)
+        # Only this worker identity's containers: another tether (another Temporal server,
+        # another test session) may share the engine, and its runs are unknown here.
+        containers = await asyncio.to_thread(
+            list_sandboxes, **{LABEL_WORKER: settings.worker_id()})
         removed: list[str] = []
         for container in containers:
             workflow_id = container.labels.get(LABEL_WORKFLOW, "")

@@ -95,9 +95,8 @@ class ProviderServer:
             return _error_reply(self.flavor, 404, "not_found_error", f"no route {received.path}")
         if received.key != self.api_key:
             # Like OpenAI's own 401, the message echoes the key it got.
-            return _error_reply(
-                self.flavor, 401, "authentication_error", f"Incorrect API key provided: {received.key}."
-            )
+            message = f"Incorrect API key provided: {received.key}."
+            return _error_reply(self.flavor, 401, "authentication_error", message)
         if not self.replies:
             return _error_reply(self.flavor, 500, "api_error", "the test queued no reply")
         return self.replies.popleft()

@@ -143,7 +143,8 @@ async def test_a_missing_key_for_the_vendors_endpoint_is_permanent_and_names_the
 ) -> None:
     monkeypatch.delenv(endpoint.key_env)
     spec = endpoint.spec.model_copy(update={"base_url": None})
-    with pytest.raises(PermanentModelError, match=rf"set the environment variable \${endpoint.key_env}"):
+    needed = rf"set the environment variable \${endpoint.key_env}"
+    with pytest.raises(PermanentModelError, match=needed):
         await provider_for(spec.provider).complete(spec, HELLO, [])
 
 

@@ -1,0 +1,46 @@
+# tether: `make demo` runs an agent end to end; `make test` runs the whole suite.
+# Both set everything up first (venv, Docker engine, sandbox image), and skip what is there.
+VENV      := .venv
+PY        := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PYTHON    ?= python3
+
+.PHONY: setup deps docker image demo test bench lint lock stop-server clean
+
+setup: deps image
+
+deps: $(INSTALLED)
+$(INSTALLED): requirements.lock pyproject.toml
+	@printf '\033[1;34m==>\033[0m installing pinned dependencies into $(VENV)\n'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+docker:
+	@scripts/ensure_docker.sh
+
+image: docker
+	@sandbox/image/build.sh
+
+demo: setup
+	@$(VENV)/bin/tether demo
+
+test: setup
+	@$(PY) -m pytest
+
+bench: setup
+	@$(PY) -m bench
+
+lint: deps
+	@$(VENV)/bin/ruff check .
+
+# Regenerates the lock file from pyproject.toml (run after changing dependencies).
+lock: deps
+	@$(VENV)/bin/pip-compile -q --strip-extras --extra dev --no-header -o requirements.lock pyproject.toml
+
+stop-server:
+	@$(VENV)/bin/tether stop-server
+
+clean:
+	rm -rf $(VENV) .tether

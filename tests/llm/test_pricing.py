@@ -1,0 +1,60 @@
+"""`llm.pricing` reads genai-prices' bundled table: known models cost money, unknown ones None."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm.pricing import cost_usd, price_known
+from workflows.types import ModelSpec, Script, ScriptTurn, Usage
+
+TURN = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-4o-mini", "anthropic:claude-3-5-haiku-latest"])
+def test_a_known_model_has_a_positive_cost(model: str) -> None:
+    spec = ModelSpec.model_validate(model)
+    cost = cost_usd(spec, TURN)
+    assert cost is not None
+    assert 0 < cost < 100  # a million tokens each way on a small model: cents to dollars
+    assert price_known(spec)
+
+
+def test_output_tokens_cost_more_than_input_tokens_on_gpt_4o_mini() -> None:
+    spec = ModelSpec.model_validate("openai:gpt-4o-mini")
+    reading = cost_usd(spec, Usage(input_tokens=1000))
+    writing = cost_usd(spec, Usage(output_tokens=1000))
+    assert reading is not None and writing is not None
+    assert writing > reading > 0
+
+
+def test_cost_grows_with_the_tokens_used() -> None:
+    spec = ModelSpec.model_validate("anthropic:claude-3-5-haiku-latest")
+    small = cost_usd(spec, Usage(input_tokens=100, output_tokens=10))
+    large = cost_usd(spec, Usage(input_tokens=10_000, output_tokens=1_000))
+    assert small is not None and large is not None
+    assert large == pytest.approx(small * 100)
+
+
+def test_an_unknown_model_has_no_price() -> None:
+    spec = ModelSpec.model_validate("openai:no-such-model-anywhere")
+    assert cost_usd(spec, TURN) is None
+    assert not price_known(spec)
+
+
+def test_a_model_on_a_local_server_has_no_price_even_with_a_vendors_model_name() -> None:
+    spec = ModelSpec(provider="openai", name="gpt-4o-mini", base_url="http://127.0.0.1:8000/v1")
+    assert cost_usd(spec, TURN) is None
+
+
+def test_a_model_on_another_vendors_endpoint_is_priced_at_that_vendors_rates() -> None:
+    spec = ModelSpec(
+        provider="openai", name="openai/gpt-4o-mini", base_url="https://openrouter.ai/api/v1"
+    )
+    assert (cost_usd(spec, TURN) or 0) > 0
+
+
+def test_the_scripted_model_is_free_unless_its_script_gives_a_cost() -> None:
+    spec = ModelSpec(provider="scripted", script=Script(turns=[ScriptTurn(text="done")]))
+    assert cost_usd(spec, TURN) == 0.0
+    assert cost_usd(spec, Usage(input_tokens=5, cost_usd=0.25)) == 0.25
+    assert price_known(spec)
