@@ -27,7 +27,21 @@ err = Console(stderr=True)
 
 
 def main() -> None:
-    app()
+    """Runs the CLI, then leaves without interpreter teardown: the Temporal client's Rust
+    threads can abort a finishing interpreter ("PyGILState_Release ... finalizing",
+    temporalio/sdk-python#300), which would turn a finished command into exit code 134."""
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    os._exit(code or 0)
 
 
 def fail(message: str, hint: str | None = None) -> None:

@@ -94,13 +94,14 @@ def to_chat_tools(tools: list[str]) -> list[dict[str, Any]]:
 
 def turn_from(response: ChatCompletion) -> ModelTurn:
     message = response.choices[0].message
-    calls = [
-        ToolCall(
-            id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments)
+    calls = []
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        if function is None:  # a custom (free-form) tool call; tether defines none
+            continue
+        calls.append(
+            ToolCall(id=call.id, name=function.name, arguments=parse_arguments(function.arguments))
         )
-        for call in message.tool_calls or []
-        if getattr(call, "function", None) is not None  # custom (non-function) tools: not ours
-    ]
     usage = response.usage
     return ModelTurn(
         text=message.content or None,

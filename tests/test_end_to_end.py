@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -18,6 +19,16 @@ from tests.conftest import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run_command(command: str, **kwargs) -> tuple[int, str, str]:
+    """Runs a command without blocking the event loop the suite's worker shares."""
+    process = await asyncio.create_subprocess_shell(
+        command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        **{k: v for k, v in kwargs.items() if k != "shell"},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
 
 
 def primes_below(limit: int) -> tuple[int, int]:
@@ -135,33 +146,31 @@ async def test_max_steps_ends_the_run_as_budget_exhausted(temporal_client: Clien
     assert "max_steps reached: 2 of 2" in result.stop_reason
 
 
-def test_the_readme_temporal_cli_recipe_runs_an_agent(temporal_address: str, worker: str):
+async def test_the_readme_temporal_cli_recipe_runs_an_agent(temporal_address: str, worker: str):
     readme = (ROOT / "README.md").read_text()
     recipe = re.search(r"```sh\n(temporal workflow execute .*?)\n```", readme, re.S)
     assert recipe, "the README shows a `temporal workflow execute` recipe"
     command = recipe.group(1).replace("\\\n", " ")
     command = command.replace("--task-queue agents", f"--task-queue {worker}")
     command = command.replace("temporal workflow", f"{temporal_binary()} workflow", 1)
-    done = subprocess.run(
-        command + f" --address {temporal_address} -o json", shell=True,
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)["result"]
+    code, stdout, stderr = await run_command(
+        command + f" --address {temporal_address} -o json", shell=True)
+    assert code == 0, stderr
+    result = json.loads(stdout)["result"]
     assert result["status"] == "completed"
     assert result["output"] == "6 * 7 = 42"
 
 
-def test_the_cli_runs_a_scripted_agent_and_prints_json(temporal_address: str, worker: str):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "run", "demo", "--model",
-         "scripted:examples/demo.json", "--wait", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-        env={**__import__("os").environ, "TETHER_TASK_QUEUE": worker,
-             "TEMPORAL_ADDRESS": temporal_address},
+async def test_the_cli_runs_a_scripted_agent_and_prints_json(
+    temporal_address: str, worker: str
+):
+    code, stdout, stderr = await run_command(
+        f"{sys.executable} cli.py run demo --model scripted:examples/demo.json --wait --json",
+        shell=True, env={**os.environ, "TETHER_TASK_QUEUE": worker,
+                         "TEMPORAL_ADDRESS": temporal_address},
     )
-    assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout)
+    assert code == 0, stderr
+    printed = json.loads(stdout)
     assert printed["status"] == "completed"
     assert "summing to" in printed["output"]
     assert printed["ui"].endswith(printed["workflow_id"])

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -72,6 +72,7 @@ class AgentRun:
         self.phase = "starting"
         self.cancel_reason: str | None = None
         self.approvals: dict[str, ApprovalWait] = {}
+        self.acquiring: asyncio.Future[Any] | None = None
 
     # --- the loop -----------------------------------------------------------------------
     @workflow.run
@@ -168,6 +169,7 @@ class AgentRun:
                     summary=f"step {state.step} · {visibility.model_label(spec)}",
                 )
             except ActivityError as error:
+                reraise_cancellation(error)
                 reason = f"{visibility.model_label(spec)} failed: {root_message(error)}"
                 state.last_error = reason
                 if index == len(state.models) - 1:
@@ -228,6 +230,7 @@ class AgentRun:
                 )
                 return output.result, PendingMessage(ref=output.message_ref)
             except ActivityError as error:
+                reraise_cancellation(error)
                 if attempt == 0 and sandbox_lost(error):
                     # The worker holding the sandbox, or the container, is gone. The run
                     # goes on in a fresh sandbox and says so.
@@ -263,9 +266,12 @@ class AgentRun:
         return f"a person denied this call: {wait.reason or 'no reason given'}"
 
     async def _sandbox(self) -> SandboxRef:
+        """The run's sandbox, acquired at its first tool call. Concurrent calls share it."""
         state = self._state
-        if state.sandbox is None:
-            handle = await workflow.execute_activity(
+        if state.sandbox is not None:
+            return state.sandbox
+        if self.acquiring is None:
+            self.acquiring = asyncio.ensure_future(workflow.execute_activity(
                 acquire_sandbox,
                 AcquireInput(workflow_id=workflow.info().workflow_id,
                              run_id=workflow.info().first_execution_run_id,
@@ -273,15 +279,24 @@ class AgentRun:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=SANDBOX_RETRY,
                 summary="acquire sandbox",
-            )
-            if state.sandbox is None:  # concurrent calls of one step share one sandbox
-                state.sandbox = SandboxRef(**handle.model_dump())
-                visibility.publish(self)
-            else:
-                await self._release(SandboxRef(**handle.model_dump()))
+            ))
+        # Shielded: a run interrupted while its container is being made must still learn the
+        # container's id, or nothing would remove it. `_release_sandbox` awaits it.
+        handle = await asyncio.shield(self.acquiring)
+        self.acquiring = None
+        if state.sandbox is None:
+            state.sandbox = SandboxRef(**handle.model_dump())
+            visibility.publish(self)
         return state.sandbox
 
     async def _release_sandbox(self) -> None:
+        if self.acquiring is not None:
+            try:
+                handle = await self.acquiring
+                self._state.sandbox = SandboxRef(**handle.model_dump())
+            except ActivityError:
+                pass  # nothing was made
+            self.acquiring = None
         sandbox, self._state.sandbox = self._state.sandbox, None
         if sandbox is not None:
             await self._release(sandbox)
@@ -444,6 +459,13 @@ def root_message(error: BaseException) -> str:
     while error.__cause__ is not None:
         error = error.__cause__
     return str(error) or type(error).__name__
+
+
+def reraise_cancellation(error: ActivityError) -> None:
+    """An activity cancelled because its step was interrupted surfaces as an ActivityError;
+    the step must stop, not treat it as a failed call and go on."""
+    if isinstance(error.cause, CancelledError):
+        raise asyncio.CancelledError() from error
 
 
 def sandbox_lost(error: ActivityError) -> bool:
