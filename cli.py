@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import nullcontext
 import os
 import signal
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -57,7 +57,8 @@ def create_sandbox(spec: SandboxSpec, labels: dict[str, str]) -> Container:
         ) from None
     except APIError as error:
         if error.is_client_error():
-            raise SandboxBroken(f"the engine refused the sandbox settings: {error.explanation}")
+            raise SandboxBroken(
+                f"the engine refused the sandbox settings: {error.explanation}") from None
         raise
     try:
         container.start()

@@ -255,7 +255,7 @@ class AgentRun:
         try:
             await workflow.wait_condition(lambda: wait.approved is not None,
                                           timeout=self._input.approval.timeout_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             wait.approved = False
             wait.reason = f"no approval within {self._input.approval.timeout_seconds:g} s"
         finally:
@@ -323,7 +323,7 @@ class AgentRun:
         try:
             await workflow.wait_condition(
                 lambda: task.done() or self.cancel_reason is not None, timeout=remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await cancel_and_wait(task)
             budgets.check(self._state.budget, self._spent(), starting_step=True)
             raise AssertionError("the deadline passed but no budget was exhausted") from None
