@@ -189,7 +189,7 @@ def worker() -> None:
 @app.command()
 def server(
     port: Annotated[int, typer.Option()] = 7233,
-    ui_port: Annotated[int, typer.Option()] = settings.UI_PORT,
+    ui_port: Annotated[int, typer.Option()] = settings.ui_port(),
 ) -> None:
     """Run the embedded Temporal dev server in the foreground (SQLite under .tether/)."""
     data = settings.data_dir()
@@ -209,9 +209,9 @@ def dev() -> None:
     server_process = None
     if not embedded.answers(address):
         port = int(address.rpartition(":")[2])
-        server_process = embedded.start(port=port, db_file=data / "temporal.db",
-                                        log_file=data / "temporal.log")
-        console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings.UI_PORT}")
+        server_process = embedded.start(port=port, ui_port=settings.ui_port(),
+                                        db_file=data / "temporal.db", log_file=data / "temporal.log")
+        console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings.ui_port()}")
     worker_process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "worker.py")])
     try:
         worker_process.wait()

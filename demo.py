@@ -30,7 +30,7 @@ async def run_demo(script_path: Path, console: Console) -> int:
     with console.status("starting the Temporal dev server"):
         address = embedded.ensure_running()
     console.print(f"[green]✓[/] Temporal at {address}"
-                  + ("" if was_running else f" (embedded; web UI http://localhost:{settings.UI_PORT})"))
+                  + ("" if was_running else f" (embedded; web UI http://localhost:{settings.ui_port()})"))
     connection = await client.connect(address)
     stop = asyncio.Event()
     worker = asyncio.create_task(serve(connection, stop))

@@ -9,7 +9,10 @@ from pathlib import Path
 DEFAULT_TASK_QUEUE = "agents"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1:7233"
-UI_PORT = 8233
+
+
+def ui_port() -> int:
+    return int(os.environ.get("TETHER_UI_PORT", "8233"))
 
 
 def data_dir() -> Path:
@@ -44,6 +47,6 @@ def host_task_queue(shared_queue: str | None = None) -> str:
 
 
 def ui_url(workflow_id: str, run_id: str | None = None) -> str:
-    base = os.environ.get("TETHER_UI_URL", f"http://localhost:{UI_PORT}")
+    base = os.environ.get("TETHER_UI_URL", f"http://localhost:{ui_port()}")
     suffix = f"/{run_id}" if run_id else ""
     return f"{base}/namespaces/{namespace()}/workflows/{workflow_id}{suffix}"

@@ -63,7 +63,7 @@ def server_command(
 
 
 def start(
-    *, port: int = 7233, ui_port: int | None = settings.UI_PORT, db_file: Path | None = None,
+    *, port: int, ui_port: int | None, db_file: Path | None = None,
     log_file: Path | None = None, detach: bool = False, wait_seconds: float = 60,
 ) -> subprocess.Popen[bytes]:
     """Starts the dev server and waits until it accepts connections."""
@@ -101,8 +101,8 @@ def ensure_running() -> str:
     data = settings.data_dir()
     data.mkdir(parents=True, exist_ok=True)
     port = int(address.rpartition(":")[2])
-    process = start(port=port, db_file=data / "temporal.db", log_file=data / "temporal.log",
-                    detach=True)
+    process = start(port=port, ui_port=settings.ui_port(), db_file=data / "temporal.db",
+                    log_file=data / "temporal.log", detach=True)
     pid_file().write_text(str(process.pid))
     return address
 
