@@ -26,7 +26,9 @@ if ! have_image "$base" && ! timeout 120 docker pull -q "$base" >/dev/null 2>&1;
   if ! have_image "$fallback"; then
     command -v debootstrap >/dev/null || {
       [ "$(id -u)" = 0 ] || { echo "debootstrap is missing: run 'sudo apt-get install debootstrap'" >&2; exit 1; }
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -q debootstrap >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; }
     }
     mirror=${TETHER_DEBIAN_MIRROR:-$("$root/scripts/apt_mirror.sh")}
     rootfs=$(mktemp -d /var/tmp/tether-rootfs.XXXXXX)
