@@ -71,6 +71,12 @@ def model_option(value: str) -> dict[str, Any] | str:
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
     model: Annotated[str, typer.Option(help="provider:name, or scripted:FILE")] = "openai:gpt-4o-mini",
+    base_url: Annotated[str | None, typer.Option(
+        help="The model server (any OpenAI- or Anthropic-compatible endpoint).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="Name of the worker's environment variable holding the key.")] = None,
+    fallback: Annotated[list[str] | None, typer.Option(
+        help="A model that serves a step when the ones before fail (repeat).")] = None,
     tool: Annotated[list[str] | None, typer.Option(help="Enable only these tools (repeat).")] = None,
     max_steps: Annotated[int | None, typer.Option()] = None,
     max_tokens: Annotated[int | None, typer.Option()] = None,
@@ -85,7 +91,16 @@ def run(
 
     from workflows.types import AgentRunInput
 
-    raw: dict[str, Any] = {"task": task, "model": model_option(model)}
+    chosen = model_option(model)
+    if base_url or api_key_env:
+        if isinstance(chosen, dict):
+            fail("--base-url and --api-key-env are for openai: and anthropic: models")
+        provider, _, name = chosen.partition(":")
+        chosen = {"provider": provider, "name": name, "base_url": base_url,
+                  "api_key_env": api_key_env}
+    raw: dict[str, Any] = {"task": task, "model": chosen}
+    if fallback:
+        raw["fallback_models"] = [model_option(f) for f in fallback]
     if tool:
         raw["tools"] = tool
     limits = {"max_steps": max_steps, "max_tokens": max_tokens,
@@ -176,6 +191,92 @@ def status(
                       f"{json.dumps(pending.arguments)[:200]}")
     if current.last_error:
         console.print(f"[red]last error:[/] {current.last_error}")
+
+
+@app.command()
+def transcript(
+    workflow_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a run's steps: what the model said, each tool call and its result."""
+    import client
+
+    async def go() -> Any:
+        return await client.transcript(await _connect(), workflow_id)
+
+    steps = asyncio.run(go())
+    if as_json:
+        print(json.dumps([s.model_dump(mode="json") for s in steps]))
+        return
+    for step in steps:
+        console.rule(f"step {step.step} · {step.model}" + (f" · {step.note}" if step.note else ""))
+        if step.text:
+            console.print(step.text)
+        for call, result in zip(step.tool_calls, step.tool_results, strict=False):
+            colour = "green" if result.exit_code == 0 else "red"
+            console.print(f"[bold]{call.name}[/] {json.dumps(call.arguments)[:300]}")
+            console.print(f"  [{colour}]exit {result.exit_code}[/]"
+                          + (" [yellow]timed out[/]" if result.timed_out else "")
+                          + (" [yellow]truncated[/]" if result.truncated else ""))
+            for stream in (result.stdout, result.stderr):
+                if stream:
+                    console.print("  " + stream.strip().replace("\n", "\n  ")[:2000],
+                                  markup=False, highlight=False)
+
+
+def _update(workflow_id: str, name: str, *args: Any) -> None:
+    """Sends an update to a run and prints what it changed, or why it was refused."""
+    import client
+
+    async def go() -> Any:
+        handle = client.get_run(await _connect(), workflow_id)
+        return await handle.execute_update(name, args=list(args))
+
+    try:
+        changed = asyncio.run(go())
+    except Exception as error:
+        fail(f"{name} refused: {_cause(error)}", f"check the run: tether status {workflow_id}")
+    console.print(changed if isinstance(changed, str) else json.dumps(changed))
+
+
+@app.command()
+def approve(
+    workflow_id: str,
+    call_id: Annotated[str, typer.Argument(help="The call's id, as `tether status` shows it.")],
+    deny: Annotated[bool, typer.Option("--deny", help="Deny the call instead.")] = False,
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Approve (or --deny) a tool call that is waiting for a person."""
+    _update(workflow_id, "approve", call_id, not deny, reason)
+
+
+@app.command()
+def cancel(
+    workflow_id: str,
+    reason: Annotated[str, typer.Option()] = "cancelled from the tether CLI",
+) -> None:
+    """Stop a run: the step in flight is interrupted and its sandbox removed."""
+    _update(workflow_id, "cancel", reason)
+
+
+@app.command()
+def message(workflow_id: str, text: str) -> None:
+    """Add a person's message to the conversation; the model sees it at its next step."""
+    _update(workflow_id, "send_message", text)
+
+
+@app.command()
+def extend(
+    workflow_id: str,
+    steps: Annotated[int | None, typer.Option()] = None,
+    tokens: Annotated[int | None, typer.Option()] = None,
+    cost_usd: Annotated[float | None, typer.Option()] = None,
+    seconds: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """Raise a run's budget by the given amounts."""
+    more = {"max_steps": steps, "max_tokens": tokens, "max_cost_usd": cost_usd,
+            "max_seconds": seconds}
+    _update(workflow_id, "extend_budget", {k: v for k, v in more.items() if v is not None})
 
 
 @app.command()

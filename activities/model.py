@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from llm import provider_for
 from llm.messages import Message
-from llm.pricing import cost_usd
+from llm.pricing import cost_usd, price_known
 from llm.provider import PermanentModelError, TransientModelError
 from store import append_messages, default_store, load_messages
 from store.content import BlobNotFound
@@ -25,6 +25,8 @@ class StartConversationInput(BaseModel):
     system_prompt: str
     task: str
     models: list[ModelSpec]
+    max_cost_usd: float | None = None
+    """With a dollar budget, every model must have a known price, or the run is refused."""
 
 
 class StartConversationOutput(BaseModel):
@@ -61,6 +63,8 @@ class ModelCallOutput(BaseModel):
 
 @activity.defn(name="start_conversation")
 async def start_conversation(input: StartConversationInput) -> StartConversationOutput:
+    if input.max_cost_usd is not None:
+        refuse_unpriced(input.models)
     store = default_store()
     head = append_messages(store, None, [
         Message(role="system", content=input.system_prompt),
@@ -69,6 +73,19 @@ async def start_conversation(input: StartConversationInput) -> StartConversation
     assert head is not None
     models = [_script_by_reference(spec) for spec in input.models]
     return StartConversationOutput(head=head, models=models)
+
+
+def refuse_unpriced(models: list[ModelSpec]) -> None:
+    """A cost budget can't be enforced on a model whose price nobody knows: say so at start,
+    not after the money is spent."""
+    unknown = [spec.label for spec in models if not price_known(spec)]
+    if unknown:
+        raise ApplicationError(
+            f"max_cost_usd can't be enforced: no known price for {', '.join(unknown)}; give "
+            "each such model a price ({'price': {'input_per_mtok_usd': ..., "
+            "'output_per_mtok_usd': ...}}) or drop max_cost_usd",
+            type="CostUnknown", non_retryable=True,
+        )
 
 
 def _script_by_reference(spec: ModelSpec) -> ModelSpec:
