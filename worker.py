@@ -3,8 +3,9 @@
 It polls two task queues: the shared one (`TETHER_TASK_QUEUE`, default `agents`) for
 workflows, model calls and sandbox acquisition, and this host's own (`agents@<worker id>`)
 for tool calls and releases, so a run's tool calls reach the engine that holds its
-container. Configured from the environment: TEMPORAL_ADDRESS, TETHER_TASK_QUEUE,
-DOCKER_HOST, TETHER_WORKER_ID.
+container. It keeps a warm pool of ready sandboxes for them (`TETHER_POOL_SIZE`), and
+drains it when it stops. Configured from the environment: TEMPORAL_ADDRESS,
+TETHER_TASK_QUEUE, DOCKER_HOST, TETHER_WORKER_ID, TETHER_POOL_SIZE.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from activities.tools import call_tool
 from client import connect
 from embedded.temporal import SEARCH_ATTRIBUTE_TYPES
 from sandbox.engine import engine
+from sandbox.pool import WarmPool, size_from_env
 from workflows.agent import AgentRun
 from workflows.reaper import REAPER_EVERY, REAPER_WORKFLOW_ID, SandboxReaper
 
 log = logging.getLogger("tether.worker")
 SHUTDOWN_GRACE = timedelta(seconds=10)
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
 def build_workers(client: Client, task_queue: str | None = None) -> list[Worker]:
@@ -51,6 +54,8 @@ def build_workers(client: Client, task_queue: str | None = None) -> list[Worker]
         workflows=[AgentRun, SandboxReaper],
         activities=[start_conversation, call_model, acquire_sandbox, reaper.reap],
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        # Heartbeats carry a model's streamed text: send them often enough to watch.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
     host = Worker(
         client, task_queue=settings.host_task_queue(shared_queue),
@@ -93,16 +98,22 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
     queue = task_queue or settings.task_queue()
     await register_search_attributes(client)
     await schedule_reaper(client, queue)
+    # Before the pool starts, so every unclaimed pool container found is a dead worker's.
     report = await Reaper(client).sweep()
     if report.removed:
         log.info("removed %d orphaned sandbox(es): %s", len(report.removed), report.removed)
     workers = build_workers(client, queue)
+    pool = WarmPool(worker=settings.worker_id(), size=size_from_env())
+    pool.start()
     runs = [asyncio.create_task(w.run()) for w in workers]
     log.info("worker %s serving %s and %s", settings.worker_id(), queue,
              settings.host_task_queue(queue))
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([waiter, *runs], return_when=asyncio.FIRST_COMPLETED)
-    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    try:
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *runs], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    finally:
+        await pool.drain()
     for task in runs:
         if task.done() and task.exception():
             raise task.exception()  # type: ignore[misc]

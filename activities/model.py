@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -18,6 +19,8 @@ from store.content import BlobNotFound
 from workflows.types import ModelSpec, Script, ToolCall, Usage
 
 HEARTBEAT_EVERY_S = 2.0
+STREAM_BEAT_EVERY_S = 0.5
+PARTIAL_TEXT_CAP = 4000
 SCRIPT_REF_PREFIX = "store:"
 
 
@@ -114,23 +117,22 @@ async def call_model(input: ModelCallInput) -> ModelCallOutput:
         raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
 
     provider = provider_for(spec.provider)
-    call = asyncio.ensure_future(provider.complete(spec, messages, input.tools))
+    progress = Progress(input.step, spec.label)
+    call = asyncio.ensure_future(
+        provider.complete(spec, messages, input.tools, on_text=progress.on_text))
     try:
         while True:
             done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
             if done:
                 break
-            activity.heartbeat({"step": input.step, "model": spec.label})
+            progress.beat()
         turn = call.result()
     except PermanentModelError as error:
-        raise ApplicationError(
-            f"{spec.label}: {error}", type="ModelPermanentError", non_retryable=True
-        ) from None
+        # The provider's message already names the model and endpoint.
+        raise ApplicationError(str(error), type="ModelPermanentError", non_retryable=True) from None
     except TransientModelError as error:
         delay = timedelta(seconds=error.retry_after) if error.retry_after else None
-        raise ApplicationError(
-            f"{spec.label}: {error}", type="ModelTransientError", next_retry_delay=delay
-        ) from None
+        raise ApplicationError(str(error), type="ModelTransientError", next_retry_delay=delay) from None
     finally:
         call.cancel()
 
@@ -142,6 +144,29 @@ async def call_model(input: ModelCallInput) -> ModelCallOutput:
         head=new_head, text=turn.text, tool_calls=turn.tool_calls, usage=usage,
         cost_known=price is not None,
     )
+
+
+class Progress:
+    """Heartbeats a model call, with the streamed text so far in the details: a person can
+    watch a long call in the Web UI's pending activity or `tether status`, and the partial
+    text never enters the event history (only the last heartbeat is kept, and not in it)."""
+
+    def __init__(self, step: int, model: str) -> None:
+        self.step, self.model = step, model
+        self.text = ""
+        self.last_beat = 0.0
+
+    def on_text(self, text: str) -> None:
+        self.text = text
+        if time.monotonic() - self.last_beat >= STREAM_BEAT_EVERY_S:
+            self.beat()
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+        details: dict[str, object] = {"step": self.step, "model": self.model}
+        if self.text:
+            details["partial_text"] = self.text[-PARTIAL_TEXT_CAP:]
+        activity.heartbeat(details)
 
 
 def _resolve(item: NewMessage) -> Message:

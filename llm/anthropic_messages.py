@@ -2,18 +2,22 @@
 
 The Messages API differs from Chat Completions in three ways that shape the mapping: the
 system prompt is a parameter, not a message; tool results are `tool_result` blocks inside a
-*user* message; and roles must alternate, so neighbours of the same role are merged.
+*user* message; and roles must alternate, so neighbours of the same role are merged. A
+streamed answer is put back together by `llm.anthropic_stream` and read the same way.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
 
 from llm import errors
+from llm.anthropic_stream import read_stream
 from llm.connection import Connection, connection_for, number_from_env
 from llm.messages import Message, ModelTurn
 from llm.provider import TOOL_SCHEMAS
@@ -24,7 +28,12 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 class AnthropicProvider:
     async def complete(
-        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        tools: list[str],
+        *,
+        on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
         conn = connection_for(spec)
         system, conversation = to_anthropic_messages(messages)
@@ -36,18 +45,28 @@ class AnthropicProvider:
             request["system"] = system
         if tools:
             request["tools"] = to_anthropic_tools(tools)
-        response = await _send(conn, request)
+        response: object
+        async with _client(conn) as client:
+            if on_text is None:
+                response = await client.messages.create(**request)
+            else:
+                stream = await client.messages.create(**request, stream=True)
+                response = await read_stream(conn, stream, on_text)
         if not isinstance(response, AnthropicMessage):
             # The SDK hands back the raw text when the body is not JSON (an HTML error page).
             raise errors.malformed(conn, f"a {type(response).__name__} body")
         try:
             return turn_from(response)
-        except (AttributeError, KeyError, TypeError) as exc:
-            # Non-strict parsing lets a body of the wrong shape through; reading it fails here.
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # Non-strict parsing lets a body of the wrong shape through; reading it fails here
+            # (ValueError: pydantic's, for a tool_use block without a name, say).
             raise errors.malformed(conn, f"{type(exc).__name__} reading it") from None
 
 
-async def _send(conn: Connection, request: dict[str, Any]) -> object:
+@asynccontextmanager
+async def _client(conn: Connection) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """A client for one call, and the classification of every failure before an answer
+    begins; `llm.anthropic_stream` classifies those that come after."""
     # A fresh client per call, as in `llm.openai_chat`: nothing outlives the call.
     client = anthropic.AsyncAnthropic(
         api_key=conn.api_key,
@@ -59,7 +78,7 @@ async def _send(conn: Connection, request: dict[str, Any]) -> object:
     # `from None` everywhere: the SDK's exception holds the request, headers and all.
     try:
         async with client:
-            return await client.messages.create(**request)
+            yield client
     except anthropic.APIStatusError as exc:
         raise errors.status_error(conn, exc.status_code, exc.response.headers, exc.body) from None
     except anthropic.APITimeoutError:

@@ -71,6 +71,19 @@ def malformed(conn: Connection, what: str) -> TransientModelError:
     )
 
 
+def broke_off(conn: Connection, reason: object) -> TransientModelError:
+    """A stream that began and then failed: the connection dropped, the server sent an error
+    event in place of the rest of the answer, or the body ended before the answer did.
+
+    Transient: the server accepted the request, so it is this answer, not the request, that
+    failed. `reason` is an exception, an error event's body or a sentence; all are scrubbed.
+    """
+    if isinstance(reason, BaseException):
+        reason = f"{type(reason).__name__}: {reason}"
+    detail = _shorten(_scrub(_detail_of(reason), conn.secret))
+    return TransientModelError(f"the answer from {conn.where} broke off mid-stream ({detail})")
+
+
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds the server asked us to wait: `retry-after-ms`, else `retry-after` (seconds or
     an HTTP date). None when absent or unreadable."""

@@ -1,12 +1,15 @@
 """OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, LiteLLM, ...).
 
 Uses the official `openai` SDK with its retries off, classifies every failure through
-`llm.errors`, and maps tether's provider-neutral messages to and from the wire format.
+`llm.errors`, and maps tether's provider-neutral messages to and from the wire format. A
+streamed answer is put back together by `llm.openai_stream` and read the same way.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
@@ -15,30 +18,48 @@ from openai.types.chat import ChatCompletion
 from llm import errors
 from llm.connection import Connection, connection_for
 from llm.messages import Message, ModelTurn
+from llm.openai_stream import read_stream
 from llm.provider import TOOL_SCHEMAS
 from workflows.types import ModelSpec, ToolCall, Usage
 
 
 class OpenAIProvider:
     async def complete(
-        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        tools: list[str],
+        *,
+        on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
         conn = connection_for(spec)
         request: dict[str, Any] = {"model": spec.name, "messages": to_chat_messages(messages)}
         if tools:
             request["tools"] = to_chat_tools(tools)
-        response = await _send(conn, request)
+        response: object
+        async with _client(conn) as client:
+            if on_text is None:
+                response = await client.chat.completions.create(**request)
+            else:
+                stream = await client.chat.completions.create(
+                    **request, stream=True, stream_options={"include_usage": True}
+                )
+                response = await read_stream(conn, stream, on_text)
         if not isinstance(response, ChatCompletion):
             # The SDK hands back the raw text when the body is not JSON (an HTML error page).
             raise errors.malformed(conn, f"a {type(response).__name__} body")
         try:
             return turn_from(response)
-        except (AttributeError, IndexError, KeyError, TypeError) as exc:
-            # Non-strict parsing lets a body of the wrong shape through; reading it fails here.
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            # Non-strict parsing lets a body of the wrong shape through; reading it fails here
+            # (ValueError: pydantic's, for a tool call without a name, say).
             raise errors.malformed(conn, f"{type(exc).__name__} reading it") from None
 
 
-async def _send(conn: Connection, request: dict[str, Any]) -> object:
+@asynccontextmanager
+async def _client(conn: Connection) -> AsyncIterator[openai.AsyncOpenAI]:
+    """A client for one call, and the classification of every failure before an answer
+    begins; `llm.openai_stream` classifies those that come after."""
     # A fresh client per call: a model call takes seconds and a handshake milliseconds, and
     # this way no connection pool outlives the call or straddles event loops.
     client = openai.AsyncOpenAI(
@@ -51,7 +72,7 @@ async def _send(conn: Connection, request: dict[str, Any]) -> object:
     # `from None` everywhere: the SDK's exception holds the request, headers and all.
     try:
         async with client:
-            return await client.chat.completions.create(**request)
+            yield client
     except openai.APIStatusError as exc:
         raise errors.status_error(conn, exc.status_code, exc.response.headers, exc.body) from None
     except openai.APITimeoutError:

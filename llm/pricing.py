@@ -3,7 +3,8 @@
 The table ships inside the package, so pricing needs no network; upgrading the package
 updates prices. A model the table does not know (a self-hosted one, a brand-new one) has no
 price: `cost_usd` returns None rather than a made-up 0.0, so a dollar budget can say it
-cannot be enforced instead of silently passing.
+cannot be enforced instead of silently passing, unless the run's input gives the model a
+price (`ModelSpec.price`), which then wins over the table.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ import genai_prices
 from llm.connection import base_url_for
 from workflows.types import ModelSpec, Usage
 
+TOKENS_PER_PRICE_UNIT = 1_000_000
+
 
 def cost_usd(spec: ModelSpec, usage: Usage) -> float | None:
     """The price of `usage` on `spec`'s model in dollars, or None when the price is unknown.
 
-    The scripted model costs nothing unless its script says otherwise (a turn's `usage`).
+    A price given with the model wins, for any provider. Otherwise the scripted model costs
+    nothing unless its script says otherwise (a turn's `usage`).
     """
+    if spec.price is not None:
+        return (
+            usage.input_tokens * spec.price.input_per_mtok_usd
+            + usage.output_tokens * spec.price.output_per_mtok_usd
+        ) / TOKENS_PER_PRICE_UNIT
     if spec.provider == "scripted":
         return usage.cost_usd
     try:

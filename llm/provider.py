@@ -8,6 +8,7 @@ activity turns the latter into a non-retryable `ApplicationError`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from llm.messages import Message, ModelTurn
@@ -67,7 +68,17 @@ class PermanentModelError(ModelError):
 
 class ModelProvider(Protocol):
     async def complete(
-        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        tools: list[str],
+        *,
+        on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
-        """One model call. `tools` names the tools the model may call (maybe none)."""
+        """One model call. `tools` names the tools the model may call (maybe none).
+
+        With `on_text`, the answer is streamed and `on_text` receives the whole text so far
+        each time it grows, so a caller can show a long answer while it is being written. The
+        returned turn is the same as without it; only when the text becomes visible differs.
+        """
         ...

@@ -10,7 +10,9 @@ so a script can answer with what its tools computed, as a model reading them wou
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 
 from llm.messages import Message, ModelTurn
 from llm.provider import PermanentModelError
@@ -27,7 +29,12 @@ def approximate_tokens(text: str) -> int:
 
 class ScriptedProvider:
     async def complete(
-        self, spec: ModelSpec, messages: list[Message], tools: list[str]
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        tools: list[str],
+        *,
+        on_text: Callable[[str], None] | None = None,  # a script's turn arrives whole
     ) -> ModelTurn:
         if spec.script is None:
             raise PermanentModelError("scripted model has no script")
@@ -39,6 +46,8 @@ class ScriptedProvider:
                 "end the script with a turn that has no tool_calls"
             )
         turn = turns[index]
+        if turn.delay_seconds:
+            await asyncio.sleep(turn.delay_seconds)
         text = turn.text
         if text and LAST_OUTPUT in text:
             text = text.replace(LAST_OUTPUT, _last_tool_stdout(messages))

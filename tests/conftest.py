@@ -27,7 +27,7 @@ from temporalio.client import Client  # noqa: E402
 import client as tether_client  # noqa: E402
 from embedded import temporal as embedded  # noqa: E402
 from sandbox.engine import engine  # noqa: E402
-from sandbox.manager import list_sandboxes, remove_sandbox  # noqa: E402
+from sandbox.manager import list_sandboxes, remove_sandbox, sandboxes_for_run  # noqa: E402
 from worker import serve  # noqa: E402
 
 SANDBOX_IMAGE = "tether-sandbox:latest"
@@ -89,7 +89,7 @@ async def worker(temporal_client: Client, task_queue: str, docker_engine) -> Asy
 
 
 def sandboxes_of(workflow_id: str) -> list:
-    return list_sandboxes(**{"tether.workflow_id": workflow_id})
+    return sandboxes_for_run(workflow_id)
 
 
 async def wait_for(predicate, *, timeout: float = 30, every: float = 0.1, what: str = "") -> None:
@@ -104,3 +104,23 @@ async def wait_for(predicate, *, timeout: float = 30, every: float = 0.1, what: 
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what or predicate}")
         await asyncio.sleep(every)
+
+
+async def history_text(handle) -> str:
+    """A run's whole event history as text, with every payload decoded: the JSON form keeps
+    payloads base64-encoded, where a search for a secret would find nothing either way."""
+    import base64
+    import json
+
+    from google.protobuf.json_format import MessageToDict
+
+    def decoded(node):
+        if isinstance(node, dict):
+            return {k: (base64.b64decode(v).decode("utf-8", "replace") if k == "data" else decoded(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [decoded(item) for item in node]
+        return node
+
+    history = await handle.fetch_history()
+    return json.dumps([decoded(MessageToDict(event)) for event in history.events])

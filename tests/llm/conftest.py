@@ -3,7 +3,8 @@
 The providers are driven through the real SDKs against these servers, so the tests cover
 what crosses the wire: paths, auth headers, request bodies, status codes, headers, timeouts.
 Each server checks the key the way its vendor does and otherwise plays replies queued by
-the test, recording every request it received.
+the test, recording every request it received. A reply is either one body or a stream of
+server-sent events, which can end properly, stop early, drop the connection or go silent.
 
 Tests reach all of this through fixtures, never by importing this module, so they work under
 any pytest import mode and beside other `conftest.py` files.
@@ -12,9 +13,10 @@ any pytest import mode and beside other `conftest.py` files.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -22,6 +24,11 @@ from typing import Any, Literal
 import pytest
 
 Flavor = Literal["openai", "anthropic"]
+Ending = Literal["finish", "stop", "cut", "stall"]
+"""How a stream ends: `finish` as the vendor does (OpenAI's `[DONE]`), `stop` with the body
+closed properly but nothing more (a proxy ending it early), `cut` by dropping the connection,
+`stall` by going silent until the client gives up."""
+HOLD_SECONDS = 5.0
 OPENAI_KEY = "sk-test-openai-5ecret-value"
 ANTHROPIC_KEY = "sk-ant-test-5ecret-value"
 _ENV_READ_BY_TETHER_OR_SDKS = (
@@ -37,6 +44,12 @@ class Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    events: list[bytes] | None = None
+    """A streamed body: each event is written and flushed on its own, as a chunk."""
+    ending: Ending = "finish"
+    hold: threading.Event | None = None
+    hold_after: int = 0
+    """With `hold`: after this many events, wait for the test to set it; cut if it never does."""
 
 
 @dataclass
@@ -81,6 +94,22 @@ class ProviderServer:
 
     def reply_raw(self, body: bytes, **kwargs: Any) -> None:
         self.replies.append(Reply(body=body, **kwargs))
+
+    def reply_stream(
+        self, events: Sequence[dict[str, Any] | bytes], ending: Ending = "finish", **kwargs: Any
+    ) -> None:
+        """Events in the vendor's framing: OpenAI's bare `data:` lines closed by `[DONE]`,
+        Anthropic's named events. Bytes are sent as they are (a malformed event)."""
+        frames = [e if isinstance(e, bytes) else self._frame(e) for e in events]
+        if self.flavor == "openai" and ending == "finish":
+            frames.append(b"data: [DONE]\n\n")
+        self.replies.append(
+            Reply(events=frames, ending=ending, content_type="text/event-stream", **kwargs)
+        )
+
+    def _frame(self, event: dict[str, Any]) -> bytes:
+        data = f"data: {json.dumps(event)}\n\n"
+        return (data if self.flavor == "openai" else f"event: {event['type']}\n{data}").encode()
 
     def start(self) -> None:
         self._thread.start()
@@ -128,13 +157,44 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             try:
                 self.send_response(reply.status)
                 self.send_header("content-type", reply.content_type)
-                self.send_header("content-length", str(len(reply.body)))
+                if reply.events is None:
+                    self.send_header("content-length", str(len(reply.body)))
+                else:
+                    self.send_header("transfer-encoding", "chunked")
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(reply.body)
+                if reply.events is None:
+                    self.wfile.write(reply.body)
+                else:
+                    self._stream(reply)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up first (a timeout test)
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionResetError:
+                pass  # the client dropped a kept-alive connection: it gave up on a stream
+
+        def _stream(self, reply: Reply) -> None:
+            for sent, frame in enumerate(reply.events or []):
+                if reply.hold and sent == reply.hold_after and not reply.hold.wait(HOLD_SECONDS):
+                    return self._drop()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+            if reply.ending == "stall":
+                server.closing.wait(HOLD_SECONDS * 2)
+            if reply.ending in ("cut", "stall"):
+                return self._drop()
+            self.wfile.write(b"0\r\n\r\n")
+
+        def _drop(self) -> None:
+            """End the connection mid-body, as a crashed server or a severed link would."""
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client left first (a stall it timed out on)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output clean

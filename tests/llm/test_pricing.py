@@ -1,11 +1,13 @@
-"""`llm.pricing` reads genai-prices' bundled table: known models cost money, unknown ones None."""
+"""`llm.pricing` reads genai-prices' bundled table: known models cost money, unknown ones None,
+and a price given with the model wins over the table."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from llm.pricing import cost_usd, price_known
-from workflows.types import ModelSpec, Script, ScriptTurn, Usage
+from workflows.types import ModelPrice, ModelSpec, Script, ScriptTurn, Usage
 
 TURN = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
 
@@ -58,3 +60,60 @@ def test_the_scripted_model_is_free_unless_its_script_gives_a_cost() -> None:
     assert cost_usd(spec, TURN) == 0.0
     assert cost_usd(spec, Usage(input_tokens=5, cost_usd=0.25)) == 0.25
     assert price_known(spec)
+
+
+def test_a_price_given_with_the_model_makes_an_unknown_model_priced() -> None:
+    spec = ModelSpec(
+        provider="openai", name="llama3", base_url="http://127.0.0.1:8000/v1",
+        price=ModelPrice(input_per_mtok_usd=0.5, output_per_mtok_usd=2.0),
+    )
+    assert price_known(spec)
+    assert cost_usd(spec, Usage(input_tokens=2_000_000, output_tokens=250_000)) == pytest.approx(1.5)
+
+
+def test_a_price_given_with_the_model_wins_over_the_price_table() -> None:
+    listed = ModelSpec.model_validate("openai:gpt-4o-mini")
+    negotiated = listed.model_copy(
+        update={"price": ModelPrice(input_per_mtok_usd=1.0, output_per_mtok_usd=0.0)}
+    )
+    assert cost_usd(negotiated, TURN) == pytest.approx(1.0)
+    assert cost_usd(negotiated, TURN) != cost_usd(listed, TURN)
+
+
+def test_a_price_can_be_given_in_a_runs_json_input() -> None:
+    spec = ModelSpec.model_validate({
+        "provider": "anthropic", "name": "claude-next",
+        "price": {"input_per_mtok_usd": 3, "output_per_mtok_usd": 15},
+    })
+    assert cost_usd(spec, Usage(input_tokens=1000, output_tokens=1000)) == pytest.approx(0.018)
+
+
+def test_a_price_of_zero_is_a_known_price_and_costs_nothing() -> None:
+    spec = ModelSpec(
+        provider="openai", name="in-house", base_url="http://127.0.0.1:8000/v1",
+        price=ModelPrice(input_per_mtok_usd=0, output_per_mtok_usd=0),
+    )
+    assert price_known(spec)
+    assert cost_usd(spec, TURN) == 0.0
+
+
+@pytest.mark.parametrize("field", ["input_per_mtok_usd", "output_per_mtok_usd"])
+def test_a_negative_price_is_refused(field: str) -> None:
+    price = {"input_per_mtok_usd": 1.0, "output_per_mtok_usd": 1.0, field: -0.01}
+    with pytest.raises(ValidationError, match=field):
+        ModelPrice.model_validate(price)
+
+
+def test_a_price_with_a_misspelt_field_is_refused() -> None:
+    with pytest.raises(ValidationError, match="input_per_token_usd"):
+        ModelPrice.model_validate(
+            {"input_per_token_usd": 1.0, "input_per_mtok_usd": 1.0, "output_per_mtok_usd": 1.0}
+        )
+
+
+def test_a_price_given_to_the_scripted_model_prices_its_tokens() -> None:
+    spec = ModelSpec(
+        provider="scripted", script=Script(turns=[ScriptTurn(text="done")]),
+        price=ModelPrice(input_per_mtok_usd=10, output_per_mtok_usd=30),
+    )
+    assert cost_usd(spec, Usage(input_tokens=100_000, output_tokens=10_000)) == pytest.approx(1.3)

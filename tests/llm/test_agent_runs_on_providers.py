@@ -1,0 +1,177 @@
+"""Whole AgentRuns driven by real provider SDKs against loopback servers that speak the
+providers' wire protocols: a real dev server, a real worker, real sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+import client as tether
+from tests.conftest import history_text
+
+if TYPE_CHECKING:
+    from conftest import ProviderServer
+
+
+def openai_chunks(text: str | None = None, calls: list[tuple[str, str, dict]] = (),  # type: ignore[assignment]
+                  usage: tuple[int, int] = (40, 10)) -> list[dict[str, Any]]:
+    """One Chat Completions answer as OpenAI streams it."""
+    def chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> dict:
+        choices = [] if delta is None else [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                "choices": choices, "usage": usage}
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    if text:
+        out += [chunk({"content": text[i:i + 8]}) for i in range(0, len(text), 8)]
+    for index, (call_id, name, arguments) in enumerate(calls):
+        out.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                          "function": {"name": name,
+                                                       "arguments": json.dumps(arguments)}}]}))
+    out.append(chunk({}, finish="tool_calls" if calls else "stop"))
+    out.append(chunk(None, usage={"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                                  "total_tokens": sum(usage)}))
+    return out
+
+
+def anthropic_events(text: str) -> list[dict[str, Any]]:
+    """One Messages API text answer as Anthropic streams it."""
+    message = {"id": "m1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-latest",
+               "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": 30, "output_tokens": 1}}
+    return [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
+
+
+def run_input(server: ProviderServer, **extra: Any) -> dict[str, Any]:
+    return {"task": "What is 6 * 7? Use python.",
+            "model": {"provider": "openai", "name": "gpt-4o-mini", "base_url": server.base_url},
+            **extra}
+
+
+async def test_an_openai_run_calls_tools_and_answers_with_what_they_returned(
+    temporal_client: Client, worker: str, openai_server: ProviderServer
+):
+    openai_server.reply_stream(openai_chunks("Computing.", [
+        ("call_1", "python", {"code": "print(6 * 7)"}),
+        ("call_2", "shell", {"command": "echo $((6 * 7))"}),
+    ]))
+    openai_server.reply_stream(openai_chunks("6 * 7 = 42"))
+    result = await tether.run(temporal_client, run_input(openai_server), task_queue=worker)
+    assert result.status == "completed"
+    assert result.output == "6 * 7 = 42"
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (80, 20)
+    # The second request carried both tool results, computed in the sandbox.
+    second = openai_server.requests[1].body["messages"]
+    results = {m["tool_call_id"]: json.loads(m["content"]) for m in second if m["role"] == "tool"}
+    assert results["call_1"]["stdout"] == "42\n"
+    assert results["call_2"]["stdout"] == "42\n"
+
+
+async def test_a_fallback_model_serves_the_step_when_the_primary_fails_permanently(
+    temporal_client: Client, worker: str, openai_server: ProviderServer,
+    anthropic_server: ProviderServer,
+):
+    openai_server.reply_json({"error": {"message": "model gpt-4o-mini does not exist",
+                                        "type": "invalid_request_error", "code": None}}, status=400)
+    anthropic_server.reply_stream(anthropic_events("Served by the fallback."))
+    handle = await tether.start_run(temporal_client, run_input(
+        openai_server, fallback_models=[{"provider": "anthropic", "name": "claude-3-5-haiku-latest",
+                                         "base_url": anthropic_server.base_url}]),
+        task_queue=worker)
+    result = await handle.result()
+    assert result.status == "completed"
+    assert result.output == "Served by the fallback."
+    [step] = await tether.transcript(temporal_client, handle.id)
+    assert step.model == "anthropic:claude-3-5-haiku-latest"
+    assert "openai:gpt-4o-mini" in (step.note or "") and "400" in (step.note or "")
+
+
+async def test_a_rate_limited_call_is_retried_by_temporal_after_retry_after(
+    temporal_client: Client, worker: str, openai_server: ProviderServer
+):
+    openai_server.reply_json({"error": {"message": "slow down", "type": "rate_limit", "code": None}},
+                             status=429, headers={"retry-after": "1"})
+    openai_server.reply_stream(openai_chunks("after the wait"))
+    handle = await tether.start_run(temporal_client, run_input(openai_server), task_queue=worker)
+    result = await handle.result()
+    assert result.output == "after the wait"
+    assert len(openai_server.requests) == 2
+    failures = [e async for e in handle.fetch_history_events()
+                if e.HasField("activity_task_completed_event_attributes")]
+    assert failures, "the model activity completed on a later attempt"
+
+
+async def test_no_api_key_reaches_the_runs_history(
+    temporal_client: Client, worker: str, openai_server: ProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    secret = f"sk-never-in-history-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TEAM_OPENAI_KEY", secret)
+    openai_server.api_key = secret
+    openai_server.reply_stream(openai_chunks("fine"))
+    handle = await tether.start_run(
+        temporal_client,
+        run_input(openai_server, model={"provider": "openai", "name": "gpt-4o-mini",
+                                        "base_url": openai_server.base_url,
+                                        "api_key_env": "TEAM_OPENAI_KEY"}),
+        task_queue=worker)
+    assert (await handle.result()).output == "fine"
+    assert openai_server.requests[0].key == secret  # the key did reach the provider
+    history = await history_text(handle)
+    assert secret not in history
+    assert "TEAM_OPENAI_KEY" in history  # only its name travels
+
+
+async def test_a_wrong_key_fails_the_run_at_once_without_showing_the_key(
+    temporal_client: Client, worker: str, openai_server: ProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    wrong = f"sk-wrong-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", wrong)
+    handle = await tether.start_run(temporal_client, run_input(openai_server), task_queue=worker)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert "401" in str(failure.value.cause) and "OPENAI_API_KEY" in str(failure.value.cause)
+    assert len(openai_server.requests) == 1  # permanent: not retried
+    assert wrong not in await history_text(handle)
+
+
+async def test_streamed_partial_text_is_visible_in_the_model_calls_heartbeat(
+    temporal_client: Client, worker: str, openai_server: ProviderServer
+):
+    release = threading.Event()
+    openai_server.reply_stream(openai_chunks("Thinking out loud for a long while... 42."),
+                               hold=release, hold_after=3)
+    handle = await tether.start_run(temporal_client, run_input(openai_server), task_queue=worker)
+    try:
+        # The server holds the stream after "Thinking out lou": that text, and no more,
+        # must reach the pending activity's heartbeat details while the call is in flight.
+        partial = None
+        for _ in range(300):
+            pending = (await handle.describe()).raw_description.pending_activities
+            if pending and pending[0].heartbeat_details.payloads:
+                partial = json.loads(pending[0].heartbeat_details.payloads[0].data).get(
+                    "partial_text")
+                if partial == "Thinking out lou":
+                    break
+            await asyncio.sleep(0.1)
+        assert partial == "Thinking out lou"
+    finally:
+        release.set()
+    result = await handle.result()
+    assert result.output == "Thinking out loud for a long while... 42."
