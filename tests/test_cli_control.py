@@ -1,0 +1,69 @@
+"""Steering a live run from the `tether` CLI: status, approve, message, extend, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from temporalio.client import Client
+
+import client as tether
+from tests.conftest import wait_for
+from tests.scripts import scripted_run, turn
+from tests.test_end_to_end import run_command
+
+
+async def cli(temporal_address: str, worker: str, *args: str) -> tuple[int, str, str]:
+    quoted = " ".join(f"'{a}'" for a in args)
+    return await run_command(
+        f"{sys.executable} cli.py {quoted}",
+        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address},
+    )
+
+
+async def test_a_person_approves_a_waiting_call_from_the_cli(
+    temporal_client: Client, temporal_address: str, worker: str
+):
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("approve", turn(shell="echo approved-and-ran"), turn("{{last_output}}"),
+                     approval={"tools": ["shell"]}),
+        task_queue=worker)
+
+    async def waiting() -> bool:
+        return bool((await tether.status(temporal_client, handle.id)).pending_approvals)
+
+    await wait_for(waiting, what="the call to wait for approval")
+    code, out, err = await cli(temporal_address, worker, "status", handle.id, "--json")
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["state"] == "awaiting_approval"
+    [pending] = status["pending_approvals"]
+    assert pending["tool"] == "shell" and pending["arguments"] == {"command": "echo approved-and-ran"}
+
+    code, out, err = await cli(temporal_address, worker, "approve", handle.id, pending["call_id"])
+    assert code == 0, err
+    assert "approved" in out
+    result = await handle.result()
+    assert result.output == "approved-and-ran"
+
+    code, out, err = await cli(temporal_address, worker, "transcript", handle.id, "--json")
+    assert code == 0, err
+    steps = json.loads(out)
+    assert steps[0]["tool_results"][0]["stdout"] == "approved-and-ran\n"
+
+
+async def test_an_update_the_run_refuses_is_a_clear_cli_error(
+    temporal_client: Client, temporal_address: str, worker: str
+):
+    handle = await tether.start_run(
+        temporal_client, scripted_run("wait", turn(shell="sleep 30"), turn("done")),
+        task_queue=worker)
+    await wait_for(lambda: tether.status(temporal_client, handle.id), what="the run to start")
+    code, _, err = await cli(temporal_address, worker, "approve", handle.id, "no-such-call")
+    assert code == 2
+    assert "approve refused" in err and "no call 'no-such-call'" in err
+    code, out, err = await cli(temporal_address, worker, "cancel", handle.id, "--reason", "done here")
+    assert code == 0, err
+    assert (await handle.result()).status == "cancelled"
