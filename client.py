@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, Interceptor, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 import settings
@@ -20,12 +21,18 @@ from workflows.types import AgentRunInput, AgentRunResult, RunStatus, StepRecord
 __all__ = ["connect", "get_run", "run", "start_run", "status", "transcript"]
 
 
-async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+async def connect(
+    address: str | None = None,
+    namespace: str | None = None,
+    *,
+    interceptors: Sequence[Interceptor] = (),
+) -> Client:
     """A Temporal client with the pydantic data converter tether's contracts need."""
     return await Client.connect(
         address or settings.temporal_address(),
         namespace=namespace or settings.namespace(),
         data_converter=pydantic_data_converter,
+        interceptors=interceptors,
     )
 
 

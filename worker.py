@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import settings
+import tracing
 from activities.model import call_model, start_conversation
 from activities.sandboxes import Reaper, ReapInput, acquire_sandbox, release_sandbox
 from activities.tools import call_tool
@@ -121,7 +122,7 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    client = await connect()
+    client = await connect(interceptors=tracing.interceptors())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -58,3 +58,30 @@ async def test_tether_dev_runs_server_and_worker_and_ctrl_c_stops_both(tmp_path,
     assert code == 0, output
     assert "stopped" in output
     assert not answers(f"127.0.0.1:{port}")
+
+
+async def test_a_worker_traces_each_run_with_a_span_per_activity(
+    temporal_client, temporal_address: str, docker_engine, tmp_path
+):
+    import json
+
+    import client as tether
+    from tests.scripts import scripted_run, turn
+
+    queue, traces = f"trace-{uuid.uuid4().hex[:6]}", tmp_path / "traces.jsonl"
+    worker = await start(sys.executable, "worker.py", env={
+        "TEMPORAL_ADDRESS": temporal_address, "TETHER_TASK_QUEUE": queue,
+        "TETHER_WORKER_ID": queue, "TETHER_TRACE_FILE": str(traces),
+    })
+    try:
+        result = await tether.run(
+            temporal_client, scripted_run("trace", turn(shell="echo hi"), turn("done")),
+            task_queue=queue, workflow_id=f"traced-{queue}")
+        assert result.status == "completed"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), timeout=30) == 0
+    spans = [json.loads(line) for line in traces.read_text().splitlines()]
+    names = {s["name"] for s in spans if s["attributes"].get("temporalWorkflowID") == f"traced-{queue}"}
+    assert {"RunWorkflow:AgentRun", "RunActivity:model_call", "RunActivity:tool_call",
+            "RunActivity:acquire_sandbox"} <= names
