@@ -153,7 +153,8 @@ def print_result(result: Any, links: dict[str, str]) -> None:
     table.add_row("output", f"[bold]{result.output}[/]" if result.output else "[dim]—[/]")
     table.add_row("steps", str(result.steps))
     u = result.usage
-    table.add_row("usage", f"{u.input_tokens} in · {u.output_tokens} out · ${u.cost_usd:.4f}")
+    cost = f"${u.cost_usd:.4f}" + ("" if result.cost_known else " [yellow](price unknown for some steps)[/]")
+    table.add_row("usage", f"{u.input_tokens} in · {u.output_tokens} out · {cost}")
     table.add_row("seconds", f"{result.seconds:.2f}")
     table.add_row("workflow id", links["workflow_id"])
     table.add_row("web UI", links["ui"])

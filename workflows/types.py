@@ -57,10 +57,21 @@ class ScriptTurn(Strict):
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage | None = None
+    delay_seconds: float = Field(default=0, ge=0, le=3600)
+    """How long the turn takes to arrive, as a slow model would: lets tests and demos catch
+    a run in the middle of a model call."""
 
 
 class Script(Strict):
     turns: list[ScriptTurn] = Field(min_length=1)
+
+
+class ModelPrice(Strict):
+    """Dollars per million tokens. Overrides the price table, and makes a cost budget
+    enforceable for a model the table doesn't know (a self-hosted or brand-new one)."""
+
+    input_per_mtok_usd: float = Field(ge=0)
+    output_per_mtok_usd: float = Field(ge=0)
 
 
 class ModelSpec(Strict):
@@ -72,6 +83,8 @@ class ModelSpec(Strict):
     api_key_env: str | None = None
     """The name of the environment variable holding the key; the value never leaves the worker."""
     script: Script | None = None
+    price: ModelPrice | None = None
+    """The model's price, when the price table has none or the deal differs from it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -188,6 +201,9 @@ class AgentRunResult(Strict):
     steps: int
     usage: Usage
     seconds: float
+    cost_known: bool = True
+    """False when a model with no known price served a step: `usage.cost_usd` counts only
+    the steps whose price is known."""
 
 
 class PendingApproval(Strict):

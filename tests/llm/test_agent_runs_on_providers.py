@@ -175,3 +175,45 @@ async def test_streamed_partial_text_is_visible_in_the_model_calls_heartbeat(
         release.set()
     result = await handle.result()
     assert result.output == "Thinking out loud for a long while... 42."
+
+
+async def test_a_cost_budget_on_a_model_with_no_known_price_is_refused_at_start(
+    temporal_client: Client, worker: str, openai_server: ProviderServer
+):
+    local = {"provider": "openai", "name": "my-local-model", "base_url": openai_server.base_url}
+    handle = await tether.start_run(
+        temporal_client, run_input(openai_server, model=local, budget={"max_cost_usd": 1.0}),
+        task_queue=worker)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    message = str(failure.value.cause)
+    assert "max_cost_usd can't be enforced" in message and "openai:my-local-model" in message
+    assert openai_server.requests == []  # refused before any money was spent
+
+
+async def test_a_price_in_the_input_makes_a_cost_budget_enforceable(
+    temporal_client: Client, worker: str, openai_server: ProviderServer
+):
+    priced = {"provider": "openai", "name": "my-local-model", "base_url": openai_server.base_url,
+              "price": {"input_per_mtok_usd": 1_000_000, "output_per_mtok_usd": 1_000_000}}
+    openai_server.reply_stream(openai_chunks("one", [("c1", "shell", {"command": "true"})]))
+    openai_server.reply_stream(openai_chunks("never asked"))
+    result = await tether.run(
+        temporal_client, run_input(openai_server, model=priced, budget={"max_cost_usd": 30.0}),
+        task_queue=worker)
+    # 40 + 10 tokens at $1 a token: $50 after the first call, over the $30 budget.
+    assert result.status == "budget_exhausted"
+    assert result.usage.cost_usd == pytest.approx(50.0)
+    assert "max_cost_usd" in result.stop_reason
+    assert result.cost_known
+
+
+async def test_a_run_on_an_unpriced_model_says_its_cost_is_unknown(
+    temporal_client: Client, worker: str, openai_server: ProviderServer
+):
+    local = {"provider": "openai", "name": "my-local-model", "base_url": openai_server.base_url}
+    openai_server.reply_stream(openai_chunks("done"))
+    result = await tether.run(temporal_client, run_input(openai_server, model=local),
+                              task_queue=worker)
+    assert result.status == "completed"
+    assert result.cost_known is False
