@@ -10,6 +10,7 @@ from llm.messages import Message
 from sandbox.channel import ChannelClosed
 from sandbox.manager import SandboxBroken, SandboxGone, run_tool
 from store import default_store
+from workflows.state import cap_result
 from workflows.types import ToolCall, ToolResult
 
 
@@ -30,8 +31,10 @@ class ToolCallInput(BaseModel):
 
 class ToolCallOutput(BaseModel):
     result: ToolResult
+    """Capped: this goes into the event history and the transcript."""
     message_ref: str
-    """The tool's result as a stored conversation message, for the next model call."""
+    """The tool's whole result (up to the sandbox's output limit) as a stored conversation
+    message, for the next model call: the model reads it all, the history holds a digest."""
 
 
 @activity.defn(name="tool_call")
@@ -59,7 +62,7 @@ async def call_tool(input: ToolCallInput) -> ToolCallOutput:
         content=render_for_model(result),
     )
     ref = default_store().put(message.model_dump_json(exclude_defaults=True).encode())
-    return ToolCallOutput(result=result, message_ref=ref)
+    return ToolCallOutput(result=cap_result(result), message_ref=ref)
 
 
 def render_for_model(result: ToolResult) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from workflows.types import ToolCall
 
 REQUIRED_ARGUMENTS: dict[str, tuple[str, ...]] = {
@@ -12,7 +14,7 @@ REQUIRED_ARGUMENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def invalid_call_reason(call: ToolCall, allowed: list[str]) -> str | None:
+def invalid_call_reason(call: ToolCall, allowed: Sequence[str]) -> str | None:
     """Why the call can't run (told to the model as the tool's result), or None."""
     if call.name not in REQUIRED_ARGUMENTS:
         return f"unknown tool {call.name!r}; available: {', '.join(allowed)}"

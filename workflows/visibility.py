@@ -34,8 +34,11 @@ def status_of(run: AgentRun) -> RunStatus:
     state = run.state
     if state is None or run.input is None:
         raise RuntimeError("the run has not started yet")
+    # A step whose calls wait for a person is still running tools; people need to know
+    # it is waiting on them.
+    phase = "awaiting_approval" if run.approvals and run.phase == "running_tools" else run.phase
     return RunStatus(
-        state=run.phase,  # type: ignore[arg-type]
+        state=phase,  # type: ignore[arg-type]
         step=state.step,
         budget=view(state.budget, run._spent()),
         usage=state.usage,

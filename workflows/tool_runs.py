@@ -1,0 +1,122 @@
+"""A step's tool calls: checked, approved where the run asks for it, run concurrently in the
+run's sandbox on the worker that holds it, and each turned into a result for the model.
+
+Whatever goes wrong with one call becomes that call's result, so the model can read it and
+carry on; only an interruption or a sandbox that can't be made stops the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tools import ToolCallInput, call_tool
+    from llm.messages import Message
+    from workflows.failures import root_message, sandbox_lost, stop_if_cancelled
+    from workflows.sandbox_lease import HOST_WORKER_WAIT, SandboxLease
+    from workflows.state import ApprovalWait, PendingMessage, RunState, cap_arguments
+    from workflows.tool_calls import invalid_call_reason
+    from workflows.types import AgentRunInput, PendingApproval, ToolCall, ToolResult
+
+TOOL_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5, non_retryable_error_types=["SandboxGone", "SandboxBroken"],
+)
+# The tool activity heartbeats every second: a dead worker's call is retried after this.
+TOOL_HEARTBEAT = timedelta(seconds=5)
+
+
+class ToolRuns:
+    def __init__(
+        self, state: RunState, input: AgentRunInput, lease: SandboxLease,
+        approvals: dict[str, ApprovalWait], *, on_change: Callable[[], None],
+    ) -> None:
+        self.state = state
+        self.input = input
+        self.lease = lease
+        self.approvals = approvals
+        """Calls waiting for a person, by call id; the workflow's `approve` update decides them."""
+        self.on_change = on_change
+
+    async def run(self, calls: list[ToolCall]) -> list[ToolResult]:
+        """Runs the calls at once; their results go to the next model call, in order."""
+        outcomes = await asyncio.gather(*(self._run_one(i, call) for i, call in enumerate(calls)))
+        self.state.tool_results.extend(message for _, message in outcomes)
+        return [result for result, _ in outcomes]
+
+    async def _run_one(self, index: int, call: ToolCall) -> tuple[ToolResult, PendingMessage]:
+        problem = invalid_call_reason(call, self.input.tools)
+        if problem is None and call.name in self.input.approval.tools:
+            problem = await self._await_approval(index, call)
+        if problem is not None:
+            return refused(call, problem)
+        for attempt in range(2):
+            sandbox = await self.lease.get()
+            try:
+                output = await workflow.execute_activity(
+                    call_tool,
+                    ToolCallInput(
+                        workflow_id=workflow.info().workflow_id, step=self.state.step,
+                        index=index, call=call, container_id=sandbox.container_id,
+                        timeout_seconds=self.input.sandbox.tool_timeout_seconds,
+                        output_limit_bytes=self.input.sandbox.output_limit_bytes,
+                    ),
+                    task_queue=sandbox.task_queue,
+                    start_to_close_timeout=timedelta(
+                        seconds=self.input.sandbox.tool_timeout_seconds + 60),
+                    schedule_to_start_timeout=HOST_WORKER_WAIT,
+                    heartbeat_timeout=TOOL_HEARTBEAT,
+                    retry_policy=TOOL_RETRY,
+                    # An interrupted call is killed in its sandbox before the run moves on.
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"step {self.state.step} · {call.name}",
+                )
+                return output.result, PendingMessage(ref=output.message_ref)
+            except ActivityError as error:
+                stop_if_cancelled(error)
+                if attempt == 0 and sandbox_lost(error):
+                    # The worker holding the sandbox, or the container, is gone. The run
+                    # goes on in a fresh sandbox and says so.
+                    self.state.last_error = (
+                        f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
+                        "continuing in a new sandbox"
+                    )
+                    self.lease.lose(sandbox)
+                    continue
+                return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _await_approval(self, index: int, call: ToolCall) -> str | None:
+        """Waits, durably, for a person's decision. Returns why the call may not run, or None."""
+        call_id = f"{self.state.step}-{index}"
+        wait = ApprovalWait(request=PendingApproval(
+            call_id=call_id, tool=call.name, arguments=cap_arguments(call.arguments)))
+        self.approvals[call_id] = wait
+        self.on_change()
+        timeout = self.input.approval.timeout_seconds
+        try:
+            await workflow.wait_condition(lambda: wait.approved is not None, timeout=timeout,
+                                          timeout_summary=f"approval of {call_id}")
+        except TimeoutError:
+            if wait.approved is None:
+                return f"no person approved this call within {timeout:g} s, so it did not run"
+        finally:
+            del self.approvals[call_id]
+            self.on_change()
+        if wait.approved:
+            return None
+        return f"a person denied this call: {wait.reason or 'no reason given'}"
+
+
+def refused(call: ToolCall, reason: str, *, exit_code: int = 126) -> tuple[ToolResult, PendingMessage]:
+    """A call that did not run (or failed outside its sandbox), told to the model as its result."""
+    result = ToolResult(exit_code=exit_code, stderr=reason)
+    message = Message(role="tool", name=call.name, tool_call_id=call.id,
+                      content=result.model_dump_json())
+    return result, PendingMessage(message=message.model_dump())
