@@ -16,6 +16,7 @@ from llm.pricing import cost_usd, price_known
 from llm.provider import PermanentModelError, TransientModelError
 from store import append_messages, default_store, load_messages
 from store.content import BlobNotFound
+from workflows.state import cap_arguments
 from workflows.types import ModelSpec, Script, ToolCall, Usage
 
 HEARTBEAT_EVERY_S = 2.0
@@ -140,8 +141,12 @@ async def call_model(input: ModelCallInput) -> ModelCallOutput:
     usage = turn.usage.model_copy(update={"cost_usd": price or 0.0})
     assistant = Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls)
     new_head = append_messages(store, head, [assistant]) or head
+    # History gets the calls with long arguments capped (a whole file to write, say); the
+    # tool activity reads the full arguments from the stored assistant message.
+    capped = [call.model_copy(update={"arguments": cap_arguments(call.arguments)})
+              for call in turn.tool_calls]
     return ModelCallOutput(
-        head=new_head, text=turn.text, tool_calls=turn.tool_calls, usage=usage,
+        head=new_head, text=turn.text, tool_calls=capped, usage=usage,
         cost_known=price is not None,
     )
 

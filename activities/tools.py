@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -10,6 +12,8 @@ from llm.messages import Message
 from sandbox.channel import ChannelClosed
 from sandbox.manager import SandboxBroken, SandboxGone, run_tool
 from store import default_store
+from store.content import BlobNotFound
+from store.conversation import load_node_message
 from workflows.state import cap_result
 from workflows.types import ToolCall, ToolResult
 
@@ -19,6 +23,10 @@ class ToolCallInput(BaseModel):
     step: int
     index: int
     call: ToolCall
+    """As history holds it: long arguments capped."""
+    assistant_ref: str | None = None
+    """The stored conversation node of the assistant message that asked for the call: the
+    full arguments are read from it, so they are not in history twice."""
     container_id: str
     timeout_seconds: float
     output_limit_bytes: int
@@ -40,10 +48,11 @@ class ToolCallOutput(BaseModel):
 @activity.defn(name="tool_call")
 async def call_tool(input: ToolCallInput) -> ToolCallOutput:
     try:
+        arguments = full_arguments(input)
         result = await run_tool(
             input.container_id,
             tool=input.call.name,
-            arguments=input.call.arguments,
+            arguments=arguments,
             key=input.idempotency_key,
             timeout_s=input.timeout_seconds,
             limit_bytes=input.output_limit_bytes,
@@ -53,6 +62,8 @@ async def call_tool(input: ToolCallInput) -> ToolCallOutput:
         raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None
     except SandboxBroken as error:
         raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+    except BlobNotFound as error:
+        raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
     except ChannelClosed as error:
         # Retryable: the next attempt reattaches, and the executor's ledger answers for a
         # call that already finished.
@@ -63,6 +74,18 @@ async def call_tool(input: ToolCallInput) -> ToolCallOutput:
     )
     ref = default_store().put(message.model_dump_json(exclude_defaults=True).encode())
     return ToolCallOutput(result=cap_result(result), message_ref=ref)
+
+
+def full_arguments(input: ToolCallInput) -> dict[str, Any]:
+    if input.assistant_ref is None:
+        return input.call.arguments
+    message = load_node_message(default_store(), input.assistant_ref)
+    for call in message.tool_calls:
+        if call.id == input.call.id and call.name == input.call.name:
+            return call.arguments
+    raise ApplicationError(
+        f"call {input.call.id} is not in the stored message {input.assistant_ref[:12]}",
+        type="StoreMissing", non_retryable=True)
 
 
 def render_for_model(result: ToolResult) -> str:

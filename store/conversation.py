@@ -47,6 +47,11 @@ def load_messages(store: ContentStore, head: str | None) -> list[Message]:
     return list(messages)
 
 
+def load_node_message(store: ContentStore, node: str) -> Message:
+    """The one message a node adds to its conversation."""
+    return Message.model_validate(json.loads(store.get(node))["message"])
+
+
 def _remember(head: str, messages: tuple[Message, ...]) -> None:
     _cache[head] = messages
     _cache.move_to_end(head)

@@ -116,7 +116,8 @@ async def history_text(handle) -> str:
 
     def decoded(node):
         if isinstance(node, dict):
-            return {k: (base64.b64decode(v).decode("utf-8", "replace") if k == "data" else decoded(v))
+            return {k: (base64.b64decode(v).decode("utf-8", "replace")
+                        if k == "data" and isinstance(v, str) else decoded(v))
                     for k, v in node.items()}
         if isinstance(node, list):
             return [decoded(item) for item in node]

@@ -390,7 +390,9 @@ class AgentRun:
 
     async def _start_conversation(self) -> None:
         try:
-            started = await workflow.execute_activity(
+            # A local activity: its input (the task, and any script) is already in history
+            # as the run's input, and a local activity's input is not recorded again.
+            started = await workflow.execute_local_activity(
                 start_conversation,
                 StartConversationInput(
                     system_prompt=self._input.system_prompt, task=self._input.task,

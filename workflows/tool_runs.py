@@ -63,7 +63,8 @@ class ToolRuns:
                     call_tool,
                     ToolCallInput(
                         workflow_id=workflow.info().workflow_id, step=self.state.step,
-                        index=index, call=call, container_id=sandbox.container_id,
+                        index=index, call=call, assistant_ref=self.state.head,
+                        container_id=sandbox.container_id,
                         timeout_seconds=self.input.sandbox.tool_timeout_seconds,
                         output_limit_bytes=self.input.sandbox.output_limit_bytes,
                     ),

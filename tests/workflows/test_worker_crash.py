@@ -28,7 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 # Each step appends its number to a file in the sandbox; the last read shows every append.
 STEP_SUMMARIES = [
-    "store the task",
     "step 1 · scripted", "acquire sandbox", "step 1 · shell",
     "step 2 · scripted", "step 2 · shell",
     "step 3 · scripted", "step 3 · read_file",
