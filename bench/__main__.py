@@ -14,13 +14,14 @@ import sys
 
 from rich.console import Console
 
+import bench
 from bench.report import Report
 
 
 async def main(names: list[str]) -> int:
     console = Console()
     report = Report(console)
-    modules = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("bench_"))
+    modules = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
     chosen = [m for m in modules if not names or m.removeprefix("bench_") in names]
     for name in chosen:
         module = importlib.import_module(f"bench.{name}")
