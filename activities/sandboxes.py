@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from datetime import UTC, datetime
 
+from docker.models.containers import Container
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
@@ -13,17 +16,23 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import settings
+from sandbox.channel import ChannelClosed
 from sandbox.manager import (
     LABEL_CREATED,
     LABEL_WORKER,
-    LABEL_WORKFLOW,
     SandboxBroken,
     create_sandbox,
+    identity_of,
     labels_for,
     list_sandboxes,
     remove_sandbox,
+    run_name,
 )
+from sandbox.pool import running_pool
 from workflows.types import SandboxSpec
+
+log = logging.getLogger("tether.reaper")
+TTL_ENV = "TETHER_SANDBOX_TTL_SECONDS"
 
 
 class AcquireInput(BaseModel):
@@ -45,6 +54,8 @@ class ReleaseInput(BaseModel):
 
 class ReapInput(BaseModel):
     max_age_seconds: float | None = None
+    """Sandboxes that have served their run (or waited in a pool) longer than this go, whatever
+    their run's state. None: TETHER_SANDBOX_TTL_SECONDS, or no limit when that is unset."""
 
 
 class ReapReport(BaseModel):
@@ -54,14 +65,21 @@ class ReapReport(BaseModel):
 
 @activity.defn(name="acquire_sandbox")
 async def acquire_sandbox(input: AcquireInput) -> SandboxHandle:
+    """Claims a container from this worker's warm pool when the run's spec fits it, or
+    creates one for the run."""
     worker = settings.worker_id()
-    labels = labels_for(input.workflow_id, input.run_id, worker)
-    try:
-        container = await asyncio.to_thread(create_sandbox, input.spec, labels)
-    except SandboxBroken as error:
-        raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+    pool = running_pool(worker)
+    container_id = pool and await pool.acquire(input.spec, input.workflow_id, input.run_id)
+    if not container_id:
+        labels = labels_for(input.workflow_id, input.run_id, worker)
+        try:
+            container = await asyncio.to_thread(
+                create_sandbox, input.spec, labels, name=run_name(input.workflow_id))
+        except SandboxBroken as error:
+            raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+        container_id = container.id
     return SandboxHandle(
-        container_id=container.id,
+        container_id=container_id,
         task_queue=settings.host_task_queue(activity.info().task_queue),
         worker=worker,
     )
@@ -73,7 +91,8 @@ async def release_sandbox(input: ReleaseInput) -> bool:
 
 
 class Reaper:
-    """Removes sandboxes whose run is closed or unknown to Temporal, or older than a TTL.
+    """Removes sandboxes whose run is closed or unknown to Temporal, or older than a TTL, and
+    warm-pool containers nobody claimed that a dead worker's pool left behind.
 
     Holds the Temporal client the activity needs to look runs up.
     """
@@ -88,34 +107,54 @@ class Reaper:
     async def sweep(self, max_age_seconds: float | None = None) -> ReapReport:
         """One pass over this engine's sandboxes; also run directly at worker start."""
         # Only this worker identity's containers: another tether (another Temporal server,
-        # another test session) may share the engine, and its runs are unknown here.
-        containers = await asyncio.to_thread(
-            list_sandboxes, **{LABEL_WORKER: settings.worker_id()})
+        # another test session) may share the engine, and its runs are unknown here. A
+        # worker's id is stable across restarts, so its successor sweeps what it left.
+        worker = settings.worker_id()
+        containers = await asyncio.to_thread(list_sandboxes, **{LABEL_WORKER: worker})
+        if max_age_seconds is None:
+            max_age_seconds = ttl_from_env()
         removed: list[str] = []
         for container in containers:
-            workflow_id = container.labels.get(LABEL_WORKFLOW, "")
-            if await self._is_orphan(workflow_id, container.labels, max_age_seconds):
+            if await self._is_orphan(container, worker, max_age_seconds):
                 await asyncio.to_thread(remove_sandbox, container.id)
                 removed.append(container.name)
         return ReapReport(examined=len(containers), removed=removed)
 
-    async def _is_orphan(
-        self, workflow_id: str, labels: dict[str, str], max_age_seconds: float | None
-    ) -> bool:
-        if max_age_seconds is not None and _age_seconds(labels) > max_age_seconds:
-            return True
-        if not workflow_id:
-            return False
+    async def _is_orphan(self, container: Container, worker: str, max_age_seconds: float | None) -> bool:
+        if container.status in ("exited", "dead"):
+            return True  # serves no one: a stopped sandbox is never started again
+        created = container.labels.get(LABEL_CREATED, "")
         try:
-            description = await self.client.get_workflow_handle(workflow_id).describe()
+            identity = await asyncio.to_thread(identity_of, container)
+        except (ChannelClosed, TimeoutError) as error:
+            # A claimed pool container whose executor doesn't answer: its run can't be
+            # known, so only the TTL may remove it.
+            log.warning("can't tell which run %s serves: %s", container.name, error)
+            return _older_than(created, max_age_seconds)
+        # A run's sandbox is as old as its service to the run, not as its time in a pool.
+        if _older_than(identity.since if identity else created, max_age_seconds):
+            return True
+        if identity is None:
+            # Unclaimed: the live pool's stock, or what a dead worker's pool left.
+            pool = running_pool(worker)
+            return pool is None or not pool.made(container)
+        try:
+            description = await self.client.get_workflow_handle(identity.workflow_id).describe()
         except RPCError as error:
             return error.status == RPCStatusCode.NOT_FOUND
         return description.status is not None and description.status.name != "RUNNING"
 
 
-def _age_seconds(labels: dict[str, str]) -> float:
+def ttl_from_env() -> float | None:
+    raw = os.environ.get(TTL_ENV, "").strip()
+    return float(raw) if raw else None
+
+
+def _older_than(since: str, max_age_seconds: float | None) -> bool:
+    if max_age_seconds is None:
+        return False
     try:
-        created = datetime.fromisoformat(labels[LABEL_CREATED])
-    except (KeyError, ValueError):
-        return 0.0
-    return time.time() - created.astimezone(UTC).timestamp()
+        started = datetime.fromisoformat(since)
+    except ValueError:
+        return False
+    return time.time() - started.astimezone(UTC).timestamp() > max_age_seconds

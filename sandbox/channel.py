@@ -12,6 +12,7 @@ import json
 import socket
 import struct
 import threading
+import uuid
 from concurrent.futures import Future
 from typing import Any
 
@@ -34,6 +35,9 @@ class ExecutorChannel:
         self._keepalive = raw  # the HTTP response object must outlive the socket's use
         self._send_lock = threading.Lock()
         self._pending: dict[str, Future[dict[str, Any]]] = {}
+        # Unique across channels: an executor answers requests a dead channel sent on the
+        # stream a new channel reads, and those answers must match nothing here.
+        self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count()
         self.closed = False
         self._reader = threading.Thread(target=self._read_forever, daemon=True)
@@ -41,7 +45,7 @@ class ExecutorChannel:
 
     def request(self, message: dict[str, Any]) -> Future[dict[str, Any]]:
         """Sends one request; the future resolves with the executor's response."""
-        request_id = f"{threading.get_ident()}-{next(self._ids)}"
+        request_id = f"{self._prefix}-{next(self._ids)}"
         future: Future[dict[str, Any]] = Future()
         self._pending[request_id] = future
         line = json.dumps({**message, "id": request_id}, separators=(",", ":")) + "\n"

@@ -1,7 +1,8 @@
 """Tool calls by `docker exec`, for images that have no Python and so no executor.
 
 Slower (a new exec per call) and without the executor's ledger, so a retried call may run
-twice; the image built by `make image` always has the executor.
+twice; the image built by `make image` always has the executor. Output is still capped as it
+is read, head and tail kept, so a flood costs the worker no more than the cap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from docker.models.containers import Container
 
+from sandbox.image.executor import CappedBuffer  # the executor's own, so both paths cap alike
 from workflows.types import ToolResult
 
 
@@ -24,18 +26,23 @@ def run_with_docker_exec(
     started = time.monotonic()
     # `timeout -s KILL` inside the container kills the command when the host can't.
     command = ["timeout", "-s", "KILL", f"{timeout_s:g}", "sh", "-c", str(arguments.get("command", ""))]
-    result = container.exec_run(
-        ["sh", "-c", " ".join(shlex.quote(part) for part in command)],
-        environment={"TETHER_IDEMPOTENCY_KEY": key}, workdir="/workspace", demux=True,
-    )
-    stdout, stderr = result.output
-    out, err = (stdout or b""), (stderr or b"")
-    truncated = len(out) > limit_bytes or len(err) > limit_bytes
+    api = container.client.api
+    exec_id = api.exec_create(
+        container.id, ["sh", "-c", " ".join(shlex.quote(part) for part in command)],
+        environment={"TETHER_IDEMPOTENCY_KEY": key}, workdir="/workspace",
+    )["Id"]
+    out, err = CappedBuffer(limit_bytes), CappedBuffer(limit_bytes)
+    for stdout, stderr in api.exec_start(exec_id, stream=True, demux=True):
+        if stdout:
+            out.add(stdout)
+        if stderr:
+            err.add(stderr)
+    exit_code = api.exec_inspect(exec_id)["ExitCode"] or 0
     return ToolResult(
-        exit_code=result.exit_code or 0,
-        stdout=out[:limit_bytes].decode("utf-8", "replace"),
-        stderr=err[:limit_bytes].decode("utf-8", "replace"),
-        truncated=truncated,
-        timed_out=result.exit_code == 137,
+        exit_code=exit_code,
+        stdout=out.text(),
+        stderr=err.text(),
+        truncated=out.truncated or err.truncated,
+        timed_out=exit_code == 137,
         duration_ms=int((time.monotonic() - started) * 1000),
     )

@@ -17,6 +17,13 @@ WORKSPACE = "/workspace"
 TMP_MB = 64
 NOFILE = 1024
 HOST_NPROC = 8192
+# Half the engine's default weight: when the CPU is contended, the runtime's own containers
+# (Temporal, its database) win over sandboxes. `cpus` still caps each sandbox outright.
+CPU_SHARES = 512
+# CIS 5.14 asks for on-failure with at most 5 restarts. A restarted sandbox comes back
+# empty (fresh workspace, fresh ledger), so the host treats any restart (`RestartCount`) as
+# a lost sandbox: it never answers for calls its earlier life recorded.
+RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 5}
 
 
 def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -33,7 +40,8 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) ->
         user=f"{SANDBOX_UID}:{SANDBOX_UID}",
         read_only=True,
         tmpfs={
-            # The workspace is the only sizeable writable place, bounded by disk_mb.
+            # The workspace is the only sizeable writable place, bounded by disk_mb. Like
+            # /tmp and /dev/shm it lives in memory, so its bytes also count against memory_mb.
             WORKSPACE: f"rw,nosuid,nodev,exec,size={spec.disk_mb}m,uid={SANDBOX_UID},"
             f"gid={SANDBOX_UID},mode=0700",
             "/tmp": f"rw,noexec,nosuid,nodev,size={TMP_MB}m,mode=1777",
@@ -45,6 +53,7 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) ->
         mem_limit=f"{spec.memory_mb}m",
         memswap_limit=f"{spec.memory_mb}m",
         nano_cpus=int(spec.cpus * 1e9),
+        cpu_shares=CPU_SHARES,
         pids_limit=spec.pids,
         ulimits=[
             Ulimit(name="nofile", soft=NOFILE, hard=NOFILE),
@@ -60,6 +69,7 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) ->
         tty=False,
         # Tool output goes through the executor's capped responses, never to a log file.
         log_config=LogConfig(type="none"),
+        restart_policy=RESTART_POLICY,
         detach=True,
     )
     if spec.runtime:

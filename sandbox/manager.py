@@ -1,12 +1,21 @@
-"""Creating, reaching and removing sandbox containers on this worker's Docker engine."""
+"""Creating, claiming, finding, reaching and removing sandbox containers on this worker's engine.
+
+A run's container is made one of two ways: created for the run (it carries the run's labels),
+or created ahead of time by a warm pool and claimed by the run (`claim_sandbox`). Docker
+can't relabel a container, so a claimed one records its run in its executor and takes a name
+derived from the run. `sandboxes_for_run` and `identity_of` answer for both kinds alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +33,11 @@ LABEL_RUN = "tether.run_id"
 LABEL_CREATED = "tether.created_at"
 LABEL_MANAGED = "tether.managed"
 LABEL_WORKER = "tether.worker"
+LABEL_POOL = "tether.pool"
+"""On warm-pool containers: the pool (one per worker process) that made them."""
 EXECUTOR_LABEL = "tether.executor"
 READY_TIMEOUT_S = 20.0
+ANSWER_TIMEOUT_S = 5.0
 
 
 class SandboxGone(RuntimeError):
@@ -36,19 +48,46 @@ class SandboxBroken(RuntimeError):
     """The image or settings can't make a working sandbox: retrying will not help."""
 
 
+class SandboxClaimed(RuntimeError):
+    """A warm-pool container already serves another run: it is never handed to a second."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    workflow_id: str
+    run_id: str
+    since: str = ""
+    """When the container began serving the run (ISO 8601): created for it, or claimed."""
+
+
 def labels_for(workflow_id: str, run_id: str, worker: str) -> dict[str, str]:
     return {
         LABEL_WORKFLOW: workflow_id,
         LABEL_RUN: run_id,
-        LABEL_CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
+        LABEL_CREATED: now_label(),
         LABEL_MANAGED: "1",
         LABEL_WORKER: worker,
     }
 
 
-def create_sandbox(spec: SandboxSpec, labels: dict[str, str]) -> Container:
+def now_label() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_name(workflow_id: str) -> str:
+    """`tether-<digest of the workflow id>-<the id, made name-safe>-<random>`: the engine
+    finds a run's containers by the digest, people read the id, and the random part keeps
+    a run's successive sandboxes apart."""
+    readable = re.sub(r"[^a-zA-Z0-9_.-]+", "_", workflow_id)[:40]
+    return f"{_run_prefix(workflow_id)}{readable}-{uuid.uuid4().hex[:6]}"
+
+
+def _run_prefix(workflow_id: str) -> str:
+    return f"tether-{hashlib.sha256(workflow_id.encode()).hexdigest()[:16]}-"
+
+
+def create_sandbox(spec: SandboxSpec, labels: dict[str, str], *, name: str) -> Container:
     """Creates and starts a hardened container, and waits until its executor answers."""
-    name = f"tether-{uuid.uuid4().hex[:12]}"
     try:
         container = engine().containers.create(**container_kwargs(spec, name=name, labels=labels))
     except ImageNotFound:
@@ -78,13 +117,34 @@ def _wait_until_ready(container_id: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         try:
-            channel(container_id).request({"op": "ping"}).result(timeout=5)
+            channel(container_id).request({"op": "ping"}).result(timeout=ANSWER_TIMEOUT_S)
             return
         except (ChannelClosed, TimeoutError) as error:
             forget_channel(container_id)
             if time.monotonic() > deadline:
                 raise SandboxBroken(f"the sandbox's executor never answered: {error}") from None
             time.sleep(0.05)
+
+
+def claim_sandbox(container_id: str, workflow_id: str, run_id: str) -> None:
+    """Makes an unclaimed warm-pool container the run's: its executor records the run (and
+    refuses any other from then on), and it is renamed after the run for `sandboxes_for_run`.
+
+    Raises SandboxGone, SandboxClaimed, ChannelClosed or TimeoutError when the container
+    can't be had; the caller then creates one instead.
+    """
+    stream = _open_channel(container_id)
+    if stream is None:  # an open stream proves the container has run ever since it was made
+        find_sandbox(container_id)
+        stream = channel(container_id)
+    response = stream.request(
+        {"op": "bind", "workflow_id": workflow_id, "run_id": run_id, "since": now_label()}
+    ).result(timeout=ANSWER_TIMEOUT_S)
+    if not response.get("ok"):
+        raise SandboxClaimed(str(response.get("error")))
+    # Bound first, renamed second: a claim interrupted between the two leaves a container
+    # whose executor still names its run, so the reaper can judge it.
+    engine().api.rename(container_id, run_name(workflow_id))
 
 
 def remove_sandbox(container_id: str) -> bool:
@@ -108,6 +168,9 @@ def find_sandbox(container_id: str) -> Container:
         raise SandboxGone(f"sandbox {container_id[:12]} no longer exists") from None
     if container.status != "running":
         raise SandboxGone(f"sandbox {container_id[:12]} is {container.status}")
+    if container.attrs.get("RestartCount"):
+        raise SandboxGone(
+            f"sandbox {container_id[:12]} restarted after its executor died; what it held is gone")
     return container
 
 
@@ -115,6 +178,31 @@ def list_sandboxes(**label_filters: str) -> list[Container]:
     """Every container tether created on this engine (running or not)."""
     filters = [f"{LABEL_MANAGED}=1", *(f"{k}={v}" for k, v in label_filters.items())]
     return engine().containers.list(all=True, filters={"label": filters})
+
+
+def sandboxes_for_run(workflow_id: str) -> list[Container]:
+    """Every container of the run on this engine, created for it or claimed from a pool.
+
+    Both kinds are named by `run_name`, so one query by the run's digest finds them all.
+    """
+    return engine().containers.list(all=True, filters={
+        "label": [f"{LABEL_MANAGED}=1"], "name": f"^/{_run_prefix(workflow_id)}"})
+
+
+def identity_of(container: Container) -> RunIdentity | None:
+    """The run a container serves: from its labels when it was created for the run, from its
+    executor when the run claimed it from a pool. None while nobody has claimed it.
+
+    Raises ChannelClosed or TimeoutError when a claimed container's executor can't answer.
+    """
+    labels = container.labels
+    if labels.get(LABEL_WORKFLOW):
+        return RunIdentity(labels[LABEL_WORKFLOW], labels.get(LABEL_RUN, ""), labels.get(LABEL_CREATED, ""))
+    if LABEL_POOL not in labels:
+        return None
+    response = channel(container.id).request({"op": "ping"}).result(timeout=ANSWER_TIMEOUT_S)
+    binding = response.get("result", {}).get("binding")
+    return RunIdentity(**binding) if binding else None
 
 
 _channels: dict[str, ExecutorChannel] = {}
@@ -129,6 +217,12 @@ def channel(container_id: str) -> ExecutorChannel:
             return existing
         created = _channels[container_id] = ExecutorChannel(container_id)
         return created
+
+
+def _open_channel(container_id: str) -> ExecutorChannel | None:
+    with _channels_lock:
+        existing = _channels.get(container_id)
+    return existing if existing is not None and not existing.closed else None
 
 
 def forget_channel(container_id: str) -> None:
@@ -152,16 +246,19 @@ async def run_tool(
 
     Cancelling the awaiting task cancels the call in the container: its process group dies.
     """
-    container = await asyncio.to_thread(find_sandbox, container_id)
-    if not has_executor(container):
-        return await asyncio.to_thread(
-            run_with_docker_exec, container, tool, arguments, key, timeout_s, limit_bytes
-        )
+    stream = _open_channel(container_id)
+    if stream is None:
+        # First call from this process, or the stream broke: check the container before
+        # attaching. An open stream needs no check: it ends when the container stops.
+        container = await asyncio.to_thread(find_sandbox, container_id)
+        if not has_executor(container):
+            return await asyncio.to_thread(
+                run_with_docker_exec, container, tool, arguments, key, timeout_s, limit_bytes
+            )
+        stream = await asyncio.to_thread(channel, container_id)
     request = {"op": "run", "key": key, "kind": tool, "args": arguments,
                "timeout": timeout_s, "limit": limit_bytes}
-    stream = await asyncio.to_thread(channel, container_id)
-    pending = stream.request(request)
-    response_future = asyncio.wrap_future(pending)
+    response_future = asyncio.wrap_future(stream.request(request))
     try:
         while True:
             done, _ = await asyncio.wait({response_future}, timeout=1.0)
@@ -182,6 +279,6 @@ async def run_tool(
 
 def _cancel_in_container(container_id: str, key: str) -> None:
     try:
-        channel(container_id).request({"op": "cancel", "key": key}).result(timeout=5)
+        channel(container_id).request({"op": "cancel", "key": key}).result(timeout=ANSWER_TIMEOUT_S)
     except (ChannelClosed, TimeoutError):
         pass  # the container is gone or hung; release or the reaper removes it

@@ -66,4 +66,5 @@ async def test_an_update_the_run_refuses_is_a_clear_cli_error(
     assert "approve refused" in err and "no call 'no-such-call'" in err
     code, out, err = await cli(temporal_address, worker, "cancel", handle.id, "--reason", "done here")
     assert code == 0, err
+    assert "cancelling" in out
     assert (await handle.result()).status == "cancelled"

@@ -8,8 +8,10 @@ Guarantees it gives the host:
 - exactly once: a request carries an idempotency key; a key already finished returns its
   recorded result, a key still running is awaited, and no key ever runs twice;
 - a timeout or a cancel kills the call's whole process group, and when no call is running,
-  every process the calls left behind (daemons, `setsid` escapees) is killed too;
-- output is capped while it is read: head and tail kept, the middle counted and dropped.
+  every process the calls left behind (daemons, `setsid` escapees) is killed too, and gone,
+  before the call's result is sent;
+- output is capped while it is read: head and tail kept, the middle counted and dropped;
+- a container taken from a warm pool is bound to one run, once: it never serves another.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -26,6 +29,7 @@ import time
 WORKSPACE = "/workspace"
 LEDGER_RESULTS_KEPT = 256
 MAX_WRITE_BYTES = 16 * 1024 * 1024
+LEADER_GONE_GRACE = 0.25
 CHILD_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE,
@@ -36,6 +40,13 @@ CHILD_ENV = {
 }
 
 _out_lock = threading.Lock()
+
+# cgroup v1 and v2 paths of the counters that say a limit was hit during a call.
+OOM_KILLS = (("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+             ("/sys/fs/cgroup/memory.events", "oom_kill"))
+PIDS_REFUSED = (("/sys/fs/cgroup/pids/pids.events", "max"), ("/sys/fs/cgroup/pids.events", "max"))
+MEMORY_LIMIT = ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+PIDS_LIMIT = ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max")
 
 
 def send(message: dict) -> None:
@@ -80,13 +91,46 @@ class CappedBuffer:
         return (bytes(self.head) + marker + tail).decode("utf-8", "replace")
 
 
-def _drain(pipe, buffer: CappedBuffer) -> None:
-    read = getattr(pipe, "read1", pipe.read)
-    try:
-        while chunk := read(65536):
-            buffer.add(chunk)
-    except (OSError, ValueError):
-        pass
+def _collect(process, stdin: bytes, buffers: dict, timeout: float) -> bool:
+    """Feeds `stdin` to the process and reads its outputs into `buffers` until they close or
+    the timeout passes; True if it passed. One thread does it all: a call that exhausts the
+    pids limit can't stop its own output from being read.
+
+    When the group's leader exits, the group is killed at once, so background children can't
+    hold the outputs open; a `setsid` escapee still may, for a moment, before the sweep."""
+    deadline = time.monotonic() + timeout
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as selector:
+        for pipe in buffers:
+            selector.register(pipe, selectors.EVENT_READ)
+        if pending:
+            os.set_blocking(process.stdin.fileno(), False)
+            selector.register(process.stdin, selectors.EVENT_WRITE)
+        else:
+            process.stdin.close()
+        while any(key.events == selectors.EVENT_READ for key in selector.get_map().values()):
+            now = time.monotonic()
+            if process.poll() is not None and deadline > now + LEADER_GONE_GRACE:
+                _killpg(process.pid)
+                deadline = now + LEADER_GONE_GRACE
+            if now >= deadline:
+                return process.poll() is None
+            for key, _ in selector.select(min(deadline - now, 0.05)):
+                if key.fileobj is process.stdin:
+                    try:
+                        pending = pending[os.write(process.stdin.fileno(), pending[:65536]):]
+                    except OSError:  # the tool stopped reading: what it didn't take is dropped
+                        pending = pending[:0]
+                    if not pending:
+                        selector.unregister(process.stdin)
+                        process.stdin.close()
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    buffers[key.fileobj].add(chunk)
+                else:
+                    selector.unregister(key.fileobj)
+    return False
 
 
 def _exit_code(returncode: int) -> int:
@@ -123,14 +167,35 @@ class Executor:
         self.finished: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.forgotten: set[str] = set()
         self.running = 0
+        self.binding: dict | None = None
+
+    def bind(self, request: dict) -> None:
+        """Records the run this container serves. A warm-pool container learns its run here
+        (Docker can't relabel a container); binding it to a second run is refused."""
+        identity = {"workflow_id": str(request.get("workflow_id", "")),
+                    "run_id": str(request.get("run_id", ""))}
+        if self.binding is None and identity["workflow_id"]:
+            self.binding = dict(identity, since=str(request.get("since", "")))
+        if self.binding is not None and all(self.binding[k] == v for k, v in identity.items()):
+            send({"id": request.get("id"), "ok": True, "result": {"binding": self.binding}})
+        else:
+            send({"id": request.get("id"), "ok": False,
+                  "error": f"this sandbox serves {self.binding}, not {identity}"})
 
     # --- requests -------------------------------------------------------------------
     def handle(self, request: dict) -> None:
         op = request.get("op")
         if op == "ping":
-            send({"id": request.get("id"), "ok": True, "result": {"pid": os.getpid()}})
+            send({"id": request.get("id"), "ok": True,
+                  "result": {"pid": os.getpid(), "binding": self.binding}})
+        elif op == "bind":
+            self.bind(request)
         elif op == "run":
-            threading.Thread(target=self.run, args=(request,), daemon=True).start()
+            try:
+                threading.Thread(target=self.run, args=(request,), daemon=True).start()
+            except RuntimeError as error:  # the pids limit is reached: not even a thread starts
+                send({"id": request.get("id"), "ok": False,
+                      "error": f"the sandbox is at its process limit, the call can't start: {error}"})
         elif op == "cancel":
             with self.lock:
                 call = self.calls.get(request.get("key", ""))
@@ -201,6 +266,7 @@ class Executor:
 
     def spawn(self, call, argv, stdin, env, timeout, limit) -> dict:
         started = time.monotonic()
+        oom_before, refused_before = _counter(OOM_KILLS), _counter(PIDS_REFUSED)
         process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=WORKSPACE, env=env, start_new_session=True, close_fds=True,
@@ -209,39 +275,20 @@ class Executor:
         if call.cancelled:
             call.kill()
         out, err = CappedBuffer(limit), CappedBuffer(limit)
-        readers = [
-            threading.Thread(target=_drain, args=(process.stdout, out), daemon=True),
-            threading.Thread(target=_drain, args=(process.stderr, err), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
         try:
-            process.stdin.write(stdin)
-        except OSError:
-            pass
+            timed_out = _collect(process, stdin, {process.stdout: out, process.stderr: err}, timeout)
         finally:
-            try:
-                process.stdin.close()
-            except OSError:
-                pass
-        timed_out = False
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        # The group dies with its leader, so background children can't hold the pipes open.
-        _killpg(process.pid)
-        process.wait()
-        for reader in readers:
-            reader.join(timeout=2)
-        process.stdout.close()
-        process.stderr.close()
+            _killpg(process.pid)  # whatever happened, the call's group doesn't outlive it
+            process.wait()
+            for pipe in (process.stdin, process.stdout, process.stderr):
+                pipe.close()
         code = _exit_code(process.returncode)
         stderr = err.text()
         if timed_out:
             stderr += f"\n[tether: killed after the {timeout:g} s tool timeout]"
         elif call.cancelled:
             stderr += "\n[tether: cancelled]"
+        stderr += _limit_notes(oom_before, refused_before)
         return _result(
             code, stdout=out.text(), stderr=stderr, truncated=out.truncated or err.truncated,
             timed_out=timed_out, duration_ms=int((time.monotonic() - started) * 1000),
@@ -253,19 +300,90 @@ def _result(exit_code, *, stdout="", stderr="", truncated=False, timed_out=False
             "timed_out": timed_out, "duration_ms": duration_ms}
 
 
-def _kill_strays() -> None:
-    """Kills every process but init, this executor and health checks."""
-    keep = {1, os.getpid(), os.getppid()}
+def _counter(sources) -> int:
+    for path, key in sources:
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _first_line(paths) -> str:
+    for path in paths:
+        try:
+            with open(path) as f:
+                return f.readline().strip()
+        except OSError:
+            continue
+    return "?"
+
+
+def _limit_notes(oom_before: int, refused_before: int) -> str:
+    """Says which of the sandbox's limits the call ran into, so the result explains itself."""
+    notes = ""
+    if _counter(OOM_KILLS) > oom_before:
+        limit = _first_line(MEMORY_LIMIT)
+        mib = f"{int(limit) // (1 << 20)} MiB" if limit.isdigit() else limit
+        notes += f"\n[tether: a process was killed at the sandbox's memory limit ({mib})]"
+    refused = _counter(PIDS_REFUSED) - refused_before
+    if refused > 0:
+        notes += (f"\n[tether: {refused} process creation(s) refused at the sandbox's limit of"
+                  f" {_first_line(PIDS_LIMIT)} processes]")
+    return notes
+
+
+def _parents() -> dict[int, int]:
+    """Every process in the container, with its parent's pid."""
+    parents = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in keep:
+        if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if b"executor.py" in f.read():
-                    continue
-            os.kill(int(name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: the fields start after the last ')'.
+        parents[int(name)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+    return parents
+
+
+def _strays() -> list[int]:
+    """Processes tool calls left behind: all but init, this executor, and what entered by
+    `docker exec` (health checks, an operator's shell). Those have their parent outside the
+    container (ppid 0), which no process a tool starts can have; a process's name proves
+    nothing, since a tool chooses it."""
+    parents = _parents()
+
+    def entered_by_exec(pid: int) -> bool:
+        seen = set()
+        while pid in parents and pid not in (0, 1) and pid not in seen:
+            seen.add(pid)
+            if parents[pid] == 0:
+                return True
+            pid = parents[pid]
+        return False
+
+    keep = {1, os.getpid()}
+    return [pid for pid in parents if pid not in keep and not entered_by_exec(pid)]
+
+
+def _kill_strays(wait: float = 2.0) -> None:
+    """Kills the leftovers and waits until init has reaped them, so none outlives the call
+    that returns next. Repeats, because a leftover may fork while it is being killed."""
+    deadline = time.monotonic() + wait
+    while (strays := _strays()) and time.monotonic() < deadline:
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
 
 
 def _confined(path: str) -> str | None:
@@ -318,23 +436,7 @@ def _write_file(path: str, content: str) -> dict:
                    duration_ms=int((time.monotonic() - started) * 1000))
 
 
-def health() -> int:
-    """Healthy while an executor process is alive in this container."""
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if any(a.endswith(b"executor.py") for a in argv) and b"--health" not in argv:
-                return 0
-    return 1
-
-
 def main() -> None:
-    if "--health" in sys.argv:
-        sys.exit(health())
     executor = Executor()
     for raw in sys.stdin.buffer:
         try:

@@ -1,0 +1,92 @@
+"""Runs an attack as a real AgentRun through the suite's worker, beside a benign run, and
+checks what every hostile-input test must: the worker kept serving the benign run, and
+neither run left a container behind. The attack's tool results are read whole, as the
+model reads them (the event history keeps a capped copy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+import client as tether
+from activities.tools import ToolCallInput, ToolCallOutput
+from llm.messages import Message
+from store import default_store
+from tests.conftest import sandboxes_of
+from tests.scripts import scripted_run, turn
+from workflows.types import ToolResult
+
+SMALL = {"memory_mb": 128, "pids": 64, "disk_mb": 16, "tool_timeout_seconds": 3,
+         "output_limit_bytes": 4096}
+"""Tight limits, so an attack meets them fast. Not the pool's spec: a container is created."""
+
+PROCESSES = """
+import json, os
+seen = []
+for pid in os.listdir("/proc"):
+    if pid.isdigit() and int(pid) != os.getpid():
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        name, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2]
+        seen.append([name, state])
+print(json.dumps(sorted(seen)))
+"""
+"""A python tool that prints every other process in the container: [name, state]."""
+
+
+def leftovers(processes: list[list[str]]) -> list[list[str]]:
+    """What is running beyond init, the executor, and a health probe the engine may be
+    running (`sh` and `grep`, which entered by exec)."""
+    expected = {"docker-init": 1, "python3": 1}
+    extra = []
+    for name, state in processes:
+        if expected.get(name, 0) > 0 and state != "Z":
+            expected[name] -= 1
+        elif name not in ("sh", "grep") or state == "Z":
+            extra.append([name, state])
+    return extra
+
+
+async def attack(
+    client: Client, queue: str, *turns: dict[str, Any], sandbox: dict[str, Any] | None = None
+) -> list[ToolResult]:
+    """Runs the attack's turns (then a final answer) while a benign run computes 6 * 7."""
+    hostile = await tether.start_run(
+        client, scripted_run("attack", *turns, turn("done"), sandbox={**SMALL, **(sandbox or {})}),
+        task_queue=queue)
+    benign = await tether.start_run(
+        client, scripted_run("benign", turn(python="print(6 * 7)"), turn("{{last_output}}")),
+        task_queue=queue)
+    served = await benign.result()
+    assert served.status == "completed", served
+    assert served.output is not None and served.output.strip() == "42"
+    result = await hostile.result()
+    assert result.status == "completed", result
+    assert sandboxes_of(hostile.id) == []
+    assert sandboxes_of(benign.id) == []
+    return await tool_results(client, hostile)
+
+
+async def tool_results(client: Client, handle: WorkflowHandle[Any, Any]) -> list[ToolResult]:
+    """The run's completed tool calls in call order (step, then index in the step), each
+    result whole, from the conversation message its history event points to."""
+    scheduled: dict[int, tuple[int, int]] = {}
+    done: list[tuple[tuple[int, int], ToolResult]] = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == "tool_call":
+                [call] = await client.data_converter.decode(attrs.input.payloads, [ToolCallInput])
+                scheduled[event.event_id] = (call.step, call.index)
+        elif event.HasField("activity_task_completed_event_attributes"):
+            attrs = event.activity_task_completed_event_attributes
+            if attrs.scheduled_event_id in scheduled:
+                [output] = await client.data_converter.decode(attrs.result.payloads, [ToolCallOutput])
+                message = Message.model_validate_json(default_store().get(output.message_ref))
+                done.append((scheduled[attrs.scheduled_event_id],
+                             ToolResult.model_validate_json(message.content or "")))
+    return [result for _, result in sorted(done, key=lambda item: item[0])]
