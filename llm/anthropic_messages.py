@@ -9,8 +9,8 @@ streamed answer is put back together by `llm.anthropic_stream` and read the same
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anthropic
@@ -21,6 +21,7 @@ from llm.anthropic_stream import read_stream
 from llm.connection import Connection, connection_for, number_from_env
 from llm.messages import Message, ModelTurn
 from llm.provider import TOOL_SCHEMAS
+from llm.sdk_client import sdk_client
 from workflows.types import ModelSpec, ToolCall, Usage
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -63,30 +64,8 @@ class AnthropicProvider:
             raise errors.malformed(conn, f"{type(exc).__name__} reading it") from None
 
 
-@asynccontextmanager
-async def _client(conn: Connection) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    """A client for one call, and the classification of every failure before an answer
-    begins; `llm.anthropic_stream` classifies those that come after."""
-    # A fresh client per call, as in `llm.openai_chat`: nothing outlives the call.
-    client = anthropic.AsyncAnthropic(
-        api_key=conn.api_key,
-        base_url=conn.base_url,
-        timeout=conn.timeout,
-        # Temporal owns retries: every attempt shows in the event history, with its backoff.
-        max_retries=0,
-    )
-    # `from None` everywhere: the SDK's exception holds the request, headers and all.
-    try:
-        async with client:
-            yield client
-    except anthropic.APIStatusError as exc:
-        raise errors.status_error(conn, exc.status_code, exc.response.headers, exc.body) from None
-    except anthropic.APITimeoutError:
-        raise errors.timed_out(conn) from None
-    except anthropic.APIConnectionError as exc:
-        raise errors.unreachable(conn, exc.__cause__) from None
-    except (anthropic.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise errors.malformed(conn, type(exc).__name__) from None
+def _client(conn: Connection) -> AbstractAsyncContextManager[anthropic.AsyncAnthropic]:
+    return sdk_client(anthropic, anthropic.AsyncAnthropic, conn)
 
 
 def to_anthropic_messages(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:

@@ -8,8 +8,8 @@ streamed answer is put back together by `llm.openai_stream` and read the same wa
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import openai
@@ -20,6 +20,7 @@ from llm.connection import Connection, connection_for
 from llm.messages import Message, ModelTurn
 from llm.openai_stream import read_stream
 from llm.provider import TOOL_SCHEMAS
+from llm.sdk_client import sdk_client
 from workflows.types import ModelSpec, ToolCall, Usage
 
 
@@ -56,31 +57,8 @@ class OpenAIProvider:
             raise errors.malformed(conn, f"{type(exc).__name__} reading it") from None
 
 
-@asynccontextmanager
-async def _client(conn: Connection) -> AsyncIterator[openai.AsyncOpenAI]:
-    """A client for one call, and the classification of every failure before an answer
-    begins; `llm.openai_stream` classifies those that come after."""
-    # A fresh client per call: a model call takes seconds and a handshake milliseconds, and
-    # this way no connection pool outlives the call or straddles event loops.
-    client = openai.AsyncOpenAI(
-        api_key=conn.api_key,
-        base_url=conn.base_url,
-        timeout=conn.timeout,
-        # Temporal owns retries: every attempt shows in the event history, with its backoff.
-        max_retries=0,
-    )
-    # `from None` everywhere: the SDK's exception holds the request, headers and all.
-    try:
-        async with client:
-            yield client
-    except openai.APIStatusError as exc:
-        raise errors.status_error(conn, exc.status_code, exc.response.headers, exc.body) from None
-    except openai.APITimeoutError:
-        raise errors.timed_out(conn) from None
-    except openai.APIConnectionError as exc:
-        raise errors.unreachable(conn, exc.__cause__) from None
-    except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise errors.malformed(conn, type(exc).__name__) from None
+def _client(conn: Connection) -> AbstractAsyncContextManager[openai.AsyncOpenAI]:
+    return sdk_client(openai, openai.AsyncOpenAI, conn)
 
 
 def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
