@@ -166,7 +166,9 @@ class AgentRun:
             state.last_error = f"{served_by} has no known price: max_cost_usd cannot count its cost"
             entry.note = joined(entry.note, state.last_error)
         state.cost_known = state.cost_known and turn.cost_known
-        if not calls:
+        # A person's message that arrived while the model was answering has not been read:
+        # the model gets another turn to read it rather than the message being dropped.
+        if not calls and (final or not state.inbox):
             self.answer = turn.text or ""
         try:
             if not final:
