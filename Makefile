@@ -26,7 +26,7 @@ image: docker
 demo: setup
 	@$(VENV)/bin/tether demo
 
-test: setup
+test: setup lint
 	@$(PY) -m pytest
 
 bench: setup
@@ -34,6 +34,7 @@ bench: setup
 
 lint: deps
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
 
 # Regenerates the lock file from pyproject.toml (run after changing dependencies).
 lock: deps

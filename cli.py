@@ -10,7 +10,7 @@ import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -44,7 +44,7 @@ def main() -> None:
     os._exit(code or 0)
 
 
-def fail(message: str, hint: str | None = None) -> None:
+def fail(message: str, hint: str | None = None) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     if hint:
         err.print(f"[dim]→ {hint}[/]")
@@ -93,7 +93,7 @@ def run(
 
     chosen = model_option(model)
     if base_url or api_key_env:
-        if isinstance(chosen, dict):
+        if not isinstance(chosen, str):
             fail("--base-url and --api-key-env are for openai: and anthropic: models")
         provider, _, name = chosen.partition(":")
         chosen = {"provider": provider, "name": name, "base_url": base_url,
@@ -119,7 +119,7 @@ async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: boo
 
     connection = await _connect()
     handle = await client.start_run(connection, run_input, workflow_id=workflow_id)
-    links = {"workflow_id": handle.id, "run_id": handle.result_run_id,
+    links = {"workflow_id": handle.id, "run_id": handle.result_run_id or "",
              "ui": settings.ui_url(handle.id), "show": f"temporal workflow show -w {handle.id}"}
     if not wait:
         if as_json:

@@ -100,14 +100,16 @@ def _collect(process, stdin: bytes, buffers: dict, timeout: float) -> bool:
     hold the outputs open; a `setsid` escapee still may, for a moment, before the sweep."""
     deadline = time.monotonic() + timeout
     pending = memoryview(stdin)
+    writer = process.stdin
+    assert writer is not None  # Popen(stdin=PIPE)
     with selectors.DefaultSelector() as selector:
         for pipe in buffers:
             selector.register(pipe, selectors.EVENT_READ)
         if pending:
-            os.set_blocking(process.stdin.fileno(), False)
-            selector.register(process.stdin, selectors.EVENT_WRITE)
+            os.set_blocking(writer.fileno(), False)
+            selector.register(writer, selectors.EVENT_WRITE, data="stdin")
         else:
-            process.stdin.close()
+            writer.close()
         while any(key.events == selectors.EVENT_READ for key in selector.get_map().values()):
             now = time.monotonic()
             if process.poll() is not None and deadline > now + LEADER_GONE_GRACE:
@@ -116,14 +118,14 @@ def _collect(process, stdin: bytes, buffers: dict, timeout: float) -> bool:
             if now >= deadline:
                 return process.poll() is None
             for key, _ in selector.select(min(deadline - now, 0.05)):
-                if key.fileobj is process.stdin:
+                if key.data == "stdin":
                     try:
-                        pending = pending[os.write(process.stdin.fileno(), pending[:65536]):]
+                        pending = pending[os.write(writer.fileno(), pending[:65536]):]
                     except OSError:  # the tool stopped reading: what it didn't take is dropped
                         pending = pending[:0]
                     if not pending:
-                        selector.unregister(process.stdin)
-                        process.stdin.close()
+                        selector.unregister(writer)
+                        writer.close()
                     continue
                 chunk = os.read(key.fd, 65536)
                 if chunk:
@@ -237,7 +239,7 @@ class Executor:
         with self.lock:
             self.running -= 1
             del self.calls[call.key]
-            self.finished[call.key] = call.result
+            self.finished[call.key] = call.result or {}
             while len(self.finished) > LEDGER_RESULTS_KEPT:
                 old, _ = self.finished.popitem(last=False)
                 self.forgotten.add(old)
@@ -281,7 +283,8 @@ class Executor:
             _killpg(process.pid)  # whatever happened, the call's group doesn't outlive it
             process.wait()
             for pipe in (process.stdin, process.stdout, process.stderr):
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
         code = _exit_code(process.returncode)
         stderr = err.text()
         if timed_out:
