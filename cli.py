@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import settings
@@ -171,11 +172,13 @@ def status(
     import client
 
     async def go() -> Any:
-        return await client.status(await _connect(), workflow_id)
+        connection = await _connect()
+        return (await client.status(connection, workflow_id),
+                await client.partial_text(connection, workflow_id))
 
-    current = asyncio.run(go())
+    current, writing = asyncio.run(go())
     if as_json:
-        print(current.model_dump_json())
+        print(json.dumps({**current.model_dump(mode="json"), "partial_text": writing}))
         return
     b = current.budget
     table = Table(title=f"{workflow_id} · {current.state} · step {current.step}")
@@ -192,6 +195,9 @@ def status(
                       f"{json.dumps(pending.arguments)[:200]}")
     if current.last_error:
         console.print(f"[red]last error:[/] {current.last_error}")
+    if writing:
+        console.print(f"[cyan]{current.model} is writing:[/] …{escape(writing[-500:])}",
+                      highlight=False)
 
 
 @app.command()

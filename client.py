@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 import settings
 from workflows.types import AgentRunInput, AgentRunResult, RunStatus, StepRecord
 
-__all__ = ["connect", "get_run", "run", "start_run", "status", "transcript"]
+__all__ = ["connect", "get_run", "partial_text", "run", "start_run", "status", "transcript"]
 
 
 async def connect(
@@ -66,6 +66,19 @@ def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunRes
 
 async def status(client: Client, workflow_id: str) -> RunStatus:
     return await get_run(client, workflow_id).query("status", result_type=RunStatus)
+
+
+async def partial_text(client: Client, workflow_id: str) -> str | None:
+    """What the model in flight has written so far, from its call's heartbeat (None when no
+    model call is streaming): a long call can be watched without adding to history."""
+    description = await get_run(client, workflow_id).describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "model_call" or not pending.heartbeat_details.payloads:
+            continue
+        [details] = await client.data_converter.decode(pending.heartbeat_details.payloads)
+        if isinstance(details, dict) and details.get("partial_text"):
+            return str(details["partial_text"])
+    return None
 
 
 async def transcript(client: Client, workflow_id: str) -> list[StepRecord]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 import client as tether
 from tests.conftest import history_text
+from tests.test_end_to_end import run_command
 
 if TYPE_CHECKING:
     from conftest import ProviderServer
@@ -151,8 +154,8 @@ async def test_a_wrong_key_fails_the_run_at_once_without_showing_the_key(
     assert wrong not in await history_text(handle)
 
 
-async def test_streamed_partial_text_is_visible_in_the_model_calls_heartbeat(
-    temporal_client: Client, worker: str, openai_server: ProviderServer
+async def test_streamed_partial_text_is_visible_in_the_heartbeat_and_through_tether(
+    temporal_client: Client, temporal_address: str, worker: str, openai_server: ProviderServer
 ):
     release = threading.Event()
     openai_server.reply_stream(openai_chunks("Thinking out loud for a long while... 42."),
@@ -171,6 +174,12 @@ async def test_streamed_partial_text_is_visible_in_the_model_calls_heartbeat(
                     break
             await asyncio.sleep(0.1)
         assert partial == "Thinking out lou"
+        assert await tether.partial_text(temporal_client, handle.id) == "Thinking out lou"
+        code, out, err = await run_command(
+            f"{sys.executable} cli.py status {handle.id} --json",
+            env={**os.environ, "TEMPORAL_ADDRESS": temporal_address})
+        assert code == 0, err
+        assert json.loads(out)["partial_text"] == "Thinking out lou"
     finally:
         release.set()
     result = await handle.result()
