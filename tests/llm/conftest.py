@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import pytest
+
+from llm import provider_for
+from llm.messages import Message
+from llm.provider import ModelError
+from workflows.types import ModelSpec
 
 Flavor = Literal["openai", "anthropic"]
 Ending = Literal["finish", "stop", "cut", "stall"]
@@ -235,3 +241,63 @@ def openai_server(serve, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
 def anthropic_server(serve, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     return serve("anthropic", ANTHROPIC_KEY)
+
+
+HELLO = [Message(role="system", content="Be brief."), Message(role="user", content="hello")]
+
+
+@dataclass
+class Endpoint:
+    """One provider's test server and a model spec that points at it, for the cases that run
+    once per provider: the classification is shared, but each SDK raises its own exceptions."""
+
+    server: ProviderServer
+    spec: ModelSpec
+    key_env: str
+    streaming: bool = False
+    seen: list[str] = field(default_factory=list)
+    """With `streaming`, every text the provider passed to `on_text`."""
+
+    @property
+    def flavor(self) -> str:
+        return self.spec.provider
+
+    async def call(self) -> None:
+        on_text = self.seen.append if self.streaming else None
+        await provider_for(self.flavor).complete(self.spec, HELLO, ["shell"], on_text=on_text)
+
+    async def failure(self) -> ModelError:
+        with pytest.raises(ModelError) as caught:
+            await self.call()
+        return caught.value
+
+    def reply_error(self, status: int, message: str, **kwargs: Any) -> None:
+        """An error in the vendor's own body format."""
+        if self.flavor == "openai":
+            body: dict = {"error": {"message": message, "type": "invalid_request_error"}}
+        else:
+            body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        self.server.reply_json(body, status=status, **kwargs)
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def endpoint(request: pytest.FixtureRequest) -> Endpoint:
+    provider = request.param
+    server = request.getfixturevalue(f"{provider}_server")
+    name = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
+    spec = ModelSpec(provider=provider, name=name, base_url=server.base_url)
+    return Endpoint(server=server, spec=spec, key_env=f"{provider.upper()}_API_KEY")
+
+
+def _assert_key_absent(error: BaseException, key: str) -> None:
+    """Neither the message nor anything a traceback would print (causes, context) has it."""
+    assert key not in str(error)
+    assert key not in "".join(traceback.format_exception(error))
+
+
+KeyCheck = Callable[[BaseException, str], None]
+
+
+@pytest.fixture
+def assert_key_absent() -> KeyCheck:
+    return _assert_key_absent

@@ -9,59 +9,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-import traceback
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from llm import provider_for
 from llm.messages import Message
-from llm.provider import ModelError, PermanentModelError, TransientModelError
-from workflows.types import ModelSpec
+from llm.provider import PermanentModelError, TransientModelError
 
 if TYPE_CHECKING:
-    from conftest import ProviderServer
+    from conftest import Endpoint, KeyCheck
 
 HELLO = [Message(role="system", content="Be brief."), Message(role="user", content="hello")]
-
-
-@dataclass
-class Endpoint:
-    server: ProviderServer
-    spec: ModelSpec
-    key_env: str
-
-    async def call(self) -> None:
-        await provider_for(self.spec.provider).complete(self.spec, HELLO, ["shell"])
-
-    async def failure(self) -> ModelError:
-        with pytest.raises(ModelError) as caught:
-            await self.call()
-        return caught.value
-
-    def reply_error(self, status: int, message: str, **kwargs: Any) -> None:
-        """An error in the vendor's own body format."""
-        if self.spec.provider == "openai":
-            body: dict = {"error": {"message": message, "type": "invalid_request_error"}}
-        else:
-            body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
-        self.server.reply_json(body, status=status, **kwargs)
-
-
-@pytest.fixture(params=["openai", "anthropic"])
-def endpoint(request: pytest.FixtureRequest) -> Endpoint:
-    provider = request.param
-    server = request.getfixturevalue(f"{provider}_server")
-    name = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
-    spec = ModelSpec(provider=provider, name=name, base_url=server.base_url)
-    return Endpoint(server=server, spec=spec, key_env=f"{provider.upper()}_API_KEY")
-
-
-def assert_key_absent(error: BaseException, key: str) -> None:
-    """Neither the message nor anything a traceback would print (causes, context) has it."""
-    assert key not in str(error)
-    assert key not in "".join(traceback.format_exception(error))
 
 
 async def test_a_429_is_transient_and_carries_the_servers_retry_after(endpoint: Endpoint) -> None:
@@ -106,7 +65,8 @@ async def test_a_context_length_error_says_the_conversation_no_longer_fits(
 
 
 async def test_a_wrong_key_is_permanent_and_names_the_variable_but_never_the_key(
-    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch,
+    assert_key_absent: KeyCheck,
 ) -> None:
     wrong = "sk-wrong-but-still-5ecret-4f9a"
     monkeypatch.setenv(endpoint.key_env, wrong)
@@ -129,7 +89,8 @@ async def test_a_key_from_a_custom_variable_is_the_one_named_on_a_401(
 
 @pytest.mark.parametrize("status", [400, 429, 500, 503])
 async def test_the_key_never_appears_in_an_error_even_when_the_server_echoes_it(
-    endpoint: Endpoint, status: int
+    endpoint: Endpoint, status: int,
+    assert_key_absent: KeyCheck,
 ) -> None:
     echoed = f"request from key {endpoint.server.api_key} refused"
     endpoint.reply_error(status, echoed)

@@ -8,19 +8,16 @@ and retrying is worth it. Each SDK surfaces these differently, so every case run
 from __future__ import annotations
 
 import time
-import traceback
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from llm import provider_for
 from llm.messages import Message
-from llm.provider import ModelError, PermanentModelError, TransientModelError
-from workflows.types import ModelSpec
+from llm.provider import PermanentModelError, TransientModelError
 
 if TYPE_CHECKING:
-    from conftest import ProviderServer
+    from conftest import Endpoint, KeyCheck
 
 HELLO = [Message(role="system", content="Be brief."), Message(role="user", content="hello")]
 
@@ -41,85 +38,54 @@ ANTHROPIC_START = {"type": "message_start", "message": {
 }}
 
 
-@dataclass
-class Endpoint:
-    server: ProviderServer
-    spec: ModelSpec
-    key_env: str
-    seen: list[str] = field(default_factory=list)
-
-    @property
-    def flavor(self) -> str:
-        return self.spec.provider
-
-    async def call(self) -> None:
-        await provider_for(self.flavor).complete(self.spec, HELLO, ["shell"], on_text=self.seen.append)
-
-    async def failure(self) -> ModelError:
-        with pytest.raises(ModelError) as caught:
-            await self.call()
-        return caught.value
-
-    def opening(self) -> list[dict[str, Any] | bytes]:
-        """The first words of an answer, "Hello, wor", in two events."""
-        if self.flavor == "openai":
-            return [openai_chunk(""), openai_chunk("Hello, "), openai_chunk("wor")]
-        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-        return [ANTHROPIC_START, block, anthropic_text("Hello, "), anthropic_text("wor")]
-
-    def error_event(self, message: str) -> dict[str, Any]:
-        """The vendor's event for a failure after the answer began."""
-        if self.flavor == "openai":
-            return {"error": {"message": message, "type": "server_error", "code": None}}
-        return {"type": "error", "error": {"type": "overloaded_error", "message": message}}
-
-    def wrong_shape(self) -> dict[str, Any]:
-        """Valid JSON that is not the event it claims to be."""
-        if self.flavor == "openai":
-            return {"id": "c1", "choices": [{"index": 0, "delta": "not an object"}]}
-        return anthropic_text("x") | {"index": 7}  # a block that was never started
-
-    def nameless_call(self) -> list[dict[str, Any]]:
-        """A whole answer whose one tool call never says which tool it calls."""
-        if self.flavor == "openai":
-            call = {"index": 0, "id": "call_1", "function": {"arguments": "{}"}}
-            return [{**openai_chunk(), "choices": [
-                {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": "tool_calls"}
-            ]}]
-        block = {"type": "tool_use", "id": "toolu_1", "input": {}}
-        return [ANTHROPIC_START, {"type": "content_block_start", "index": 0, "content_block": block},
-                {"type": "content_block_stop", "index": 0},
-                {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
-                 "usage": {"output_tokens": 3}},
-                {"type": "message_stop"}]
-
-    def reply_error(self, status: int, message: str, **kwargs: Any) -> None:
-        if self.flavor == "openai":
-            body: dict = {"error": {"message": message, "type": "invalid_request_error"}}
-        else:
-            body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
-        self.server.reply_json(body, status=status, **kwargs)
+@pytest.fixture
+def endpoint(endpoint: Endpoint) -> Endpoint:
+    """The shared per-provider endpoint, calling with `on_text`: every call here streams."""
+    endpoint.streaming = True
+    return endpoint
 
 
-@pytest.fixture(params=["openai", "anthropic"])
-def endpoint(request: pytest.FixtureRequest) -> Endpoint:
-    provider = request.param
-    server = request.getfixturevalue(f"{provider}_server")
-    name = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
-    spec = ModelSpec(provider=provider, name=name, base_url=server.base_url)
-    return Endpoint(server=server, spec=spec, key_env=f"{provider.upper()}_API_KEY")
+def opening(flavor: str) -> list[dict[str, Any] | bytes]:
+    """The first words of an answer, "Hello, wor", in two events."""
+    if flavor == "openai":
+        return [openai_chunk(""), openai_chunk("Hello, "), openai_chunk("wor")]
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    return [ANTHROPIC_START, block, anthropic_text("Hello, "), anthropic_text("wor")]
 
 
-def assert_key_absent(error: BaseException, key: str) -> None:
-    """Neither the message nor anything a traceback would print (causes, context) has it."""
-    assert key not in str(error)
-    assert key not in "".join(traceback.format_exception(error))
+def error_event(flavor: str, message: str) -> dict[str, Any]:
+    """The vendor's event for a failure after the answer began."""
+    if flavor == "openai":
+        return {"error": {"message": message, "type": "server_error", "code": None}}
+    return {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+
+
+def wrong_shape(flavor: str) -> dict[str, Any]:
+    """Valid JSON that is not the event it claims to be."""
+    if flavor == "openai":
+        return {"id": "c1", "choices": [{"index": 0, "delta": "not an object"}]}
+    return anthropic_text("x") | {"index": 7}  # a block that was never started
+
+
+def nameless_call(flavor: str) -> list[dict[str, Any]]:
+    """A whole answer whose one tool call never says which tool it calls."""
+    if flavor == "openai":
+        call = {"index": 0, "id": "call_1", "function": {"arguments": "{}"}}
+        return [{**openai_chunk(), "choices": [
+            {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": "tool_calls"}
+        ]}]
+    block = {"type": "tool_use", "id": "toolu_1", "input": {}}
+    return [ANTHROPIC_START, {"type": "content_block_start", "index": 0, "content_block": block},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+             "usage": {"output_tokens": 3}},
+            {"type": "message_stop"}]
 
 
 async def test_a_stream_cut_mid_answer_is_transient_after_showing_what_arrived(
     endpoint: Endpoint,
 ) -> None:
-    endpoint.server.reply_stream(endpoint.opening(), ending="cut")
+    endpoint.server.reply_stream(opening(endpoint.flavor), ending="cut")
     error = await endpoint.failure()
     assert isinstance(error, TransientModelError)
     assert f"the answer from {endpoint.spec.label} at" in str(error)
@@ -128,7 +94,7 @@ async def test_a_stream_cut_mid_answer_is_transient_after_showing_what_arrived(
 
 
 async def test_a_stream_that_ends_before_its_last_event_is_transient(endpoint: Endpoint) -> None:
-    endpoint.server.reply_stream(endpoint.opening(), ending="stop")
+    endpoint.server.reply_stream(opening(endpoint.flavor), ending="stop")
     error = await endpoint.failure()
     assert isinstance(error, TransientModelError)
     assert "broke off mid-stream (the stream ended before" in str(error)
@@ -138,7 +104,7 @@ async def test_a_stream_that_goes_silent_past_the_timeout_is_transient(
     endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TETHER_MODEL_TIMEOUT_SECONDS", "0.3")
-    endpoint.server.reply_stream(endpoint.opening(), ending="stall")
+    endpoint.server.reply_stream(opening(endpoint.flavor), ending="stall")
     started = time.monotonic()
     error = await endpoint.failure()
     assert time.monotonic() - started < 3
@@ -150,7 +116,7 @@ async def test_a_stream_that_goes_silent_past_the_timeout_is_transient(
 async def test_an_error_event_mid_stream_is_transient_and_quotes_the_server(
     endpoint: Endpoint,
 ) -> None:
-    endpoint.server.reply_stream([*endpoint.opening(), endpoint.error_event("Overloaded")])
+    endpoint.server.reply_stream([*opening(endpoint.flavor), error_event(endpoint.flavor, "Overloaded")])
     error = await endpoint.failure()
     assert isinstance(error, TransientModelError)
     assert "broke off mid-stream (Overloaded" in str(error)
@@ -160,21 +126,21 @@ async def test_an_event_that_is_not_json_is_transient(endpoint: Endpoint) -> Non
     garbage = b"data: {not json\n\n" if endpoint.flavor == "openai" else (
         b"event: content_block_delta\ndata: {not json\n\n"
     )
-    endpoint.server.reply_stream([*endpoint.opening(), garbage])
+    endpoint.server.reply_stream([*opening(endpoint.flavor), garbage])
     error = await endpoint.failure()
     assert isinstance(error, TransientModelError)
     assert "sent a response that is not a model answer" in str(error)
 
 
 async def test_an_event_of_the_wrong_shape_is_transient(endpoint: Endpoint) -> None:
-    endpoint.server.reply_stream([*endpoint.opening(), endpoint.wrong_shape()])
+    endpoint.server.reply_stream([*opening(endpoint.flavor), wrong_shape(endpoint.flavor)])
     error = await endpoint.failure()
     assert isinstance(error, TransientModelError)
     assert "sent a response that is not a model answer" in str(error)
 
 
 async def test_a_streamed_tool_call_without_a_name_is_transient(endpoint: Endpoint) -> None:
-    endpoint.server.reply_stream(endpoint.nameless_call())
+    endpoint.server.reply_stream(nameless_call(endpoint.flavor))
     error = await endpoint.failure()
     assert isinstance(error, TransientModelError)
     assert "sent a response that is not a model answer" in str(error)
@@ -208,7 +174,7 @@ async def test_a_400_before_the_stream_starts_is_permanent(endpoint: Endpoint) -
 async def test_an_error_raised_by_on_text_is_the_callers_not_the_models(
     endpoint: Endpoint,
 ) -> None:
-    endpoint.server.reply_stream(endpoint.opening(), ending="cut")
+    endpoint.server.reply_stream(opening(endpoint.flavor), ending="cut")
 
     def on_text(text: str) -> None:
         raise RuntimeError("the display broke")
@@ -219,12 +185,13 @@ async def test_an_error_raised_by_on_text_is_the_callers_not_the_models(
 
 @pytest.mark.parametrize("failure", ["error-event", "401", "429"])
 async def test_the_key_never_appears_in_a_streaming_error_even_when_the_server_echoes_it(
-    endpoint: Endpoint, failure: str
+    endpoint: Endpoint, failure: str,
+    assert_key_absent: KeyCheck,
 ) -> None:
     key = endpoint.server.api_key
     echoed = f"request from key {key} refused"
     if failure == "error-event":
-        endpoint.server.reply_stream([*endpoint.opening(), endpoint.error_event(echoed)])
+        endpoint.server.reply_stream([*opening(endpoint.flavor), error_event(endpoint.flavor, echoed)])
     elif failure == "401":
         endpoint.server.api_key = "sk-the-server-wants-another"  # its 401 echoes the key it got
     else:
