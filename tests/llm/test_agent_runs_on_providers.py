@@ -108,15 +108,23 @@ async def test_a_rate_limited_call_is_retried_by_temporal_after_retry_after(
     temporal_client: Client, worker: str, openai_server: ProviderServer
 ):
     openai_server.reply_json({"error": {"message": "slow down", "type": "rate_limit", "code": None}},
-                             status=429, headers={"retry-after": "1"})
+                             status=429, headers={"retry-after": "2"})
     openai_server.reply_stream(openai_chunks("after the wait"))
     handle = await tether.start_run(temporal_client, run_input(openai_server), task_queue=worker)
     result = await handle.result()
     assert result.output == "after the wait"
     assert len(openai_server.requests) == 2
-    failures = [e async for e in handle.fetch_history_events()
-                if e.HasField("activity_task_completed_event_attributes")]
-    assert failures, "the model activity completed on a later attempt"
+    events = [e async for e in handle.fetch_history_events()]
+    scheduled = next(e for e in events if e.HasField("activity_task_scheduled_event_attributes")
+                     and e.activity_task_scheduled_event_attributes.activity_type.name == "model_call")
+    started = next(e for e in events if e.HasField("activity_task_started_event_attributes")
+                   and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id)
+    # Temporal retried the call itself (the SDK's retries are off), after the server's delay.
+    attributes = started.activity_task_started_event_attributes
+    assert attributes.attempt == 2
+    assert "429" in attributes.last_failure.message
+    waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
+    assert waited.total_seconds() >= 2
 
 
 async def test_no_api_key_reaches_the_runs_history(
