@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -16,15 +17,21 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-import settings
-from embedded import temporal as embedded
+from tether.display import print_result
+from tether.embedded import temporal as embedded
+from tether.settings import TetherSettings
 
 app = typer.Typer(help="tether: durable, sandboxed, budgeted AI agent runs on Temporal.",
                   no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
+
+
+@functools.cache
+def settings() -> TetherSettings:
+    """The environment's settings, read once per command."""
+    return TetherSettings()
 
 
 def main() -> None:
@@ -89,8 +96,7 @@ def run(
 ) -> None:
     """Start an AgentRun (and with --wait, print its result)."""
     from pydantic import ValidationError
-
-    from workflows.types import AgentRunInput
+    from tether.contracts import AgentRunInput
 
     chosen = model_option(model)
     if base_url or api_key_env:
@@ -116,12 +122,12 @@ def run(
 
 
 async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: bool) -> None:
-    import client
+    from tether import client
 
     connection = await _connect()
     handle = await client.start_run(connection, run_input, workflow_id=workflow_id)
     links = {"workflow_id": handle.id, "run_id": handle.result_run_id or "",
-             "ui": settings.ui_url(handle.id), "show": f"temporal workflow show -w {handle.id}"}
+             "ui": settings().ui_link(handle.id), "show": f"temporal workflow show -w {handle.id}"}
     if not wait:
         if as_json:
             print(json.dumps(links))
@@ -141,26 +147,7 @@ async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: boo
     if as_json:
         print(json.dumps({**links, **result.model_dump(mode="json")}))
         return
-    print_result(result, links)
-
-
-def print_result(result: Any, links: dict[str, str]) -> None:
-    colour = {"completed": "green", "budget_exhausted": "yellow"}.get(result.status, "red")
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    table.add_column(style="dim")
-    table.add_column(overflow="fold")
-    table.add_row("status", f"[bold {colour}]{result.status}[/]")
-    table.add_row("stop reason", result.stop_reason)
-    table.add_row("output", f"[bold]{result.output}[/]" if result.output else "[dim]—[/]")
-    table.add_row("steps", str(result.steps))
-    u = result.usage
-    cost = f"${u.cost_usd:.4f}" + ("" if result.cost_known else " [yellow](price unknown for some steps)[/]")
-    table.add_row("usage", f"{u.input_tokens} in · {u.output_tokens} out · {cost}")
-    table.add_row("seconds", f"{result.seconds:.2f}")
-    table.add_row("workflow id", links["workflow_id"])
-    table.add_row("web UI", links["ui"])
-    table.add_row("history", links["show"])
-    console.print(table)
+    print_result(console, result, links)
 
 
 @app.command()
@@ -169,11 +156,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a run's live status: state, step, usage against budget, approvals."""
-    import client
+    from tether import client
 
     async def go() -> Any:
         connection = await _connect()
-        return (await client.status(connection, workflow_id),
+        return (await client.get_status(connection, workflow_id),
                 await client.partial_text(connection, workflow_id))
 
     current, writing = asyncio.run(go())
@@ -206,10 +193,10 @@ def transcript(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a run's steps: what the model said, each tool call and its result."""
-    import client
+    from tether import client
 
     async def go() -> Any:
-        return await client.transcript(await _connect(), workflow_id)
+        return await client.get_transcript(await _connect(), workflow_id)
 
     steps = asyncio.run(go())
     if as_json:
@@ -233,7 +220,7 @@ def transcript(
 
 def _update(workflow_id: str, name: str, *args: Any) -> None:
     """Sends an update to a run and prints what it changed, or why it was refused."""
-    import client
+    from tether import client
 
     async def go() -> Any:
         handle = client.get_run(await _connect(), workflow_id)
@@ -289,7 +276,7 @@ def extend(
 @app.command()
 def worker() -> None:
     """Run one worker in the foreground (the same as `python worker.py`)."""
-    import worker as worker_module
+    from tether import worker as worker_module
 
     asyncio.run(worker_module.main())
 
@@ -297,10 +284,11 @@ def worker() -> None:
 @app.command()
 def server(
     port: Annotated[int, typer.Option()] = 7233,
-    ui_port: Annotated[int, typer.Option()] = settings.ui_port(),
+    ui_port: Annotated[int | None, typer.Option(help="Default: TETHER_UI_PORT, 8233.")] = None,
 ) -> None:
     """Run the embedded Temporal dev server in the foreground (SQLite under .tether/)."""
-    data = settings.data_dir()
+    ui_port = ui_port or settings().ui_port
+    data = settings().data_path
     data.mkdir(parents=True, exist_ok=True)
     command = embedded.server_command(port=port, ui_port=ui_port, db_file=data / "temporal.db",
                                       log_level="warn")
@@ -311,16 +299,16 @@ def server(
 @app.command()
 def dev() -> None:
     """Run the dev server and a worker together; Ctrl-C stops both."""
-    data = settings.data_dir()
+    data = settings().data_path
     data.mkdir(parents=True, exist_ok=True)
-    address = settings.temporal_address()
+    address = settings().temporal_address
     server_process = None
     if not embedded.answers(address):
         port = int(address.rpartition(":")[2])
-        server_process = embedded.start(port=port, ui_port=settings.ui_port(),
+        server_process = embedded.start(port=port, ui_port=settings().ui_port,
                                         db_file=data / "temporal.db", log_file=data / "temporal.log")
-        console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings.ui_port()}")
-    worker_process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "worker.py")])
+        console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings().ui_port}")
+    worker_process = subprocess.Popen([sys.executable, "-m", "tether.worker"])
     try:
         worker_process.wait()
     except KeyboardInterrupt:
@@ -338,7 +326,7 @@ def demo(
     script: Annotated[Path, typer.Option()] = Path("examples/demo.json"),
 ) -> None:
     """Run the demo agent end to end on the embedded default."""
-    from demo import run_demo
+    from tether.demo import run_demo
 
     raise typer.Exit(asyncio.run(run_demo(script, console)))
 
@@ -346,16 +334,16 @@ def demo(
 @app.command("stop-server")
 def stop_server() -> None:
     """Stop the background dev server that `make demo` left running."""
-    stopped = embedded.stop_detached()
+    stopped = embedded.stop_detached(settings())
     console.print("stopped the dev server" if stopped else "no background dev server")
 
 
 async def _connect() -> Any:
-    import client
+    from tether import client
 
-    address = settings.temporal_address()
+    address = settings().temporal_address
     try:
-        return await client.connect(address)
+        return await client.connect(settings())
     except Exception as error:
         fail(f"cannot reach Temporal at {address}: {error}",
              "start one with `tether server` (or `tether dev`), or set TEMPORAL_ADDRESS")

@@ -1,6 +1,6 @@
 """Typed helpers for applications that start and watch tether runs.
 
-    from client import connect, start_run
+    from tether.client import connect, start_run
     client = await connect()
     handle = await start_run(client, AgentRunInput(task="...", model=...))
     result = await handle.result()          # an AgentRunResult
@@ -14,23 +14,25 @@ from typing import Any
 
 from temporalio.client import Client, Interceptor, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
+from tether.settings import TetherSettings
 
-import settings
-from workflows.types import AgentRunInput, AgentRunResult, RunStatus, StepRecord
-
-__all__ = ["connect", "get_run", "partial_text", "run", "start_run", "status", "transcript"]
+__all__ = ["connect", "get_run", "get_status", "get_transcript", "partial_text", "run", "start_run"]
 
 
 async def connect(
+    settings: TetherSettings | None = None,
+    *,
     address: str | None = None,
     namespace: str | None = None,
-    *,
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """A Temporal client with the pydantic data converter tether's contracts need."""
+    """A Temporal client with the pydantic data converter tether's contracts need, for the
+    server `settings` name (TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE by default)."""
+    settings = settings or TetherSettings()
     return await Client.connect(
-        address or settings.temporal_address(),
-        namespace=namespace or settings.namespace(),
+        address or settings.temporal_address,
+        namespace=namespace or settings.namespace,
         data_converter=pydantic_data_converter,
         interceptors=interceptors,
     )
@@ -49,7 +51,7 @@ async def start_run(
         "AgentRun",
         run_input.model_dump(mode="json", exclude_unset=True),
         id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
-        task_queue=task_queue or settings.task_queue(),
+        task_queue=task_queue or TetherSettings().task_queue,
         result_type=AgentRunResult,
     )
 
@@ -64,7 +66,7 @@ def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunRes
     return client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
 
 
-async def status(client: Client, workflow_id: str) -> RunStatus:
+async def get_status(client: Client, workflow_id: str) -> RunStatus:
     return await get_run(client, workflow_id).query("status", result_type=RunStatus)
 
 
@@ -81,5 +83,5 @@ async def partial_text(client: Client, workflow_id: str) -> str | None:
     return None
 
 
-async def transcript(client: Client, workflow_id: str) -> list[StepRecord]:
+async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
     return await get_run(client, workflow_id).query("transcript", result_type=list[StepRecord])

@@ -13,28 +13,26 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-
-import client
-import settings
-from cli import print_result
-from embedded import temporal as embedded
-from worker import serve
-from workflows.types import AgentRunInput
+from tether import client
+from tether.contracts import AgentRunInput
+from tether.display import print_result
+from tether.embedded import temporal as embedded
+from tether.settings import TetherSettings
+from tether.worker import serve
 
 TASK = "How many primes are there below one million, and what is their sum?"
 
 
-async def run_demo(script_path: Path, console: Console) -> int:
-    address = settings.temporal_address()
-    was_running = embedded.answers(address)
+async def run_demo(script_path: Path, console: Console, settings: TetherSettings) -> int:
+    was_running = embedded.answers(settings.temporal_address)
     with console.status("starting the Temporal dev server"):
-        address = embedded.ensure_running()
+        address = embedded.ensure_running(settings)
     console.print(f"[green]✓[/] Temporal at {address}"
-                  + ("" if was_running else f" (embedded; web UI http://localhost:{settings.ui_port()})"))
-    connection = await client.connect(address)
+                  + ("" if was_running else f" (embedded; web UI http://localhost:{settings.ui_port})"))
+    connection = await client.connect(settings, address=address)
     stop = asyncio.Event()
-    worker = asyncio.create_task(serve(connection, stop))
-    console.print(f"[green]✓[/] worker {settings.worker_id()} serving '{settings.task_queue()}'")
+    worker = asyncio.create_task(serve(connection, stop, settings=settings))
+    console.print(f"[green]✓[/] worker {settings.worker_id} serving '{settings.task_queue}'")
     try:
         script = json.loads(script_path.read_text())
         run_input = AgentRunInput.model_validate(
@@ -50,14 +48,14 @@ async def run_demo(script_path: Path, console: Console) -> int:
                 if worker.done():
                     worker.result()  # the worker died: raise its error here
                 try:
-                    now = await client.status(connection, handle.id)
+                    now = await client.get_status(connection, handle.id)
                     spinner.update(f"the agent is working · step {now.step} · {now.state}")
                 except Exception:  # the status query races the run's end; the result says it all
                     pass
             result = result_task.result()
-        print_result(result, {
+        print_result(console, result, {
             "workflow_id": handle.id,
-            "ui": settings.ui_url(handle.id),
+            "ui": settings.ui_link(handle.id),
             "show": f".venv/bin/temporal workflow show -w {handle.id}",
         })
         if not was_running:

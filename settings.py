@@ -1,52 +1,86 @@
-"""Configuration from the environment, in one place, with the defaults DESIGN.md names."""
+"""tether's configuration: one typed object, read from the environment in one place.
+
+`TetherSettings()` reads the environment once, where a process starts (the worker, the CLI,
+the demo), and is passed down to what needs it; nothing below reads the environment itself.
+The README's configuration table lists every field here (a test checks it).
+
+Model API keys are the one exception, on purpose: a run names the *variable* holding its
+key, and the provider reads it on the worker at call time, so a rotated key needs no restart.
+"""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TASK_QUEUE = "agents"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 
 
-def ui_port() -> int:
-    return int(os.environ.get("TETHER_UI_PORT", "8233"))
+class TetherSettings(BaseSettings):
+    """Every setting a tether process reads. Unset variables take the defaults shown."""
 
+    model_config = SettingsConfigDict(
+        env_prefix="TETHER_", env_ignore_empty=True, extra="ignore", frozen=True)
 
-def data_dir() -> Path:
-    """Where tether keeps its state: the dev server's SQLite file, the conversation store."""
-    return Path(os.environ.get("TETHER_DATA_DIR", ".tether")).resolve()
+    temporal_address: str = Field(
+        DEFAULT_ADDRESS, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address"))
+    """The Temporal frontend; with nothing set, the embedded dev server is started here."""
+    namespace: str = Field(
+        DEFAULT_NAMESPACE, validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "namespace"))
+    task_queue: str = DEFAULT_TASK_QUEUE
+    """The shared queue for workflows, model calls and sandbox acquisition."""
+    worker_id: str = Field(default_factory=socket.gethostname)
+    """Names this host's sandbox queue (`<task_queue>@<worker_id>`). Stable across restarts,
+    so a restarted worker reattaches to the containers its predecessor left running."""
+    data_dir: Path = Path(".tether")
+    """The dev server's SQLite file, the conversation store, the trace file."""
+    store_dir: Path | None = None
+    """The conversation store; `<data_dir>/store` when unset."""
+    pool_size: int = Field(0, ge=0)
+    """Warm sandboxes kept ready per worker; 0 (off) keeps every container labelled with its run."""
+    sandbox_ttl_seconds: float | None = Field(None, gt=0)
+    """The reaper removes sandboxes older than this whatever their run's state; unset: no limit."""
+    model_timeout_seconds: float = Field(120.0, gt=0)
+    """How long one HTTP request to a model provider may take."""
+    max_output_tokens: int = Field(4096, gt=0)
+    """The cap on a model's answer, for APIs that require one (Anthropic's Messages)."""
+    trace_file: str | None = None
+    """Where workers append finished spans as JSON lines (`off`: nowhere);
+    `<data_dir>/traces.jsonl` when unset."""
+    ui_port: int = Field(8233, gt=0, lt=65536)
+    """The embedded dev server's Web UI port."""
+    ui_url: str | None = None
+    """The Web UI links tether prints; `http://localhost:<ui_port>` when unset."""
 
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
 
-def store_dir() -> Path:
-    return Path(os.environ.get("TETHER_STORE_DIR", str(data_dir() / "store"))).resolve()
+    @property
+    def store_path(self) -> Path:
+        return (self.store_dir or self.data_dir / "store").resolve()
 
+    @property
+    def trace_path(self) -> Path | None:
+        if self.trace_file is not None and self.trace_file.lower() == "off":
+            return None
+        return Path(self.trace_file) if self.trace_file else self.data_path / "traces.jsonl"
 
-def temporal_address() -> str:
-    return os.environ.get("TEMPORAL_ADDRESS", DEFAULT_ADDRESS)
+    @property
+    def address_configured(self) -> bool:
+        """Whether TEMPORAL_ADDRESS was given, rather than defaulted to the embedded server."""
+        return "temporal_address" in self.model_fields_set
 
+    def host_task_queue(self, shared_queue: str | None = None) -> str:
+        """This worker's own queue: tool calls for the sandboxes its engine holds go there."""
+        return f"{shared_queue or self.task_queue}@{self.worker_id}"
 
-def namespace() -> str:
-    return os.environ.get("TEMPORAL_NAMESPACE", DEFAULT_NAMESPACE)
-
-
-def task_queue() -> str:
-    return os.environ.get("TETHER_TASK_QUEUE", DEFAULT_TASK_QUEUE)
-
-
-def worker_id() -> str:
-    """Names this host's sandbox queue. Stable across restarts, so a restarted worker
-    reattaches to the containers its predecessor left running on the same engine."""
-    return os.environ.get("TETHER_WORKER_ID") or socket.gethostname()
-
-
-def host_task_queue(shared_queue: str | None = None) -> str:
-    return f"{shared_queue or task_queue()}@{worker_id()}"
-
-
-def ui_url(workflow_id: str, run_id: str | None = None) -> str:
-    base = os.environ.get("TETHER_UI_URL", f"http://localhost:{ui_port()}")
-    suffix = f"/{run_id}" if run_id else ""
-    return f"{base}/namespaces/{namespace()}/workflows/{workflow_id}{suffix}"
+    def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
+        base = self.ui_url or f"http://localhost:{self.ui_port}"
+        suffix = f"/{run_id}" if run_id else ""
+        return f"{base}/namespaces/{self.namespace}/workflows/{workflow_id}{suffix}"

@@ -8,7 +8,6 @@ a deployment that runs an OTLP collector swaps the exporter for its own.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from threading import Lock
@@ -19,8 +18,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
-
-import settings
 
 
 class JsonLinesExporter(SpanExporter):
@@ -38,20 +35,16 @@ class JsonLinesExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def trace_file() -> Path | None:
-    configured = os.environ.get("TETHER_TRACE_FILE", "")
-    if configured.lower() == "off":
-        return None
-    return Path(configured) if configured else settings.data_dir() / "traces.jsonl"
+def interceptors(trace_file: Path | None, service: str = "tether-worker") -> list[Interceptor]:
+    """Client (and so worker) interceptors that trace runs to `trace_file` (none without one).
 
-
-def interceptors(service: str = "tether-worker") -> list[Interceptor]:
-    """Client (and so worker) interceptors that trace runs, after setting up the exporter."""
-    path = trace_file()
-    if path is None:
+    OpenTelemetry's tracer provider is one per process: the first caller sets it up.
+    """
+    if trace_file is None:
         return []
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(path)))
-    trace.set_tracer_provider(provider)
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(trace_file)))
+        trace.set_tracer_provider(provider)
     # Runs started from the Temporal CLI carry no trace context; trace them all the same.
     return [TracingInterceptor(always_create_workflow_spans=True)]

@@ -6,18 +6,24 @@ import asyncio
 import time
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-
-from llm import provider_for
-from llm.messages import Message
-from llm.pricing import cost_usd, price_known
-from llm.provider import PermanentModelError, TransientModelError
-from store import append_messages, default_store, load_messages
-from store.content import BlobNotFound
-from workflows.state import cap_arguments
-from workflows.types import ModelSpec, Script, ToolCall, Usage
+from tether.contracts import (
+    Message,
+    ModelCallInput,
+    ModelCallOutput,
+    ModelSpec,
+    NewMessage,
+    Script,
+    StartConversationInput,
+    StartConversationOutput,
+)
+from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
+from tether.contracts.caps import cap_arguments
+from tether.llm import Providers
+from tether.llm.pricing import cost_usd, price_known
+from tether.llm.provider import PermanentModelError, TransientModelError
+from tether.store import BlobNotFound, Conversations
 
 HEARTBEAT_EVERY_S = 2.0
 STREAM_BEAT_EVERY_S = 0.5
@@ -25,58 +31,87 @@ PARTIAL_TEXT_CAP = 4000
 SCRIPT_REF_PREFIX = "store:"
 
 
-class StartConversationInput(BaseModel):
-    system_prompt: str
-    task: str
-    models: list[ModelSpec]
-    max_cost_usd: float | None = None
-    """With a dollar budget, every model must have a known price, or the run is refused."""
+class ModelActivities:
+    """Starting a conversation and calling a model on it, with the store and providers given."""
 
+    def __init__(self, *, conversations: Conversations, providers: Providers) -> None:
+        self.conversations = conversations
+        self.providers = providers
 
-class StartConversationOutput(BaseModel):
-    head: str
-    models: list[ModelSpec]
-    """The same models, with scripts moved into the store so history holds them once."""
+    @activity.defn(name=START_CONVERSATION)
+    async def start_conversation(self, input: StartConversationInput) -> StartConversationOutput:
+        if input.max_cost_usd is not None:
+            refuse_unpriced(input.models)
+        head = self.conversations.append(None, [
+            Message(role="system", content=input.system_prompt),
+            Message(role="user", content=input.task),
+        ])
+        assert head is not None
+        models = [self._script_by_reference(spec) for spec in input.models]
+        return StartConversationOutput(head=head, models=models)
 
+    @activity.defn(name=MODEL_CALL)
+    async def call_model(self, input: ModelCallInput) -> ModelCallOutput:
+        conversations = self.conversations
+        try:
+            new = [self._resolve(item) for item in input.append]
+            head = conversations.append(input.head, new) or input.head
+            messages = conversations.load(head)
+            spec = self._script_from_reference(input.model)
+        except BlobNotFound as error:
+            raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
 
-class NewMessage(BaseModel):
-    """A message for the conversation: by reference when a tool activity stored it already,
-    by value when it is small and the workflow made it (a denial, a person's message)."""
+        provider = self.providers.get(spec.provider)
+        progress = Progress(input.step, spec.label)
+        call = asyncio.ensure_future(
+            provider.complete(spec, messages, input.tools, on_text=progress.on_text))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
+                if done:
+                    break
+                progress.beat()
+            turn = call.result()
+        except PermanentModelError as error:
+            # The provider's message already names the model and endpoint.
+            raise ApplicationError(str(error), type="ModelPermanentError", non_retryable=True) from None
+        except TransientModelError as error:
+            delay = timedelta(seconds=error.retry_after) if error.retry_after else None
+            raise ApplicationError(str(error), type="ModelTransientError", next_retry_delay=delay) from None
+        finally:
+            call.cancel()
 
-    ref: str | None = None
-    message: Message | None = None
+        price = cost_usd(spec, turn.usage)
+        usage = turn.usage.model_copy(update={"cost_usd": price or 0.0})
+        assistant = Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls)
+        new_head = conversations.append(head, [assistant]) or head
+        # History gets the calls with long arguments capped (a whole file to write, say); the
+        # tool activity reads the full arguments from the stored assistant message.
+        capped = [call.model_copy(update={"arguments": cap_arguments(call.arguments)})
+                  for call in turn.tool_calls]
+        return ModelCallOutput(
+            head=new_head, text=turn.text, tool_calls=capped, usage=usage,
+            cost_known=price is not None,
+        )
 
+    def _script_by_reference(self, spec: ModelSpec) -> ModelSpec:
+        if spec.script is None:
+            return spec
+        digest = self.conversations.blobs.put(spec.script.model_dump_json().encode())
+        return spec.model_copy(update={"script": None, "name": SCRIPT_REF_PREFIX + digest})
 
-class ModelCallInput(BaseModel):
-    workflow_id: str
-    step: int
-    model: ModelSpec
-    head: str
-    append: list[NewMessage] = Field(default_factory=list)
-    """Messages to add to the conversation before the call, in order."""
-    tools: list[str] = Field(default_factory=list)
+    def _script_from_reference(self, spec: ModelSpec) -> ModelSpec:
+        if spec.provider != "scripted" or not spec.name.startswith(SCRIPT_REF_PREFIX):
+            return spec
+        raw = self.conversations.blobs.get(spec.name.removeprefix(SCRIPT_REF_PREFIX))
+        return spec.model_copy(update={"script": Script.model_validate_json(raw)})
 
-
-class ModelCallOutput(BaseModel):
-    head: str
-    text: str | None
-    tool_calls: list[ToolCall]
-    usage: Usage
-    cost_known: bool
-
-
-@activity.defn(name="start_conversation")
-async def start_conversation(input: StartConversationInput) -> StartConversationOutput:
-    if input.max_cost_usd is not None:
-        refuse_unpriced(input.models)
-    store = default_store()
-    head = append_messages(store, None, [
-        Message(role="system", content=input.system_prompt),
-        Message(role="user", content=input.task),
-    ])
-    assert head is not None
-    models = [_script_by_reference(spec) for spec in input.models]
-    return StartConversationOutput(head=head, models=models)
+    def _resolve(self, item: NewMessage) -> Message:
+        if item.message is not None:
+            return item.message
+        if item.ref is None:
+            raise ApplicationError("a new message has neither ref nor message", non_retryable=True)
+        return Message.model_validate_json(self.conversations.blobs.get(item.ref))
 
 
 def refuse_unpriced(models: list[ModelSpec]) -> None:
@@ -90,65 +125,6 @@ def refuse_unpriced(models: list[ModelSpec]) -> None:
             "'output_per_mtok_usd': ...}}) or drop max_cost_usd",
             type="CostUnknown", non_retryable=True,
         )
-
-
-def _script_by_reference(spec: ModelSpec) -> ModelSpec:
-    if spec.script is None:
-        return spec
-    digest = default_store().put(spec.script.model_dump_json().encode())
-    return spec.model_copy(update={"script": None, "name": SCRIPT_REF_PREFIX + digest})
-
-
-def _script_from_reference(spec: ModelSpec) -> ModelSpec:
-    if spec.provider != "scripted" or not spec.name.startswith(SCRIPT_REF_PREFIX):
-        return spec
-    raw = default_store().get(spec.name.removeprefix(SCRIPT_REF_PREFIX))
-    return spec.model_copy(update={"script": Script.model_validate_json(raw)})
-
-
-@activity.defn(name="model_call")
-async def call_model(input: ModelCallInput) -> ModelCallOutput:
-    store = default_store()
-    try:
-        new = [_resolve(item) for item in input.append]
-        head = append_messages(store, input.head, new) or input.head
-        messages = load_messages(store, head)
-        spec = _script_from_reference(input.model)
-    except BlobNotFound as error:
-        raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
-
-    provider = provider_for(spec.provider)
-    progress = Progress(input.step, spec.label)
-    call = asyncio.ensure_future(
-        provider.complete(spec, messages, input.tools, on_text=progress.on_text))
-    try:
-        while True:
-            done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
-            if done:
-                break
-            progress.beat()
-        turn = call.result()
-    except PermanentModelError as error:
-        # The provider's message already names the model and endpoint.
-        raise ApplicationError(str(error), type="ModelPermanentError", non_retryable=True) from None
-    except TransientModelError as error:
-        delay = timedelta(seconds=error.retry_after) if error.retry_after else None
-        raise ApplicationError(str(error), type="ModelTransientError", next_retry_delay=delay) from None
-    finally:
-        call.cancel()
-
-    price = cost_usd(spec, turn.usage)
-    usage = turn.usage.model_copy(update={"cost_usd": price or 0.0})
-    assistant = Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls)
-    new_head = append_messages(store, head, [assistant]) or head
-    # History gets the calls with long arguments capped (a whole file to write, say); the
-    # tool activity reads the full arguments from the stored assistant message.
-    capped = [call.model_copy(update={"arguments": cap_arguments(call.arguments)})
-              for call in turn.tool_calls]
-    return ModelCallOutput(
-        head=new_head, text=turn.text, tool_calls=capped, usage=usage,
-        cost_known=price is not None,
-    )
 
 
 class Progress:
@@ -172,11 +148,3 @@ class Progress:
         if self.text:
             details["partial_text"] = self.text[-PARTIAL_TEXT_CAP:]
         activity.heartbeat(details)
-
-
-def _resolve(item: NewMessage) -> Message:
-    if item.message is not None:
-        return item.message
-    if item.ref is None:
-        raise ApplicationError("a new message has neither ref nor message", non_retryable=True)
-    return Message.model_validate_json(default_store().get(item.ref))

@@ -4,128 +4,95 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from datetime import UTC, datetime
 
 from docker.models.containers import Container
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
-
-import settings
-from sandbox.channel import ChannelClosed
-from sandbox.manager import (
+from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
+from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
+from tether.sandbox.channel import ChannelClosed
+from tether.sandbox.manager import (
     LABEL_CREATED,
     LABEL_WORKER,
     SandboxBroken,
-    create_sandbox,
-    identity_of,
+    SandboxManager,
     labels_for,
-    list_sandboxes,
-    remove_sandbox,
     run_name,
 )
-from sandbox.pool import running_pool
-from workflows.types import SandboxSpec
+from tether.sandbox.pool import WarmPool
 
 log = logging.getLogger("tether.reaper")
-TTL_ENV = "TETHER_SANDBOX_TTL_SECONDS"
 
 
-class AcquireInput(BaseModel):
-    workflow_id: str
-    run_id: str
-    spec: SandboxSpec
+class SandboxActivities:
+    """Makes and removes this worker's sandboxes, and sweeps what runs left behind.
 
-
-class SandboxHandle(BaseModel):
-    container_id: str
-    task_queue: str
-    """The queue of the worker whose engine holds the container: tool calls go there."""
-    worker: str
-
-
-class ReleaseInput(BaseModel):
-    container_id: str
-
-
-class ReapInput(BaseModel):
-    max_age_seconds: float | None = None
-    """Sandboxes that have served their run (or waited in a pool) longer than this go, whatever
-    their run's state. None: TETHER_SANDBOX_TTL_SECONDS, or no limit when that is unset."""
-
-
-class ReapReport(BaseModel):
-    examined: int
-    removed: list[str]
-
-
-@activity.defn(name="acquire_sandbox")
-async def acquire_sandbox(input: AcquireInput) -> SandboxHandle:
-    """Claims a container from this worker's warm pool when the run's spec fits it, or
-    creates one for the run."""
-    worker = settings.worker_id()
-    pool = running_pool(worker)
-    container_id = pool and await pool.acquire(input.spec, input.workflow_id, input.run_id)
-    if not container_id:
-        labels = labels_for(input.workflow_id, input.run_id, worker)
-        try:
-            container = await asyncio.to_thread(
-                create_sandbox, input.spec, labels, name=run_name(input.workflow_id))
-        except SandboxBroken as error:
-            raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
-        container_id = container.id
-    return SandboxHandle(
-        container_id=container_id,
-        task_queue=settings.host_task_queue(activity.info().task_queue),
-        worker=worker,
-    )
-
-
-@activity.defn(name="release_sandbox")
-async def release_sandbox(input: ReleaseInput) -> bool:
-    return await asyncio.to_thread(remove_sandbox, input.container_id)
-
-
-class Reaper:
-    """Removes sandboxes whose run is closed or unknown to Temporal, or older than a TTL, and
-    warm-pool containers nobody claimed that a dead worker's pool left behind.
-
-    Holds the Temporal client the activity needs to look runs up.
+    `worker_id` names this host (its containers carry it, and the reaper judges only those);
+    `host_queue` is where the run's tool calls must go to reach this engine.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(
+        self, *, sandboxes: SandboxManager, client: Client, worker_id: str, host_queue: str,
+        pool: WarmPool | None = None, ttl_seconds: float | None = None,
+    ) -> None:
+        self.sandboxes = sandboxes
         self.client = client
+        self.worker_id = worker_id
+        self.host_queue = host_queue
+        self.pool = pool
+        self.ttl_seconds = ttl_seconds
 
-    @activity.defn(name="reap_sandboxes")
+    @activity.defn(name=ACQUIRE_SANDBOX)
+    async def acquire(self, input: AcquireInput) -> SandboxHandle:
+        """Claims a container from this worker's warm pool when the run's spec fits it, or
+        creates one for the run."""
+        container_id = self.pool and await self.pool.acquire(input.spec, input.workflow_id, input.run_id)
+        if not container_id:
+            labels = labels_for(input.workflow_id, input.run_id, self.worker_id)
+            try:
+                container = await asyncio.to_thread(
+                    self.sandboxes.create, input.spec, labels, name=run_name(input.workflow_id))
+            except SandboxBroken as error:
+                raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+            container_id = container.id
+        return SandboxHandle(container_id=container_id, task_queue=self.host_queue,
+                             worker=self.worker_id)
+
+    @activity.defn(name=RELEASE_SANDBOX)
+    async def release(self, input: ReleaseInput) -> bool:
+        return await asyncio.to_thread(self.sandboxes.remove, input.container_id)
+
+    @activity.defn(name=REAP_SANDBOXES)
     async def reap(self, input: ReapInput) -> ReapReport:
         return await self.sweep(input.max_age_seconds)
 
     async def sweep(self, max_age_seconds: float | None = None) -> ReapReport:
-        """One pass over this engine's sandboxes; also run directly at worker start."""
+        """One pass over this engine's sandboxes, removing those whose run is closed or
+        unknown to Temporal, or older than a TTL, and warm-pool containers nobody claimed
+        that a dead worker's pool left behind. Also run directly at worker start."""
         # Only this worker identity's containers: another tether (another Temporal server,
         # another test session) may share the engine, and its runs are unknown here. A
         # worker's id is stable across restarts, so its successor sweeps what it left.
-        worker = settings.worker_id()
-        containers = await asyncio.to_thread(list_sandboxes, **{LABEL_WORKER: worker})
+        containers = await asyncio.to_thread(self.sandboxes.managed, **{LABEL_WORKER: self.worker_id})
         if max_age_seconds is None:
-            max_age_seconds = ttl_from_env()
+            max_age_seconds = self.ttl_seconds
         removed: list[str] = []
         for container in containers:
-            if await self._is_orphan(container, worker, max_age_seconds):
-                await asyncio.to_thread(remove_sandbox, container.id)
+            if await self._is_orphan(container, max_age_seconds):
+                await asyncio.to_thread(self.sandboxes.remove, container.id)
                 removed.append(container.name)
         return ReapReport(examined=len(containers), removed=removed)
 
-    async def _is_orphan(self, container: Container, worker: str, max_age_seconds: float | None) -> bool:
+    async def _is_orphan(self, container: Container, max_age_seconds: float | None) -> bool:
         if container.status in ("exited", "dead"):
             return True  # serves no one: a stopped sandbox is never started again
         created = container.labels.get(LABEL_CREATED, "")
         try:
-            identity = await asyncio.to_thread(identity_of, container)
+            identity = await asyncio.to_thread(self.sandboxes.identity_of, container)
         except (ChannelClosed, TimeoutError) as error:
             # A claimed pool container whose executor doesn't answer: its run can't be
             # known, so only the TTL may remove it.
@@ -136,18 +103,12 @@ class Reaper:
             return True
         if identity is None:
             # Unclaimed: the live pool's stock, or what a dead worker's pool left.
-            pool = running_pool(worker)
-            return pool is None or not pool.made(container)
+            return self.pool is None or not self.pool.made(container)
         try:
             description = await self.client.get_workflow_handle(identity.workflow_id).describe()
         except RPCError as error:
             return error.status == RPCStatusCode.NOT_FOUND
         return description.status is not None and description.status.name != "RUNNING"
-
-
-def ttl_from_env() -> float | None:
-    raw = os.environ.get(TTL_ENV, "").strip()
-    return float(raw) if raw else None
 
 
 def _older_than(since: str, max_age_seconds: float | None) -> bool:

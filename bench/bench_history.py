@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.api.history.v1 import HistoryEvent
+from tether import client as tether
+from tether.activities.model import SCRIPT_REF_PREFIX
+from tether.contracts import AgentRunInput, AgentRunResult, Script
+from tether.store import default_store
 
-import client as tether
-from activities.model import SCRIPT_REF_PREFIX
 from bench.by_value import ByValueAgentRun, ByValueInput, by_value_model_call
 from bench.history_bytes import around, bytes_by_event_type, step_sizes, step_starts, total_bytes
 from bench.local_stack import Stack, local_stack
 from bench.report import Report
-from store import default_store
-from workflows.types import AgentRunInput, AgentRunResult, Script
 
 MEASURED_STEPS = 210
 """Enough for windows around step 200 (195 to 205) and a next step to close the last one."""
@@ -100,7 +100,7 @@ async def tether_run(stack: Stack) -> tuple[Measured, dict[str, float]]:
 
 async def by_value_run(stack: Stack) -> Measured:
     """The same workload with the conversation passed by value."""
-    digest = default_store().put(Script.model_validate(script(MEASURED_STEPS)).model_dump_json().encode())
+    digest = conversations().blobs.put(Script.model_validate(script(MEASURED_STEPS)).model_dump_json().encode())
     defaults = AgentRunInput(task=TASK)
     handle = await stack.client.start_workflow(
         ByValueAgentRun.run,

@@ -15,9 +15,8 @@ import time
 import uuid
 
 from docker.models.containers import Container
-
-from bench.report import Report
-from sandbox.manager import (
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import (
     LABEL_MANAGED,
     LABEL_WORKER,
     create_sandbox,
@@ -25,8 +24,9 @@ from sandbox.manager import (
     remove_sandbox,
     run_tool,
 )
-from sandbox.pool import WarmPool
-from workflows.types import SandboxSpec
+from tether.sandbox.pool import WarmPool
+
+from bench.report import Report
 
 CALLS = 200
 ACQUIRES = 20
@@ -47,7 +47,7 @@ async def trivial_calls(container: Container) -> tuple[list[float], list[float]]
     """Seconds per call through the executor and per `docker exec`, interleaved."""
     through_executor, through_exec = [], []
     for n in range(WARMUP + CALLS):
-        call = run_tool(container.id, tool="shell", arguments={"command": "true"},
+        call = sandboxes().run_tool(container.id, tool="shell", arguments={"command": "true"},
                         key=f"bench/{n}", timeout_s=10, limit_bytes=1024)
         executor_s = await timed(call)
         exec_s = await timed(asyncio.to_thread(container.exec_run, ["true"]))
@@ -77,7 +77,7 @@ async def acquires(worker: str) -> tuple[list[float], list[float], list[float]]:
                 name=f"tether-bench-{uuid.uuid4().hex[:12]}")
             cold.append(time.perf_counter() - started)
             for container_id in (claimed, created.id):
-                teardown.append(await timed(asyncio.to_thread(remove_sandbox, container_id)))
+                teardown.append(await timed(asyncio.to_thread(sandboxes().remove, container_id)))
     finally:
         await pool.drain()
     return warm, cold, teardown
@@ -90,11 +90,11 @@ async def run(report: Report) -> None:
             create_sandbox, SandboxSpec(), {LABEL_MANAGED: "1", LABEL_WORKER: worker},
             name=f"tether-bench-{uuid.uuid4().hex[:12]}")
         executor_s, exec_s = await trivial_calls(container)
-        await asyncio.to_thread(remove_sandbox, container.id)
+        await asyncio.to_thread(sandboxes().remove, container.id)
         warm_s, cold_s, teardown_s = await acquires(worker)
     finally:
-        for leftover in await asyncio.to_thread(list_sandboxes, **{LABEL_WORKER: worker}):
-            await asyncio.to_thread(remove_sandbox, leftover.id)
+        for leftover in await asyncio.to_thread(sandboxes().managed, **{LABEL_WORKER: worker}):
+            await asyncio.to_thread(sandboxes().remove, leftover.id)
 
     call, baseline = p50_ms(executor_s), p50_ms(exec_s)
     report.figure(

@@ -16,13 +16,12 @@ from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.model import SCRIPT_REF_PREFIX
-    from activities.sandboxes import AcquireInput, ReleaseInput, SandboxHandle
-    from activities.tools import ToolCallInput, ToolCallOutput, render_for_model
-    from llm import provider_for
-    from llm.messages import Message, ModelTurn
-    from store import default_store
-    from workflows.types import ModelSpec, SandboxSpec, Script
+    from tether.activities.model import SCRIPT_REF_PREFIX
+    from tether.activities.sandboxes import AcquireInput, ReleaseInput, SandboxHandle
+    from tether.activities.tools import ToolCallInput, ToolCallOutput, render_for_model
+    from tether.contracts import Message, ModelSpec, ModelTurn, SandboxSpec, Script
+    from tether.llm import provider_for
+    from tether.store import default_store
 
 ACTIVITY_NAME = "by_value_model_call"
 
@@ -48,9 +47,9 @@ class ByValueModelInput(BaseModel):
 @activity.defn(name=ACTIVITY_NAME)
 async def by_value_model_call(input: ByValueModelInput) -> ModelTurn:
     digest = input.model.name.removeprefix(SCRIPT_REF_PREFIX)
-    script = Script.model_validate_json(default_store().get(digest))
+    script = Script.model_validate_json(conversations().blobs.get(digest))
     spec = input.model.model_copy(update={"script": script})
-    return await provider_for(spec.provider).complete(spec, input.messages, input.tools)
+    return await providers().get(spec.provider).complete(spec, input.messages, input.tools)
 
 
 @workflow.defn(name="ByValueAgentRun")

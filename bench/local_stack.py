@@ -21,11 +21,10 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-
-import client as tether_client
-from embedded import temporal as embedded
-from sandbox.manager import list_sandboxes, remove_sandbox
-from worker import serve
+from tether import client as tether_client
+from tether.embedded import temporal as embedded
+from tether.sandbox.manager import list_sandboxes, remove_sandbox
+from tether.worker import serve
 
 
 @dataclass
@@ -49,7 +48,7 @@ def isolated_environment(name: str) -> Iterator[Path]:
     reads its settings when it uses them, so setting them here, before the server and
     worker start, is enough.
 
-    `store.default_store()` keeps the first directory it is opened with, so a benchmark
+    `store.conversations().blobs` keeps the first directory it is opened with, so a benchmark
     that runs after another in the same process shares that one's store. That is harmless:
     blobs are named by their digest, and a missing directory is made again on `put`.
     """
@@ -112,5 +111,5 @@ async def _workers(
         if extra is not None:
             await extra.shutdown()
         await asyncio.gather(*running, return_exceptions=True)
-        for container in list_sandboxes(**{"tether.worker": os.environ["TETHER_WORKER_ID"]}):
-            remove_sandbox(container.id)
+        for container in sandboxes().managed(**{"tether.worker": os.environ["TETHER_WORKER_ID"]}):
+            sandboxes().remove(container.id)

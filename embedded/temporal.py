@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import settings
+from tether.settings import TetherSettings
 
 SEARCH_ATTRIBUTE_TYPES = {
     "TetherStatus": "Keyword",
@@ -87,29 +87,29 @@ def start(
     return process
 
 
-def pid_file() -> Path:
-    return settings.data_dir() / "temporal.pid"
+def pid_file(settings: TetherSettings) -> Path:
+    return settings.data_path / "temporal.pid"
 
 
-def ensure_running() -> str:
+def ensure_running(settings: TetherSettings) -> str:
     """Returns the address of a server that answers, starting the embedded one if needed."""
-    address = settings.temporal_address()
+    address = settings.temporal_address
     if answers(address):
         return address
-    if "TEMPORAL_ADDRESS" in os.environ:
+    if settings.address_configured:
         raise ServerUnavailable(f"TEMPORAL_ADDRESS={address} does not answer")
-    data = settings.data_dir()
+    data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
     port = int(address.rpartition(":")[2])
-    process = start(port=port, ui_port=settings.ui_port(), db_file=data / "temporal.db",
+    process = start(port=port, ui_port=settings.ui_port, db_file=data / "temporal.db",
                     log_file=data / "temporal.log", detach=True)
-    pid_file().write_text(str(process.pid))
+    pid_file(settings).write_text(str(process.pid))
     return address
 
 
-def stop_detached() -> bool:
+def stop_detached(settings: TetherSettings) -> bool:
     """Stops a dev server that `ensure_running` left in the background."""
-    path = pid_file()
+    path = pid_file(settings)
     if not path.exists():
         return False
     pid = int(path.read_text())

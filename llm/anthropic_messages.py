@@ -15,19 +15,19 @@ from typing import Any
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
-
-from llm import errors
-from llm.anthropic_stream import read_stream
-from llm.connection import Connection, connection_for, number_from_env
-from llm.messages import Message, ModelTurn
-from llm.provider import TOOL_SCHEMAS
-from llm.sdk_client import sdk_client
-from workflows.types import ModelSpec, ToolCall, Usage
-
-DEFAULT_MAX_OUTPUT_TOKENS = 4096
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.llm import errors
+from tether.llm.anthropic_stream import read_stream
+from tether.llm.connection import Connection, connection_for
+from tether.llm.provider import TOOL_SCHEMAS
+from tether.llm.sdk_client import sdk_client
 
 
 class AnthropicProvider:
+    def __init__(self, *, timeout_seconds: float, max_output_tokens: int) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.max_output_tokens = max_output_tokens
+
     async def complete(
         self,
         spec: ModelSpec,
@@ -36,11 +36,10 @@ class AnthropicProvider:
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
-        conn = connection_for(spec)
+        conn = connection_for(spec, timeout_seconds=self.timeout_seconds)
         system, conversation = to_anthropic_messages(messages)
-        max_tokens = number_from_env("TETHER_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS)
         request: dict[str, Any] = {
-            "model": spec.name, "max_tokens": int(max_tokens), "messages": conversation,
+            "model": spec.name, "max_tokens": self.max_output_tokens, "messages": conversation,
         }
         if system:
             request["system"] = system

@@ -19,9 +19,8 @@ import httpx2
 from anthropic import AsyncStream
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
-
-from llm import errors
-from llm.connection import Connection
+from tether.llm import errors
+from tether.llm.connection import Connection
 
 
 async def read_stream(

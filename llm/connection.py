@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from llm.provider import PermanentModelError
-from workflows.types import ModelSpec
+from tether.contracts import ModelSpec
+from tether.llm.provider import PermanentModelError
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 PLACEHOLDER_KEY = "tether-no-key"
@@ -56,7 +56,7 @@ def base_url_for(spec: ModelSpec) -> str:
     return url.rstrip("/")
 
 
-def connection_for(spec: ModelSpec) -> Connection:
+def connection_for(spec: ModelSpec, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Connection:
     """Resolve the endpoint, key and timeout for one call, or say what to configure."""
     defaults = _DEFAULTS[spec.provider]
     base_url = base_url_for(spec)
@@ -73,20 +73,6 @@ def connection_for(spec: ModelSpec) -> Connection:
         base_url=base_url,
         key_env=key_env,
         api_key=api_key,
-        timeout=number_from_env("TETHER_MODEL_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
+        timeout=timeout_seconds,
         where=f"{spec.label} at {base_url}",
     )
-
-
-def number_from_env(name: str, default: float) -> float:
-    """A positive number from the worker's environment; a bad value is a configuration error."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise PermanentModelError(f"${name} must be a positive number, got {raw!r}") from None
-    if value <= 0:
-        raise PermanentModelError(f"${name} must be positive, got {raw!r}")
-    return value

@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-from llm.connection import Connection
-from llm.provider import ModelError, PermanentModelError, TransientModelError
+from tether.llm.connection import Connection
+from tether.llm.provider import ModelError, PermanentModelError, TransientModelError
 
 MAX_DETAIL_CHARS = 300
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})

@@ -14,17 +14,18 @@ from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
-
-from llm import errors
-from llm.connection import Connection, connection_for
-from llm.messages import Message, ModelTurn
-from llm.openai_stream import read_stream
-from llm.provider import TOOL_SCHEMAS
-from llm.sdk_client import sdk_client
-from workflows.types import ModelSpec, ToolCall, Usage
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.llm import errors
+from tether.llm.connection import Connection, connection_for
+from tether.llm.openai_stream import read_stream
+from tether.llm.provider import TOOL_SCHEMAS
+from tether.llm.sdk_client import sdk_client
 
 
 class OpenAIProvider:
+    def __init__(self, *, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+
     async def complete(
         self,
         spec: ModelSpec,
@@ -33,7 +34,7 @@ class OpenAIProvider:
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
-        conn = connection_for(spec)
+        conn = connection_for(spec, timeout_seconds=self.timeout_seconds)
         request: dict[str, Any] = {"model": spec.name, "messages": to_chat_messages(messages)}
         if tools:
             request["tools"] = to_chat_tools(tools)

@@ -18,9 +18,8 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
-
-from llm import errors
-from llm.connection import Connection
+from tether.llm import errors
+from tether.llm.connection import Connection
 
 
 async def read_stream(

@@ -10,9 +10,8 @@ price (`ModelSpec.price`), which then wins over the table.
 from __future__ import annotations
 
 import genai_prices
-
-from llm.connection import base_url_for
-from workflows.types import ModelSpec, Usage
+from tether.contracts import ModelSpec, Usage
+from tether.llm.connection import base_url_for
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from llm.messages import Message, ModelTurn
-from workflows.types import ModelSpec
+from tether.contracts import Message, ModelSpec, ModelTurn
 
 TOOL_SCHEMAS: dict[str, dict] = {
     "python": {

@@ -14,9 +14,8 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from llm.messages import Message, ModelTurn
-from llm.provider import PermanentModelError
-from workflows.types import ModelSpec, ToolCall, Usage
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.llm.provider import PermanentModelError
 
 CHARS_PER_TOKEN = 4
 LAST_OUTPUT = "{{last_output}}"

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
-from llm import errors
-from llm.connection import Connection
+from tether.llm import errors
+from tether.llm.connection import Connection
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ import uuid
 from concurrent.futures import Future
 from typing import Any
 
-from sandbox.engine import engine
+from docker import APIClient
 
 _HEADER = struct.Struct(">BxxxI")
 
@@ -26,9 +26,9 @@ class ChannelClosed(ConnectionError):
 
 
 class ExecutorChannel:
-    def __init__(self, container_id: str) -> None:
+    def __init__(self, api: APIClient, container_id: str) -> None:
         self.container_id = container_id
-        raw = engine().api.attach_socket(
+        raw = api.attach_socket(
             container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
         self._sock: socket.socket = getattr(raw, "_sock", raw)

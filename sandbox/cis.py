@@ -9,7 +9,7 @@ left out.
 
 A check either passes, warns, is not applicable on this host (SELinux where the engine has
 none), or is the one allowed exception: no AppArmor profile where the kernel has no
-AppArmor. `python -m sandbox.cis CONTAINER` prints the audit of one container.
+AppArmor. `python -m tether.sandbox.cis CONTAINER` prints the audit of one container.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sandbox.engine import engine
+import docker
+from tether.sandbox.engine import connect_engine
 
 Status = Literal["pass", "warn", "not applicable", "exception"]
 SENSITIVE_HOST_DIRS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
@@ -272,8 +273,7 @@ def docker_socket(facts: Facts) -> tuple[Status, str]:
     return verdict(not sockets, "no Docker socket", f"mounts {sockets}")
 
 
-def gather(container_id: str) -> Facts:
-    client = engine()
+def gather(client: docker.DockerClient, container_id: str) -> Facts:
     inspect = client.api.inspect_container(container_id)
     sessions = [client.api.exec_inspect(i) for i in inspect.get("ExecIDs") or []]
     # As the benchmark's audit does, by exec: what runs in the container, seen from inside.
@@ -286,14 +286,14 @@ def gather(container_id: str) -> Facts:
     )
 
 
-def audit(container_id: str) -> list[Finding]:
-    facts = gather(container_id)
+def audit(container_id: str, client: docker.DockerClient | None = None) -> list[Finding]:
+    facts = gather(client or connect_engine(), container_id)
     return [Finding(id, title, *function(facts)) for id, title, function in CHECKS]
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m sandbox.cis CONTAINER", file=sys.stderr)
+        print("usage: python -m tether.sandbox.cis CONTAINER", file=sys.stderr)
         return 2
     findings = audit(argv[0])
     for f in findings:

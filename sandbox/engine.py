@@ -1,22 +1,22 @@
-"""The Docker engine connection, shared by everything in one worker process."""
+"""Connecting to the Docker engine that holds this worker's sandboxes."""
 
 from __future__ import annotations
 
-import functools
-
 import docker
 from docker.errors import DockerException
+
+API_TIMEOUT_S = 60
 
 
 class EngineUnavailable(RuntimeError):
     """No Docker engine answers: the worker can't run tools until one does."""
 
 
-@functools.cache
-def engine() -> docker.DockerClient:
-    """A client for `DOCKER_HOST`, or the local socket when it is unset."""
+def connect_engine() -> docker.DockerClient:
+    """A client for `DOCKER_HOST`, or the local socket when it is unset; fails fast, saying
+    what to do, when no engine answers."""
     try:
-        client = docker.from_env(timeout=60)
+        client = docker.from_env(timeout=API_TIMEOUT_S)
         client.ping()
     except DockerException as error:
         raise EngineUnavailable(

@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from docker.models.containers import Container
-
-from sandbox.image.executor import CappedBuffer  # the executor's own, so both paths cap alike
-from workflows.types import ToolResult
+from tether.contracts import ToolResult
+from tether.sandbox.image.executor import CappedBuffer  # the executor's own, so both paths cap alike
 
 
 def run_with_docker_exec(

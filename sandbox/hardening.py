@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from docker.types import LogConfig, Ulimit
-
-from workflows.types import SandboxSpec
+from tether.contracts import SandboxSpec
 
 SANDBOX_UID = 10001
 WORKSPACE = "/workspace"

@@ -1,4 +1,4 @@
-"""Creating, claiming, finding, reaching and removing sandbox containers on this worker's engine.
+"""Creating, claiming, finding, reaching and removing sandbox containers on one engine.
 
 A run's container is made one of two ways: created for the run (it carries the run's labels),
 or created ahead of time by a warm pool and claimed by the run (`claim_sandbox`). Docker
@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
-
-from sandbox.channel import ChannelClosed, ExecutorChannel
-from sandbox.engine import engine
-from sandbox.exec_fallback import run_with_docker_exec
-from sandbox.hardening import container_kwargs
-from workflows.types import SandboxSpec, ToolResult
+from tether.contracts import SandboxSpec, ToolResult
+from tether.sandbox.channel import ChannelClosed, ExecutorChannel
+from tether.sandbox.exec_fallback import run_with_docker_exec
+from tether.sandbox.hardening import container_kwargs
 
 LABEL_WORKFLOW = "tether.workflow_id"
 LABEL_RUN = "tether.run_id"
@@ -86,199 +85,198 @@ def _run_prefix(workflow_id: str) -> str:
     return f"tether-{hashlib.sha256(workflow_id.encode()).hexdigest()[:16]}-"
 
 
-def create_sandbox(spec: SandboxSpec, labels: dict[str, str], *, name: str) -> Container:
-    """Creates and starts a hardened container, and waits until its executor answers."""
-    try:
-        container = engine().containers.create(**container_kwargs(spec, name=name, labels=labels))
-    except ImageNotFound:
-        raise SandboxBroken(
-            f"sandbox image {spec.image!r} is not on this engine; build it with `make image`"
-        ) from None
-    except APIError as error:
-        if error.is_client_error():
-            raise SandboxBroken(
-                f"the engine refused the sandbox settings: {error.explanation}") from None
-        raise
-    try:
-        container.start()
-        if has_executor(container):
-            _wait_until_ready(container.id)
-    except BaseException:
-        remove_sandbox(container.id)
-        raise
-    return container
-
-
 def has_executor(container: Container) -> bool:
     return container.labels.get(EXECUTOR_LABEL) == "1"
 
 
-def _wait_until_ready(container_id: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
+class SandboxManager:
+    """One engine's sandboxes, and this process's streams to their executors.
+
+    Built once per worker with the engine it talks to, and handed to whatever makes, reaches
+    or removes sandboxes (the activities, the warm pool, the reaper). Blocking calls: async
+    callers run them in a thread.
+    """
+
+    def __init__(self, engine: docker.DockerClient) -> None:
+        self.engine = engine
+        self._channels: dict[str, ExecutorChannel] = {}
+        self._channels_lock = threading.Lock()
+
+    def create(self, spec: SandboxSpec, labels: dict[str, str], *, name: str) -> Container:
+        """Creates and starts a hardened container, and waits until its executor answers."""
         try:
-            channel(container_id).request({"op": "ping"}).result(timeout=ANSWER_TIMEOUT_S)
-            return
-        except (ChannelClosed, TimeoutError) as error:
-            forget_channel(container_id)
-            if time.monotonic() > deadline:
-                raise SandboxBroken(f"the sandbox's executor never answered: {error}") from None
-            time.sleep(0.05)
+            container = self.engine.containers.create(**container_kwargs(spec, name=name, labels=labels))
+        except ImageNotFound:
+            raise SandboxBroken(
+                f"sandbox image {spec.image!r} is not on this engine; build it with `make image`"
+            ) from None
+        except APIError as error:
+            if error.is_client_error():
+                raise SandboxBroken(
+                    f"the engine refused the sandbox settings: {error.explanation}") from None
+            raise
+        try:
+            container.start()
+            if has_executor(container):
+                self._wait_until_ready(container.id)
+        except BaseException:
+            self.remove(container.id)
+            raise
+        return container
 
-
-def claim_sandbox(container_id: str, workflow_id: str, run_id: str) -> None:
-    """Makes an unclaimed warm-pool container the run's: its executor records the run (and
-    refuses any other from then on), and it is renamed after the run for `sandboxes_for_run`.
-
-    Raises SandboxGone, SandboxClaimed, ChannelClosed or TimeoutError when the container
-    can't be had; the caller then creates one instead.
-    """
-    stream = _open_channel(container_id)
-    if stream is None:  # an open stream proves the container has run ever since it was made
-        find_sandbox(container_id)
-        stream = channel(container_id)
-    response = stream.request(
-        {"op": "bind", "workflow_id": workflow_id, "run_id": run_id, "since": now_label()}
-    ).result(timeout=ANSWER_TIMEOUT_S)
-    if not response.get("ok"):
-        raise SandboxClaimed(str(response.get("error")))
-    # Bound first, renamed second: a claim interrupted between the two leaves a container
-    # whose executor still names its run, so the reaper can judge it.
-    engine().api.rename(container_id, run_name(workflow_id))
-
-
-def remove_sandbox(container_id: str) -> bool:
-    """Removes the container and its anonymous volumes. False if it was already gone."""
-    forget_channel(container_id)
-    try:
-        engine().api.remove_container(container_id, force=True, v=True)
-        return True
-    except NotFound:
-        return False
-    except APIError as error:
-        if "already in progress" in str(error):
-            return True
-        raise
-
-
-def find_sandbox(container_id: str) -> Container:
-    try:
-        container = engine().containers.get(container_id)
-    except NotFound:
-        raise SandboxGone(f"sandbox {container_id[:12]} no longer exists") from None
-    if container.status != "running":
-        raise SandboxGone(f"sandbox {container_id[:12]} is {container.status}")
-    if container.attrs.get("RestartCount"):
-        raise SandboxGone(
-            f"sandbox {container_id[:12]} restarted after its executor died; what it held is gone")
-    return container
-
-
-def list_sandboxes(**label_filters: str) -> list[Container]:
-    """Every container tether created on this engine (running or not)."""
-    filters = [f"{LABEL_MANAGED}=1", *(f"{k}={v}" for k, v in label_filters.items())]
-    return engine().containers.list(all=True, filters={"label": filters})
-
-
-def sandboxes_for_run(workflow_id: str) -> list[Container]:
-    """Every container of the run on this engine, created for it or claimed from a pool.
-
-    Both kinds are named by `run_name`, so one query by the run's digest finds them all.
-    """
-    return engine().containers.list(all=True, filters={
-        "label": [f"{LABEL_MANAGED}=1"], "name": f"^/{_run_prefix(workflow_id)}"})
-
-
-def identity_of(container: Container) -> RunIdentity | None:
-    """The run a container serves: from its labels when it was created for the run, from its
-    executor when the run claimed it from a pool. None while nobody has claimed it.
-
-    Raises ChannelClosed or TimeoutError when a claimed container's executor can't answer.
-    """
-    labels = container.labels
-    if labels.get(LABEL_WORKFLOW):
-        return RunIdentity(labels[LABEL_WORKFLOW], labels.get(LABEL_RUN, ""), labels.get(LABEL_CREATED, ""))
-    if LABEL_POOL not in labels:
-        return None
-    response = channel(container.id).request({"op": "ping"}).result(timeout=ANSWER_TIMEOUT_S)
-    binding = response.get("result", {}).get("binding")
-    return RunIdentity(**binding) if binding else None
-
-
-_channels: dict[str, ExecutorChannel] = {}
-_channels_lock = threading.Lock()
-
-
-def channel(container_id: str) -> ExecutorChannel:
-    """This process's stream to the container's executor, attaching on first use."""
-    with _channels_lock:
-        existing = _channels.get(container_id)
-        if existing is not None and not existing.closed:
-            return existing
-        created = _channels[container_id] = ExecutorChannel(container_id)
-        return created
-
-
-def _open_channel(container_id: str) -> ExecutorChannel | None:
-    with _channels_lock:
-        existing = _channels.get(container_id)
-    return existing if existing is not None and not existing.closed else None
-
-
-def forget_channel(container_id: str) -> None:
-    with _channels_lock:
-        existing = _channels.pop(container_id, None)
-    if existing is not None:
-        existing.close()
-
-
-async def run_tool(
-    container_id: str,
-    *,
-    tool: str,
-    arguments: dict[str, Any],
-    key: str,
-    timeout_s: float,
-    limit_bytes: int,
-    tick: Callable[[], Awaitable[None] | None] | None = None,
-) -> ToolResult:
-    """Runs one tool call exactly once per `key`, calling `tick` about once a second.
-
-    Cancelling the awaiting task cancels the call in the container: its process group dies.
-    """
-    stream = _open_channel(container_id)
-    if stream is None:
-        # First call from this process, or the stream broke: check the container before
-        # attaching. An open stream needs no check: it ends when the container stops.
-        container = await asyncio.to_thread(find_sandbox, container_id)
-        if not has_executor(container):
-            return await asyncio.to_thread(
-                run_with_docker_exec, container, tool, arguments, key, timeout_s, limit_bytes
-            )
-        stream = await asyncio.to_thread(channel, container_id)
-    request = {"op": "run", "key": key, "kind": tool, "args": arguments,
-               "timeout": timeout_s, "limit": limit_bytes}
-    response_future = asyncio.wrap_future(stream.request(request))
-    try:
+    def _wait_until_ready(self, container_id: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
-            done, _ = await asyncio.wait({response_future}, timeout=1.0)
-            if done:
-                break
-            if tick is not None:
-                maybe = tick()
-                if maybe is not None:
-                    await maybe
-    except asyncio.CancelledError:
-        await asyncio.to_thread(_cancel_in_container, container_id, key)
-        raise
-    response = response_future.result()
-    if not response.get("ok"):
-        raise SandboxBroken(f"executor refused the call: {response.get('error')}")
-    return ToolResult.model_validate(response["result"])
+            try:
+                self.channel(container_id).request({"op": "ping"}).result(timeout=ANSWER_TIMEOUT_S)
+                return
+            except (ChannelClosed, TimeoutError) as error:
+                self.forget_channel(container_id)
+                if time.monotonic() > deadline:
+                    raise SandboxBroken(f"the sandbox's executor never answered: {error}") from None
+                time.sleep(0.05)
 
+    def claim(self, container_id: str, workflow_id: str, run_id: str) -> None:
+        """Makes an unclaimed warm-pool container the run's: its executor records the run (and
+        refuses any other from then on), and it is renamed after the run for `for_run`.
 
-def _cancel_in_container(container_id: str, key: str) -> None:
-    try:
-        channel(container_id).request({"op": "cancel", "key": key}).result(timeout=ANSWER_TIMEOUT_S)
-    except (ChannelClosed, TimeoutError):
-        pass  # the container is gone or hung; release or the reaper removes it
+        Raises SandboxGone, SandboxClaimed, ChannelClosed or TimeoutError when the container
+        can't be had; the caller then creates one instead.
+        """
+        stream = self._open_channel(container_id)
+        if stream is None:  # an open stream proves the container has run ever since it was made
+            self.find(container_id)
+            stream = self.channel(container_id)
+        response = stream.request(
+            {"op": "bind", "workflow_id": workflow_id, "run_id": run_id, "since": now_label()}
+        ).result(timeout=ANSWER_TIMEOUT_S)
+        if not response.get("ok"):
+            raise SandboxClaimed(str(response.get("error")))
+        # Bound first, renamed second: a claim interrupted between the two leaves a container
+        # whose executor still names its run, so the reaper can judge it.
+        self.engine.api.rename(container_id, run_name(workflow_id))
+
+    def remove(self, container_id: str) -> bool:
+        """Removes the container and its anonymous volumes. False if it was already gone."""
+        self.forget_channel(container_id)
+        try:
+            self.engine.api.remove_container(container_id, force=True, v=True)
+            return True
+        except NotFound:
+            return False
+        except APIError as error:
+            if "already in progress" in str(error):
+                return True
+            raise
+
+    def find(self, container_id: str) -> Container:
+        try:
+            container = self.engine.containers.get(container_id)
+        except NotFound:
+            raise SandboxGone(f"sandbox {container_id[:12]} no longer exists") from None
+        if container.status != "running":
+            raise SandboxGone(f"sandbox {container_id[:12]} is {container.status}")
+        if container.attrs.get("RestartCount"):
+            raise SandboxGone(
+                f"sandbox {container_id[:12]} restarted after its executor died; what it held is gone")
+        return container
+
+    def managed(self, **label_filters: str) -> list[Container]:
+        """Every container tether created on this engine (running or not)."""
+        filters = [f"{LABEL_MANAGED}=1", *(f"{k}={v}" for k, v in label_filters.items())]
+        return self.engine.containers.list(all=True, filters={"label": filters})
+
+    def for_run(self, workflow_id: str) -> list[Container]:
+        """Every container of the run on this engine, created for it or claimed from a pool.
+
+        Both kinds are named by `run_name`, so one query by the run's digest finds them all.
+        """
+        return self.engine.containers.list(all=True, filters={
+            "label": [f"{LABEL_MANAGED}=1"], "name": f"^/{_run_prefix(workflow_id)}"})
+
+    def identity_of(self, container: Container) -> RunIdentity | None:
+        """The run a container serves: from its labels when it was created for the run, from its
+        executor when the run claimed it from a pool. None while nobody has claimed it.
+
+        Raises ChannelClosed or TimeoutError when a claimed container's executor can't answer.
+        """
+        labels = container.labels
+        if labels.get(LABEL_WORKFLOW):
+            return RunIdentity(labels[LABEL_WORKFLOW], labels.get(LABEL_RUN, ""),
+                               labels.get(LABEL_CREATED, ""))
+        if LABEL_POOL not in labels:
+            return None
+        response = self.channel(container.id).request({"op": "ping"}).result(timeout=ANSWER_TIMEOUT_S)
+        binding = response.get("result", {}).get("binding")
+        return RunIdentity(**binding) if binding else None
+
+    def channel(self, container_id: str) -> ExecutorChannel:
+        """This process's stream to the container's executor, attaching on first use."""
+        with self._channels_lock:
+            existing = self._channels.get(container_id)
+            if existing is not None and not existing.closed:
+                return existing
+            created = self._channels[container_id] = ExecutorChannel(self.engine.api, container_id)
+            return created
+
+    def _open_channel(self, container_id: str) -> ExecutorChannel | None:
+        with self._channels_lock:
+            existing = self._channels.get(container_id)
+        return existing if existing is not None and not existing.closed else None
+
+    def forget_channel(self, container_id: str) -> None:
+        with self._channels_lock:
+            existing = self._channels.pop(container_id, None)
+        if existing is not None:
+            existing.close()
+
+    async def run_tool(
+        self,
+        container_id: str,
+        *,
+        tool: str,
+        arguments: dict[str, Any],
+        key: str,
+        timeout_s: float,
+        limit_bytes: int,
+        tick: Callable[[], Awaitable[None] | None] | None = None,
+    ) -> ToolResult:
+        """Runs one tool call exactly once per `key`, calling `tick` about once a second.
+
+        Cancelling the awaiting task cancels the call in the container: its process group dies.
+        """
+        stream = self._open_channel(container_id)
+        if stream is None:
+            # First call from this process, or the stream broke: check the container before
+            # attaching. An open stream needs no check: it ends when the container stops.
+            container = await asyncio.to_thread(self.find, container_id)
+            if not has_executor(container):
+                return await asyncio.to_thread(
+                    run_with_docker_exec, container, tool, arguments, key, timeout_s, limit_bytes
+                )
+            stream = await asyncio.to_thread(self.channel, container_id)
+        request = {"op": "run", "key": key, "kind": tool, "args": arguments,
+                   "timeout": timeout_s, "limit": limit_bytes}
+        response_future = asyncio.wrap_future(stream.request(request))
+        try:
+            while True:
+                done, _ = await asyncio.wait({response_future}, timeout=1.0)
+                if done:
+                    break
+                if tick is not None:
+                    maybe = tick()
+                    if maybe is not None:
+                        await maybe
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self._cancel_in_container, container_id, key)
+            raise
+        response = response_future.result()
+        if not response.get("ok"):
+            raise SandboxBroken(f"executor refused the call: {response.get('error')}")
+        return ToolResult.model_validate(response["result"])
+
+    def _cancel_in_container(self, container_id: str, key: str) -> None:
+        try:
+            self.channel(container_id).request({"op": "cancel", "key": key}).result(timeout=ANSWER_TIMEOUT_S)
+        except (ChannelClosed, TimeoutError):
+            pass  # the container is gone or hung; release or the reaper removes it

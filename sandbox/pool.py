@@ -14,52 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from collections import deque
 
 from docker.models.containers import Container
-
-from sandbox.manager import (
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import (
     LABEL_CREATED,
     LABEL_MANAGED,
     LABEL_POOL,
     LABEL_WORKER,
     SandboxClaimed,
-    claim_sandbox,
-    create_sandbox,
+    SandboxManager,
     now_label,
-    remove_sandbox,
 )
-from workflows.types import SandboxSpec
 
-POOL_SIZE_ENV = "TETHER_POOL_SIZE"
-DEFAULT_SIZE = 0
 RETRY_AFTER_S = 10.0
 # Settings of each call, not of the container: a run that changes only these still fits.
 PER_CALL_FIELDS = {"tool_timeout_seconds", "output_limit_bytes"}
 
 log = logging.getLogger("tether.pool")
-_running: dict[str, WarmPool] = {}
-
-
-def running_pool(worker: str) -> WarmPool | None:
-    """The worker's pool while it runs: the acquire activity and the reaper look here."""
-    return _running.get(worker)
-
-
-def size_from_env() -> int:
-    raw = os.environ.get(POOL_SIZE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SIZE
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        raise ValueError(f"{POOL_SIZE_ENV} must be a whole number, got {raw!r}") from None
 
 
 class WarmPool:
-    def __init__(self, *, worker: str, size: int, spec: SandboxSpec | None = None) -> None:
+    def __init__(self, sandboxes: SandboxManager, *, worker: str, size: int,
+                 spec: SandboxSpec | None = None) -> None:
+        self.sandboxes = sandboxes
         self.worker = worker
         self.size = size
         self.spec = spec or SandboxSpec()
@@ -78,7 +58,6 @@ class WarmPool:
                 LABEL_CREATED: now_label()}
 
     def start(self) -> None:
-        _running[self.worker] = self
         self._refiller = asyncio.create_task(self._refill(), name=f"warm pool {self.instance}")
 
     @property
@@ -106,7 +85,7 @@ class WarmPool:
             self._full.clear()
             self._wanted.set()
             try:
-                await asyncio.to_thread(claim_sandbox, container_id, workflow_id, run_id)
+                await asyncio.to_thread(self.sandboxes.claim, container_id, workflow_id, run_id)
                 return container_id
             except SandboxClaimed as error:  # another run's: neither ours to hand out nor to remove
                 log.warning("pool container %s is taken: %s", container_id[:12], error)
@@ -115,20 +94,18 @@ class WarmPool:
                 # it isn't left behind either (an unclaimed container the pool lost track of
                 # would otherwise wait for the TTL).
                 log.warning("discarding pool container %s: %s", container_id[:12], error)
-                await asyncio.to_thread(remove_sandbox, container_id)
+                await asyncio.to_thread(self.sandboxes.remove, container_id)
         return None
 
     async def drain(self) -> None:
         """Stops refilling and removes the unclaimed containers. Claimed ones belong to their
         runs: they outlive the worker, and their runs' ends (or the reaper) remove them."""
-        if _running.get(self.worker) is self:
-            del _running[self.worker]
         self._closing = True
         self._wanted.set()
         if self._refiller is not None:
             await self._refiller  # lets a create in flight finish, so nothing leaks
         leftovers, self._idle = list(self._idle), deque()
-        await asyncio.gather(*(asyncio.to_thread(remove_sandbox, c) for c in leftovers))
+        await asyncio.gather(*(asyncio.to_thread(self.sandboxes.remove, c) for c in leftovers))
 
     async def _refill(self) -> None:
         while not self._closing:
@@ -139,7 +116,8 @@ class WarmPool:
                 continue
             try:
                 container = await asyncio.to_thread(
-                    create_sandbox, self.spec, self.labels(), name=f"tether-pool-{uuid.uuid4().hex[:12]}")
+                    self.sandboxes.create, self.spec, self.labels(),
+                    name=f"tether-pool-{uuid.uuid4().hex[:12]}")
             except Exception as error:
                 # The pool only saves time: a failure here must not stop the worker. Runs
                 # create their own containers meanwhile, and report any real problem.
@@ -151,6 +129,6 @@ class WarmPool:
                     pass
                 continue
             if self._closing:
-                await asyncio.to_thread(remove_sandbox, container.id)
+                await asyncio.to_thread(self.sandboxes.remove, container.id)
             else:
                 self._idle.append(container.id)

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-import settings
-
 
 class BlobNotFound(LookupError):
     """A digest the store does not hold: the store was wiped or is not shared between hosts."""
@@ -57,13 +55,3 @@ class LocalContentStore:
                 f"blob {digest[:12]} is not in {self.root}; "
                 "several hosts need a shared TETHER_STORE_DIR"
             ) from None
-
-
-_default: LocalContentStore | None = None
-
-
-def default_store() -> LocalContentStore:
-    global _default
-    if _default is None:
-        _default = LocalContentStore(settings.store_dir())
-    return _default

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,25 +22,19 @@ os.environ["TETHER_DATA_DIR"] = _DATA
 os.environ.setdefault("TETHER_WORKER_ID", f"tests-{uuid.uuid4().hex[:8]}")
 
 from temporalio.client import Client  # noqa: E402
+from tether import client as tether_client  # noqa: E402
+from tether.embedded import temporal as embedded  # noqa: E402
+from tether.plugin import TetherPlugin  # noqa: E402
+from tether.worker import serve  # noqa: E402
 
-import client as tether_client  # noqa: E402
-from embedded import temporal as embedded  # noqa: E402
-from sandbox.engine import engine  # noqa: E402
-from sandbox.manager import list_sandboxes, remove_sandbox, sandboxes_for_run  # noqa: E402
-from worker import serve  # noqa: E402
+from tests.helpers import free_port, sandboxes, suite_settings  # noqa: E402, sandboxes
 
 SANDBOX_IMAGE = "tether-sandbox:latest"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def docker_engine():
-    client = engine()
+    client = sandboxes().engine
     try:
         client.images.get(SANDBOX_IMAGE)
     except Exception:
@@ -63,7 +56,7 @@ def temporal_address() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def temporal_client(temporal_address: str) -> Client:
-    return await tether_client.connect(temporal_address)
+    return await tether_client.connect(address=temporal_address)
 
 
 @pytest.fixture(scope="session")
@@ -72,56 +65,23 @@ def task_queue() -> str:
 
 
 @pytest.fixture(scope="session")
-async def worker(temporal_client: Client, task_queue: str, docker_engine) -> AsyncIterator[str]:
+def tether_plugin(docker_engine) -> TetherPlugin:
+    """The suite worker's plugin: what it built (its warm pool, its activities) is here."""
+    return TetherPlugin(suite_settings())
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_client: Client, task_queue: str, tether_plugin: TetherPlugin) -> AsyncIterator[str]:
     """A tether worker serving `task_queue` for the whole session; yields the queue."""
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(temporal_client, stop, task_queue=task_queue))
+    task = asyncio.create_task(serve(temporal_client, stop, task_queue=task_queue, plugin=tether_plugin))
     await asyncio.sleep(0.5)
     if task.done():
         task.result()
     yield task_queue
     stop.set()
     await task
-    leftovers = list_sandboxes(**{"tether.worker": os.environ["TETHER_WORKER_ID"]})
+    leftovers = sandboxes().managed(**{"tether.worker": os.environ["TETHER_WORKER_ID"]})
     for container in leftovers:
-        remove_sandbox(container.id)
+        sandboxes().remove(container.id)
     assert not leftovers, f"sandboxes left behind: {[c.name for c in leftovers]}"
-
-
-def sandboxes_of(workflow_id: str) -> list:
-    return sandboxes_for_run(workflow_id)
-
-
-async def wait_for(predicate, *, timeout: float = 30, every: float = 0.1, what: str = "") -> None:
-    """Polls `predicate` (sync or async) until it is true, or fails the test."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what or predicate}")
-        await asyncio.sleep(every)
-
-
-async def history_text(handle) -> str:
-    """A run's whole event history as text, with every payload decoded: the JSON form keeps
-    payloads base64-encoded, where a search for a secret would find nothing either way."""
-    import base64
-    import json
-
-    from google.protobuf.json_format import MessageToDict
-
-    def decoded(node):
-        if isinstance(node, dict):
-            return {k: (base64.b64decode(v).decode("utf-8", "replace")
-                        if k == "data" and isinstance(v, str) else decoded(v))
-                    for k, v in node.items()}
-        if isinstance(node, list):
-            return [decoded(item) for item in node]
-        return node
-
-    history = await handle.fetch_history()
-    return json.dumps([decoded(MessageToDict(event)) for event in history.events])

@@ -7,9 +7,9 @@ import os
 import sys
 
 from temporalio.client import Client
+from tether import client as tether
 
-import client as tether
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.scripts import scripted_run, turn
 from tests.test_end_to_end import run_command
 
@@ -32,7 +32,7 @@ async def test_a_person_approves_a_waiting_call_from_the_cli(
         task_queue=worker)
 
     async def waiting() -> bool:
-        return bool((await tether.status(temporal_client, handle.id)).pending_approvals)
+        return bool((await tether.get_status(temporal_client, handle.id)).pending_approvals)
 
     await wait_for(waiting, what="the call to wait for approval")
     code, out, err = await cli(temporal_address, worker, "status", handle.id, "--json")
@@ -60,7 +60,7 @@ async def test_an_update_the_run_refuses_is_a_clear_cli_error(
     handle = await tether.start_run(
         temporal_client, scripted_run("wait", turn(shell="sleep 30"), turn("done")),
         task_queue=worker)
-    await wait_for(lambda: tether.status(temporal_client, handle.id), what="the run to start")
+    await wait_for(lambda: tether.get_status(temporal_client, handle.id), what="the run to start")
     code, _, err = await cli(temporal_address, worker, "approve", handle.id, "no-such-call")
     assert code == 2
     assert "approve refused" in err and "no call 'no-such-call'" in err

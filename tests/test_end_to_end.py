@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from tether import client as tether
+from tether.embedded.temporal import temporal_binary
 
-import client as tether
-from embedded.temporal import temporal_binary
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from embedded.temporal import answers
-from tests.conftest import free_port, wait_for
+from tether.embedded.temporal import answers
+
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,8 @@ async def test_a_worker_traces_each_run_with_a_span_per_activity(
 ):
     import json
 
-    import client as tether
+    from tether import client as tether
+
     from tests.scripts import scripted_run, turn
 
     queue, traces = f"trace-{uuid.uuid4().hex[:6]}", tmp_path / "traces.jsonl"

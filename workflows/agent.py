@@ -10,44 +10,39 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.model import (
+    from tether.contracts import (
+        AgentRunInput,
+        AgentRunResult,
+        FinalStatus,
+        Message,
         ModelCallInput,
         ModelCallOutput,
         NewMessage,
+        RunStatus,
         StartConversationInput,
-        call_model,
-        start_conversation,
+        StartConversationOutput,
+        StepRecord,
     )
-    from llm.messages import Message
-    from workflows import budget as budgets
-    from workflows import visibility
-    from workflows.budget import BudgetExhausted, Spent
-    from workflows.deadline import Deadline
-    from workflows.failures import root_message, stop_if_cancelled
-    from workflows.sandbox_lease import SandboxLease
-    from workflows.state import ApprovalWait, PendingMessage, RunState
-    from workflows.tool_runs import ToolRuns
-    from workflows.types import AgentRunInput, AgentRunResult, RunStatus, StepRecord
+    from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
+    from tether.workflows import budget as budgets
+    from tether.workflows import visibility
+    from tether.workflows.budget import BudgetExhausted, Spent
+    from tether.workflows.deadline import Deadline
+    from tether.workflows.failures import root_message, stop_if_cancelled
+    from tether.workflows.options import DEFAULT_OPTIONS
+    from tether.workflows.sandbox_lease import SandboxLease
+    from tether.workflows.state import RunState
+    from tether.workflows.tool_runner import ToolRunner
 
 T = TypeVar("T")
 
-MODEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30), maximum_attempts=5,
-    non_retryable_error_types=["ModelPermanentError", "StoreMissing"],
-)
-START_RETRY = RetryPolicy(maximum_attempts=5)
-# The model activity heartbeats every two seconds: a dead worker's call is retried after this.
-MODEL_HEARTBEAT = timedelta(seconds=20)
 MAX_MESSAGE_CHARS = 32_000
 FINAL_ANSWER_PROMPT = (
     "The run's budget is spent. Give your final answer now, from what you have, "
@@ -65,15 +60,12 @@ class AgentRun:
     def __init__(self, raw: dict[str, Any], carried: dict[str, Any] | None = None) -> None:
         # The state is built here, not in `run`: an update sent right after the run starts
         # arrives in its first workflow task, and is handled before `run` begins.
+        self.options = DEFAULT_OPTIONS
         self.input: AgentRunInput | None = None
         self.state: RunState | None = None
-        self.sandbox: SandboxLease | None = None
-        self.tools: ToolRuns | None = None
-        self.phase = "starting"
-        self.cancel_reason: str | None = None
-        self.approvals: dict[str, ApprovalWait] = {}
-        self.answer: str | None = None
-        """The model's final answer, once it gives one."""
+        """All the run holds, carried whole across continue-as-new."""
+        self.lease: SandboxLease | None = None
+        self.tool_runner: ToolRunner | None = None
         self.deadline = Deadline()
         try:
             self.input = parse_input(raw)
@@ -87,20 +79,17 @@ class AgentRun:
             RunState.model_validate(carried) if carried
             else RunState(started_at=workflow.now(), budget=self.input.budget)
         )
-        self.sandbox = SandboxLease(self.state, self.input.sandbox,
-                                    on_change=lambda: visibility.publish(self))
-        self.tools = ToolRuns(self.state, self.input, self.sandbox, self.approvals,
-                              on_change=lambda: visibility.publish(self))
+        self.lease = SandboxLease(self.state, self.input.sandbox, self.options, on_change=self._publish)
+        self.tool_runner = ToolRunner(self.state, self.input, self.lease, self.options,
+                                      on_change=self._publish)
         self.deadline.arm(budgets.seconds_left(self.state.budget, self._elapsed()))
-        if self.state.head is not None:
-            self.phase = "thinking"
 
     # --- the loop -----------------------------------------------------------------------
     @workflow.run
     async def run(self, raw: dict[str, Any], carried: dict[str, Any] | None = None) -> AgentRunResult:
         if self.invalid_input is not None:
             raise self.invalid_input
-        visibility.publish(self)
+        self._publish()
         release = True
         try:
             if self._state.head is None:
@@ -118,28 +107,30 @@ class AgentRun:
         try:
             return await self._steps()
         except asyncio.CancelledError:
-            self.phase = "cancelled"
-            visibility.publish(self)
+            self._state.phase = "cancelled"
+            self._publish()
             raise
         except Exception as error:
-            self.phase = "failed"
+            self._state.phase = "failed"
             self._state.last_error = str(error)
-            visibility.publish(self)
+            self._publish()
             raise
 
     async def _steps(self) -> AgentRunResult:
         try:
             while True:
                 self._check_budget(starting_step=True)
-                if self.cancel_reason is not None:
-                    raise CancelRequested(self.cancel_reason)
+                if self._state.cancel_reason is not None:
+                    raise CancelRequested(self._state.cancel_reason)
                 if self._should_continue_as_new():
                     await self._continue_as_new()
                 await self._interruptible(self._step())
-                if self.answer is not None:
-                    return self._finish("completed", "the model gave its final answer", self.answer)
+                if self._state.answer is not None:
+                    return self._finish("completed", "the model gave its final answer",
+                                        self._state.answer)
         except BudgetExhausted as exhausted:
-            output = self.answer if self.answer is not None else await self._final_answer()
+            state = self._state
+            output = state.answer if state.answer is not None else await self._final_answer()
             return self._finish("budget_exhausted", str(exhausted), output)
         except CancelRequested as cancelled:
             return self._finish("cancelled", f"cancelled: {cancelled}", None)
@@ -169,15 +160,15 @@ class AgentRun:
         # A person's message that arrived while the model was answering has not been read:
         # the model gets another turn to read it rather than the message being dropped.
         if not calls and (final or not state.inbox):
-            self.answer = turn.text or ""
+            state.answer = turn.text or ""
         try:
             if not final:
                 self._check_budget(starting_step=False)
             if calls:
-                self.phase = "running_tools"
-                visibility.publish(self)
-                entry.tool_results = await self._tools.run(calls)
-                self.phase = "thinking"
+                state.phase = "running_tools"
+                self._publish()
+                entry.tool_results = await self._tool_runner.run(calls)
+                state.phase = "thinking"
         except BudgetExhausted:
             if calls:
                 entry.note = joined(entry.note, "its tool calls did not run: the budget is spent")
@@ -187,28 +178,28 @@ class AgentRun:
             raise
         finally:
             state.record(entry)
-            visibility.publish(self)
+            self._publish()
 
     async def _model_turn(self, *, tools: Sequence[str]) -> tuple[ModelCallOutput, str, str | None]:
         """Calls the primary model; on a permanent failure or spent retries, each fallback."""
         state = self._state
-        self.phase = "thinking"
+        state.phase = "thinking"
         notes: list[str] = []
         # Tool results first: providers need each right after the call it answers.
         sent_results, sent_inbox = len(state.tool_results), len(state.inbox)
-        append = [NewMessage.model_validate(m.model_dump())
-                  for m in (*state.tool_results, *state.inbox)]
+        append = [*state.tool_results, *state.inbox]
         for index, spec in enumerate(state.models):
             label = visibility.model_label(spec)
             try:
                 turn = await workflow.execute_activity(
-                    call_model,
+                    MODEL_CALL,
                     ModelCallInput(workflow_id=workflow.info().workflow_id, step=state.step,
                                    model=spec, head=state.head or "", append=append,
                                    tools=list(tools)),
-                    start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=MODEL_HEARTBEAT,
-                    retry_policy=MODEL_RETRY,
+                    result_type=ModelCallOutput,
+                    start_to_close_timeout=self.options.model_timeout,
+                    heartbeat_timeout=self.options.model_heartbeat,
+                    retry_policy=self.options.model_retry,
                     summary=f"step {state.step} · {label}",
                 )
             except ActivityError as error:
@@ -234,19 +225,18 @@ class AgentRun:
         if state.budget.on_exhausted != "final_answer" or not budgets.allows_final_answer(
                 state.budget, self._spent()):
             return None
-        state.inbox.append(PendingMessage(
-            message=Message(role="user", content=FINAL_ANSWER_PROMPT).model_dump()))
+        state.inbox.append(NewMessage(message=Message(role="user", content=FINAL_ANSWER_PROMPT)))
         try:
             await self._interruptible(self._step(final=True))
         except (BudgetExhausted, CancelRequested, ApplicationError):
             return None
-        return self.answer
+        return state.answer
 
     async def _continue_as_new(self) -> None:
         # Updates in flight finish in this execution rather than being cut off.
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self.cancel_reason is not None:
-            raise CancelRequested(self.cancel_reason)
+        if self._state.cancel_reason is not None:
+            raise CancelRequested(self._state.cancel_reason)
         state = self._state
         state.continued += 1
         state.continued_at_step = state.step
@@ -267,17 +257,18 @@ class AgentRun:
         """Runs `work` until it ends, the deadline passes or a person cancels the run.
         Interrupted work is cancelled, and the activities it was waiting on with it."""
         task = asyncio.ensure_future(work)
+        state = self._state
         try:
             await workflow.wait_condition(
-                lambda: task.done() or self.deadline.passed or self.cancel_reason is not None)
+                lambda: task.done() or self.deadline.passed or state.cancel_reason is not None)
         except asyncio.CancelledError:
             await cancel_and_wait(task)
             raise
         if task.done():
             return task.result()
         await cancel_and_wait(task)
-        if self.cancel_reason is not None:
-            raise CancelRequested(self.cancel_reason)
+        if state.cancel_reason is not None:
+            raise CancelRequested(state.cancel_reason)
         raise budgets.out_of_time(self._state.budget, self._elapsed())
 
     def _check_budget(self, *, starting_step: bool) -> None:
@@ -285,11 +276,11 @@ class AgentRun:
             raise budgets.out_of_time(self._state.budget, self._elapsed())
         budgets.check(self._state.budget, self._spent(), starting_step=starting_step)
 
-    def _finish(self, status: str, reason: str, output: str | None) -> AgentRunResult:
-        self.phase = status
-        visibility.publish(self)
+    def _finish(self, status: FinalStatus, reason: str, output: str | None) -> AgentRunResult:
+        self._state.phase = status
+        self._publish()
         return AgentRunResult(
-            status=status, stop_reason=reason, output=output, steps=self._state.step,  # type: ignore[arg-type]
+            status=status, stop_reason=reason, output=output, steps=self._state.step,
             usage=self._state.usage, seconds=round(self._elapsed(), 3),
             cost_known=self._state.cost_known,
         )
@@ -297,7 +288,12 @@ class AgentRun:
     # --- control and visibility ------------------------------------------------------
     @workflow.query
     def status(self) -> RunStatus:
-        return visibility.status_of(self)
+        if self.state is None or self.input is None:
+            raise RuntimeError("the run's input is invalid: it never started")
+        return visibility.status_of(self.state, self.input, self._elapsed())
+
+    def _publish(self) -> None:
+        visibility.publish(self.status())
 
     @workflow.query
     def transcript(self) -> list[StepRecord]:
@@ -306,19 +302,20 @@ class AgentRun:
 
     @workflow.update
     async def approve(self, call_id: str, approved: bool, reason: str | None = None) -> str:
-        wait = self.approvals[call_id]
+        wait = self._state.approvals[call_id]
         wait.approved, wait.reason = approved, reason
         return f"call {call_id} ({wait.request.tool}) {'approved' if approved else 'denied'}"
 
     @approve.validator
     def _validate_approve(self, call_id: str, approved: bool, reason: str | None = None) -> None:
-        if call_id not in self.approvals:
-            waiting = ", ".join(self.approvals) or "none"
+        approvals = self._state.approvals if self.state else {}
+        if call_id not in approvals:
+            waiting = ", ".join(approvals) or "none"
             raise ValueError(f"no call {call_id!r} is waiting for approval (waiting: {waiting})")
 
     @workflow.update
     async def cancel(self, reason: str = "cancelled by a person") -> str:
-        self.cancel_reason = reason
+        self._state.cancel_reason = reason
         return f"cancelling at step {self._state.step}: {reason}"
 
     @cancel.validator
@@ -327,8 +324,7 @@ class AgentRun:
 
     @workflow.update
     async def send_message(self, text: str) -> str:
-        self._state.inbox.append(
-            PendingMessage(message=Message(role="user", content=text).model_dump()))
+        self._state.inbox.append(NewMessage(message=Message(role="user", content=text)))
         return f"message queued for step {self._state.step + 1}"
 
     @send_message.validator
@@ -346,7 +342,7 @@ class AgentRun:
         state.budget = budgets.extend(state.budget, more)
         if "max_seconds" in more:
             self.deadline.arm(budgets.seconds_left(state.budget, self._elapsed()))
-        visibility.publish(self)
+        self._publish()
         return state.budget.model_dump(include=set(more))
 
     @extend_budget.validator
@@ -357,8 +353,8 @@ class AgentRun:
     def _require_running(self) -> None:
         if self.state is None:
             raise ValueError("the run's input is invalid: it never started")
-        if self.phase in visibility.FINAL_PHASES:
-            raise ValueError(f"the run has already ended ({self.phase})")
+        if self.state.phase in visibility.FINAL_PHASES:
+            raise ValueError(f"the run has already ended ({self.state.phase})")
 
     # --- small helpers ----------------------------------------------------------------
     @property
@@ -373,13 +369,13 @@ class AgentRun:
 
     @property
     def _lease(self) -> SandboxLease:
-        assert self.sandbox is not None
-        return self.sandbox
+        assert self.lease is not None
+        return self.lease
 
     @property
-    def _tools(self) -> ToolRuns:
-        assert self.tools is not None
-        return self.tools
+    def _tool_runner(self) -> ToolRunner:
+        assert self.tool_runner is not None
+        return self.tool_runner
 
     def _model_label(self) -> str:
         return self._state.last_model or visibility.model_label(self._input.model)
@@ -395,13 +391,14 @@ class AgentRun:
             # A local activity: its input (the task, and any script) is already in history
             # as the run's input, and a local activity's input is not recorded again.
             started = await workflow.execute_local_activity(
-                start_conversation,
+                START_CONVERSATION,
                 StartConversationInput(
                     system_prompt=self._input.system_prompt, task=self._input.task,
                     models=[self._input.model, *self._input.fallback_models],
                     max_cost_usd=self._input.budget.max_cost_usd),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=START_RETRY,
+                result_type=StartConversationOutput,
+                start_to_close_timeout=self.options.start_timeout,
+                retry_policy=self.options.start_retry,
                 summary="store the task",
             )
         except ActivityError as error:
@@ -409,7 +406,7 @@ class AgentRun:
             raise ApplicationError(root_message(error), type="RunRefused",
                                    non_retryable=True) from None
         self._state.head, self._state.models = started.head, started.models
-        self.phase = "thinking"
+        self._state.phase = "thinking"
 
 
 def parse_input(raw: Any) -> AgentRunInput:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workflows.types import Budget, BudgetView, Usage
+from tether.contracts import Budget, BudgetView, Usage
 
 LIMITS = ("max_steps", "max_tokens", "max_cost_usd", "max_seconds")
 WHOLE_LIMITS = ("max_steps", "max_tokens")

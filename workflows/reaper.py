@@ -11,7 +11,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandboxes import ReapInput, ReapReport
+    from tether.contracts import ReapInput, ReapReport
+    from tether.contracts.activities import REAP_SANDBOXES
+    from tether.workflows.options import DEFAULT_OPTIONS
 
 REAPER_WORKFLOW_ID = "tether-sandbox-reaper"
 REAPER_EVERY = timedelta(minutes=5)
@@ -22,7 +24,7 @@ class SandboxReaper:
     @workflow.run
     async def run(self, input: ReapInput) -> ReapReport:
         return await workflow.execute_activity(
-            "reap_sandboxes", input, result_type=ReapReport,
-            start_to_close_timeout=timedelta(minutes=5),
+            REAP_SANDBOXES, input, result_type=ReapReport,
+            start_to_close_timeout=DEFAULT_OPTIONS.reap_timeout,
             summary="remove sandboxes of closed runs",
         )

@@ -7,49 +7,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
-
-with workflow.unsafe.imports_passed_through():
-    from activities.sandboxes import (
-        AcquireInput,
-        ReleaseInput,
-        SandboxHandle,
-        acquire_sandbox,
-        release_sandbox,
-    )
-    from workflows.failures import root_message
-    from workflows.state import RunState, SandboxRef
-    from workflows.types import SandboxSpec
-
-SANDBOX_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["SandboxBroken"])
-# How long a call may wait for the worker that holds the sandbox before the run concludes
-# that worker is gone.
-HOST_WORKER_WAIT = timedelta(seconds=60)
+from tether.contracts import AcquireInput, ReleaseInput, SandboxHandle, SandboxSpec
+from tether.contracts.activities import ACQUIRE_SANDBOX, RELEASE_SANDBOX
+from tether.workflows.failures import root_message
+from tether.workflows.options import ActivityOptions
+from tether.workflows.state import RunState
 
 
 class SandboxLease:
-    def __init__(self, state: RunState, spec: SandboxSpec, *, on_change: Callable[[], None]) -> None:
+    def __init__(self, state: RunState, spec: SandboxSpec, options: ActivityOptions, *,
+                 on_change: Callable[[], None]) -> None:
         self.state = state
         self.spec = spec
+        self.options = options
         self.on_change = on_change
         self.acquiring: asyncio.Task[SandboxHandle] | None = None
 
-    async def get(self) -> SandboxRef:
+    async def get(self) -> SandboxHandle:
         """The run's sandbox, created by the first caller; concurrent callers share it."""
         if self.state.sandbox is not None:
             return self.state.sandbox
         if self.acquiring is None:
             info = workflow.info()
             self.acquiring = asyncio.ensure_future(workflow.execute_activity(
-                acquire_sandbox,
+                ACQUIRE_SANDBOX,
                 AcquireInput(workflow_id=info.workflow_id, run_id=info.first_execution_run_id,
                              spec=self.spec),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=SANDBOX_RETRY,
+                result_type=SandboxHandle,
+                start_to_close_timeout=self.options.sandbox_timeout,
+                retry_policy=self.options.sandbox_retry,
                 summary="acquire sandbox",
             ))
         try:
@@ -65,7 +54,7 @@ class SandboxLease:
             ) from None
         return self._adopt(handle)
 
-    def lose(self, sandbox: SandboxRef) -> None:
+    def lose(self, sandbox: SandboxHandle) -> None:
         """Forgets a sandbox whose worker or container is gone: the next call gets a new one.
         Calls that lose the same sandbox at once replace it once, not once each."""
         if self.state.sandbox == sandbox:
@@ -83,20 +72,21 @@ class SandboxLease:
             return
         try:
             await workflow.execute_activity(
-                release_sandbox, ReleaseInput(container_id=sandbox.container_id),
+                RELEASE_SANDBOX, ReleaseInput(container_id=sandbox.container_id),
+                result_type=bool,
                 task_queue=sandbox.task_queue,
-                start_to_close_timeout=timedelta(minutes=1),
-                schedule_to_start_timeout=HOST_WORKER_WAIT,
-                retry_policy=SANDBOX_RETRY,
+                start_to_close_timeout=self.options.release_timeout,
+                schedule_to_start_timeout=self.options.host_worker_wait,
+                retry_policy=self.options.sandbox_retry,
                 summary="release sandbox",
             )
         except ActivityError as error:
             # Its worker is gone: the reaper on that host removes the container.
             self.state.last_error = f"sandbox release failed: {root_message(error)}"
 
-    def _adopt(self, handle: SandboxHandle) -> SandboxRef:
+    def _adopt(self, handle: SandboxHandle) -> SandboxHandle:
         self.acquiring = None
         if self.state.sandbox is None:
-            self.state.sandbox = SandboxRef(**handle.model_dump())
+            self.state.sandbox = handle
             self.on_change()
         return self.state.sandbox

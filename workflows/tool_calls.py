@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workflows.types import ToolCall
+from tether.contracts import ToolCall
 
 REQUIRED_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "python": ("code",),

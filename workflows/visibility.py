@@ -1,22 +1,17 @@
 """What a run shows people: the `status` query, the Web UI's current details, and the
 search attributes that let operators filter runs.
 
-Search attributes are upserted only when their value changes: every upsert is an event in
-the run's history.
+Pure functions of the run's state. Search attributes are upserted only when their value
+changes: every upsert is an event in the run's history.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-
-from workflows.budget import view
-from workflows.types import ModelSpec, RunStatus
-
-if TYPE_CHECKING:
-    from workflows.agent import AgentRun
+from tether.contracts import AgentRunInput, ModelSpec, RunStatus
+from tether.workflows.budget import Spent, view
+from tether.workflows.state import RunState
 
 STATUS = SearchAttributeKey.for_keyword("TetherStatus")
 STEPS = SearchAttributeKey.for_int("TetherSteps")
@@ -30,29 +25,25 @@ def model_label(spec: ModelSpec) -> str:
     return "scripted" if spec.provider == "scripted" else spec.label
 
 
-def status_of(run: AgentRun) -> RunStatus:
-    state = run.state
-    if state is None or run.input is None:
-        raise RuntimeError("the run has not started yet")
+def status_of(state: RunState, input: AgentRunInput, seconds: float) -> RunStatus:
     # A step whose calls wait for a person is still running tools; people need to know
     # it is waiting on them.
-    phase = "awaiting_approval" if run.approvals and run.phase == "running_tools" else run.phase
+    phase = "awaiting_approval" if state.approvals and state.phase == "running_tools" else state.phase
     return RunStatus(
-        state=phase,  # type: ignore[arg-type]
+        state=phase,
         step=state.step,
-        budget=view(state.budget, run._spent()),
+        budget=view(state.budget, Spent(steps=state.step, usage=state.usage, seconds=seconds)),
         usage=state.usage,
-        pending_approvals=[wait.request for wait in run.approvals.values()],
+        pending_approvals=[wait.request for wait in state.approvals.values()],
         sandbox=state.sandbox.container_id[:12] if state.sandbox else None,
         last_error=state.last_error,
-        model=state.last_model or model_label(run.input.model),
+        model=state.last_model or model_label(input.model),
     )
 
 
-def publish(run: AgentRun) -> None:
+def publish(status: RunStatus) -> None:
     """Brings the Web UI's details and the run's search attributes up to date."""
-    status = status_of(run)
-    workflow.set_current_details(_details_markdown(status))
+    workflow.set_current_details(details_markdown(status))
     wanted = TypedSearchAttributes([
         SearchAttributePair(STATUS, status.state),
         SearchAttributePair(STEPS, status.step),
@@ -68,7 +59,7 @@ def publish(run: AgentRun) -> None:
         workflow.upsert_search_attributes(changes)
 
 
-def _details_markdown(status: RunStatus) -> str:
+def details_markdown(status: RunStatus) -> str:
     b = status.budget
 
     def of(value: float, limit: float | None, fmt: str = "{:g}") -> str:

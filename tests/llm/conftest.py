@@ -23,11 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import pytest
+from tether.contracts import Message, ModelSpec
+from tether.llm.provider import ModelError
 
-from llm import provider_for
-from llm.messages import Message
-from llm.provider import ModelError
-from workflows.types import ModelSpec
+from tests.helpers import providers
 
 Flavor = Literal["openai", "anthropic"]
 Ending = Literal["finish", "stop", "cut", "stall"]
@@ -264,7 +263,7 @@ class Endpoint:
 
     async def call(self) -> None:
         on_text = self.seen.append if self.streaming else None
-        await provider_for(self.flavor).complete(self.spec, HELLO, ["shell"], on_text=on_text)
+        await providers().get(self.flavor).complete(self.spec, HELLO, ["shell"], on_text=on_text)
 
     async def failure(self) -> ModelError:
         with pytest.raises(ModelError) as caught:

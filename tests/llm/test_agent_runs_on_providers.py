@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from tether import client as tether
 
-import client as tether
-from tests.conftest import history_text
+from tests.helpers import history_text
 from tests.test_end_to_end import run_command
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ async def test_a_fallback_model_serves_the_step_when_the_primary_fails_permanent
     result = await handle.result()
     assert result.status == "completed"
     assert result.output == "Served by the fallback."
-    [step] = await tether.transcript(temporal_client, handle.id)
+    [step] = await tether.get_transcript(temporal_client, handle.id)
     assert step.model == "anthropic:claude-3-5-haiku-latest"
     assert "openai:gpt-4o-mini" in (step.note or "") and "400" in (step.note or "")
 

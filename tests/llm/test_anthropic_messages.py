@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llm import provider_for
-from llm.messages import Message
-from llm.provider import TOOL_SCHEMAS
-from workflows.types import ModelSpec, ToolCall
+from tether.contracts import Message, ModelSpec, ToolCall
+from tether.llm.provider import TOOL_SCHEMAS
+
+from tests.helpers import providers
 
 if TYPE_CHECKING:
     from conftest import ProviderServer
@@ -45,7 +45,7 @@ async def test_a_text_answer_comes_back_as_the_turns_text(
     anthropic_server: ProviderServer,
 ) -> None:
     anthropic_server.reply_json(message(text("Paris.")))
-    turn = await provider_for("anthropic").complete(
+    turn = await providers().get("anthropic").complete(
         spec_for(anthropic_server), [Message(role="user", content="Capital of France?")], []
     )
     assert turn.text == "Paris."
@@ -71,7 +71,7 @@ async def test_several_tool_calls_in_one_turn_keep_their_ids_and_arguments(
         tool_use("toolu_01", "shell", {"command": "ls"}),
         tool_use("toolu_02", "read_file", {"path": "notes.md"}),
     ))
-    turn = await provider_for("anthropic").complete(
+    turn = await providers().get("anthropic").complete(
         spec_for(anthropic_server), [Message(role="user", content="go")], ["shell", "read_file"]
     )
     assert turn.text == "I'll look around."
@@ -96,7 +96,7 @@ async def test_the_request_carries_the_tools_and_the_results_of_earlier_calls(
         Message(role="tool", tool_call_id="toolu_2", name="python", content="2"),
         Message(role="user", content="And now?"),
     ]
-    await provider_for("anthropic").complete(
+    await providers().get("anthropic").complete(
         spec_for(anthropic_server), conversation, ["shell", "python"]
     )
 
@@ -136,7 +136,7 @@ async def test_consecutive_messages_of_one_role_are_merged_so_roles_alternate(
         Message(role="system", content="Rule two."),
         Message(role="user", content="Well?"),
     ]
-    await provider_for("anthropic").complete(spec_for(anthropic_server), conversation, [])
+    await providers().get("anthropic").complete(spec_for(anthropic_server), conversation, [])
 
     [request] = anthropic_server.requests
     assert request.body["system"] == "Rule one.\n\nRule two."
@@ -149,7 +149,7 @@ async def test_the_tokens_the_server_reports_are_recorded_as_usage(
     anthropic_server: ProviderServer,
 ) -> None:
     anthropic_server.reply_json(message(text("ok"), input_tokens=812, output_tokens=64))
-    turn = await provider_for("anthropic").complete(
+    turn = await providers().get("anthropic").complete(
         spec_for(anthropic_server), [Message(role="user", content="hi")], []
     )
     assert (turn.usage.input_tokens, turn.usage.output_tokens) == (812, 64)
@@ -160,7 +160,7 @@ async def test_cached_prompt_tokens_count_as_input(anthropic_server: ProviderSer
         text("ok"), input_tokens=10, output_tokens=5,
         cache_creation_input_tokens=100, cache_read_input_tokens=1000,
     ))
-    turn = await provider_for("anthropic").complete(
+    turn = await providers().get("anthropic").complete(
         spec_for(anthropic_server), [Message(role="user", content="hi")], []
     )
     assert turn.usage.input_tokens == 1110
@@ -171,7 +171,7 @@ async def test_max_output_tokens_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("TETHER_MAX_OUTPUT_TOKENS", "512")
     anthropic_server.reply_json(message(text("short")))
-    await provider_for("anthropic").complete(
+    await providers().get("anthropic").complete(
         spec_for(anthropic_server), [Message(role="user", content="hi")], []
     )
     assert anthropic_server.requests[0].body["max_tokens"] == 512
@@ -180,7 +180,7 @@ async def test_max_output_tokens_comes_from_the_environment(
 async def test_a_local_server_is_called_without_a_key(serve) -> None:
     server = serve("anthropic", "tether-no-key")  # no ANTHROPIC_API_KEY is set
     server.reply_json(message(text("local")))
-    turn = await provider_for("anthropic").complete(
+    turn = await providers().get("anthropic").complete(
         spec_for(server), [Message(role="user", content="hi")], []
     )
     assert turn.text == "local"

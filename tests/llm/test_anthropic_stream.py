@@ -7,10 +7,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
 
-from llm import provider_for
-from llm.messages import Message, ModelTurn
-from workflows.types import ModelSpec, ToolCall, Usage
+from tests.helpers import providers
 
 if TYPE_CHECKING:
     from conftest import ProviderServer
@@ -77,7 +76,7 @@ def spec_for(server: ProviderServer) -> ModelSpec:
 
 async def streamed(server: ProviderServer, seen: list[str] | None = None) -> ModelTurn:
     sink = seen if seen is not None else []
-    return await provider_for("anthropic").complete(
+    return await providers().get("anthropic").complete(
         spec_for(server), ASK, TOOLS, on_text=sink.append
     )
 
@@ -110,7 +109,7 @@ async def test_a_streamed_turn_is_identical_to_the_same_answer_unstreamed(
 ) -> None:
     anthropic_server.reply_json(body)
     anthropic_server.reply_stream(events_of(body, size=4))
-    plain = await provider_for("anthropic").complete(spec_for(anthropic_server), ASK, TOOLS)
+    plain = await providers().get("anthropic").complete(spec_for(anthropic_server), ASK, TOOLS)
     assert await streamed(anthropic_server) == plain
     assert plain.text or plain.tool_calls
 

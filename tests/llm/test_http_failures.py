@@ -12,10 +12,10 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from tether.contracts import Message
+from tether.llm.provider import PermanentModelError, TransientModelError
 
-from llm import provider_for
-from llm.messages import Message
-from llm.provider import PermanentModelError, TransientModelError
+from tests.helpers import providers
 
 if TYPE_CHECKING:
     from conftest import Endpoint, KeyCheck
@@ -83,7 +83,7 @@ async def test_a_key_from_a_custom_variable_is_the_one_named_on_a_401(
     monkeypatch.setenv("TEAM_MODEL_KEY", "sk-team-key-not-the-one-the-server-wants")
     spec = endpoint.spec.model_copy(update={"api_key_env": "TEAM_MODEL_KEY"})
     with pytest.raises(PermanentModelError, match=r"check the key in \$TEAM_MODEL_KEY"):
-        await provider_for(spec.provider).complete(spec, HELLO, [])
+        await providers().get(spec.provider).complete(spec, HELLO, [])
     assert endpoint.server.requests[0].key == "sk-team-key-not-the-one-the-server-wants"
 
 
@@ -106,7 +106,7 @@ async def test_a_missing_key_for_the_vendors_endpoint_is_permanent_and_names_the
     spec = endpoint.spec.model_copy(update={"base_url": None})
     needed = rf"set the environment variable \${endpoint.key_env}"
     with pytest.raises(PermanentModelError, match=needed):
-        await provider_for(spec.provider).complete(spec, HELLO, [])
+        await providers().get(spec.provider).complete(spec, HELLO, [])
 
 
 async def test_an_answer_slower_than_the_timeout_is_transient(
@@ -127,7 +127,7 @@ async def test_an_unreachable_server_is_transient(endpoint: Endpoint) -> None:
         port = probe.getsockname()[1]
     spec = endpoint.spec.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
     with pytest.raises(TransientModelError, match=f"could not reach .*127.0.0.1:{port}"):
-        await provider_for(spec.provider).complete(spec, HELLO, [])
+        await providers().get(spec.provider).complete(spec, HELLO, [])
 
 
 @pytest.mark.parametrize(("body", "content_type"), [

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from llm.connection import PLACEHOLDER_KEY, connection_for
-from llm.provider import PermanentModelError
-from workflows.types import ModelSpec
+from pydantic import ValidationError
+from tether.contracts import ModelSpec
+from tether.llm.connection import PLACEHOLDER_KEY, connection_for
+from tether.llm.provider import PermanentModelError
+from tether.settings import TetherSettings
 
 OPENAI = ModelSpec(provider="openai", name="gpt-4o-mini")
 LOCAL = ModelSpec(provider="openai", name="llama3", base_url="http://127.0.0.1:11434/v1/")
@@ -47,15 +48,16 @@ def test_the_spec_base_url_wins_over_the_environment(monkeypatch: pytest.MonkeyP
     assert connection_for(OPENAI).base_url == "http://elsewhere:9/v1"
 
 
-def test_the_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_timeout_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TETHER_MODEL_TIMEOUT_SECONDS", "7.5")
-    assert connection_for(LOCAL).timeout == 7.5
+    timeout = TetherSettings().model_timeout_seconds
+    assert connection_for(LOCAL, timeout_seconds=timeout).timeout == 7.5
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-3"])
-def test_a_bad_timeout_setting_is_a_permanent_error_naming_it(
+def test_a_bad_timeout_setting_is_an_error_naming_it(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("TETHER_MODEL_TIMEOUT_SECONDS", value)
-    with pytest.raises(PermanentModelError, match=r"\$TETHER_MODEL_TIMEOUT_SECONDS must be"):
-        connection_for(LOCAL)
+    with pytest.raises(ValidationError, match="model_timeout_seconds"):
+        TetherSettings()

@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
-
-from llm.connection import Connection
-from llm.errors import retry_after_seconds, status_error
-from llm.provider import PermanentModelError, TransientModelError
+from tether.llm.connection import Connection
+from tether.llm.errors import retry_after_seconds, status_error
+from tether.llm.provider import PermanentModelError, TransientModelError
 
 SECRET = "sk-very-secret-key-0123456789"
 CONN = Connection(

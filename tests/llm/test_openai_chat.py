@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from llm import provider_for
-from llm.messages import Message
-from llm.provider import TOOL_SCHEMAS
-from workflows.types import ModelSpec, ToolCall
+from tether.contracts import Message, ModelSpec, ToolCall
+from tether.llm.provider import TOOL_SCHEMAS
+
+from tests.helpers import providers
 
 if TYPE_CHECKING:
     from conftest import ProviderServer
@@ -49,7 +49,7 @@ def spec_for(server: ProviderServer, **extra: Any) -> ModelSpec:
 
 async def test_a_text_answer_comes_back_as_the_turns_text(openai_server: ProviderServer) -> None:
     openai_server.reply_json(completion("The answer is 42."))
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="What is 6 x 7?")], []
     )
     assert turn.text == "The answer is 42."
@@ -70,7 +70,7 @@ async def test_several_tool_calls_in_one_turn_keep_their_ids_and_arguments(
         ("call_b2", "write_file", json.dumps({"path": "x.txt", "content": "hi"})),
         ("call_c3", "python", json.dumps({"code": "print(1)"})),
     ]))
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="go")],
         ["shell", "write_file", "python"],
     )
@@ -96,7 +96,7 @@ async def test_the_request_carries_the_tools_and_the_results_of_earlier_calls(
         Message(role="tool", tool_call_id="call_1", name="shell", content='{"stdout": "a b"}'),
         Message(role="tool", tool_call_id="call_2", name="read_file", content="hello"),
     ]
-    await provider_for("openai").complete(
+    await providers().get("openai").complete(
         spec_for(openai_server), conversation, ["shell", "read_file"]
     )
 
@@ -123,7 +123,7 @@ async def test_the_tokens_the_server_reports_are_recorded_as_usage(
     openai_server: ProviderServer,
 ) -> None:
     openai_server.reply_json(completion("ok", prompt_tokens=1234, completion_tokens=56))
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="hi")], []
     )
     assert (turn.usage.input_tokens, turn.usage.output_tokens) == (1234, 56)
@@ -135,7 +135,7 @@ async def test_a_server_that_reports_no_usage_counts_zero_tokens(
     body = completion("ok")
     del body["usage"]  # some self-hosted servers leave it out
     openai_server.reply_json(body)
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="hi")], []
     )
     assert turn.text == "ok"
@@ -150,7 +150,7 @@ async def test_malformed_tool_arguments_are_kept_raw_instead_of_failing_the_turn
         ("call_2", "shell", "[1, 2]"),  # JSON, but not an object
         ("call_3", "read_file", ""),
     ]))
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="go")],
         ["python", "shell", "read_file"],
     )
@@ -162,7 +162,7 @@ async def test_malformed_tool_arguments_are_kept_raw_instead_of_failing_the_turn
 async def test_a_local_server_is_called_without_a_key(serve) -> None:
     server = serve("openai", "tether-no-key")  # no OPENAI_API_KEY is set
     server.reply_json(completion("from vLLM"))
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         spec_for(server), [Message(role="user", content="hi")], []
     )
     assert turn.text == "from vLLM"
@@ -174,7 +174,7 @@ async def test_openai_base_url_from_the_environment_is_used(
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     openai_server.reply_json(completion("via env"))
-    turn = await provider_for("openai").complete(
+    turn = await providers().get("openai").complete(
         ModelSpec(provider="openai", name="gpt-4o-mini"), [Message(role="user", content="hi")], []
     )
     assert turn.text == "via env"

@@ -8,10 +8,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
 
-from llm import provider_for
-from llm.messages import Message, ModelTurn
-from workflows.types import ModelSpec, ToolCall, Usage
+from tests.helpers import providers
 
 if TYPE_CHECKING:
     from conftest import ProviderServer
@@ -85,7 +84,7 @@ def spec_for(server: ProviderServer) -> ModelSpec:
 
 async def streamed(server: ProviderServer, seen: list[str] | None = None) -> ModelTurn:
     sink = seen if seen is not None else []
-    return await provider_for("openai").complete(spec_for(server), ASK, TOOLS, on_text=sink.append)
+    return await providers().get("openai").complete(spec_for(server), ASK, TOOLS, on_text=sink.append)
 
 
 async def test_streamed_text_reaches_on_text_in_order_as_it_grows(
@@ -114,7 +113,7 @@ async def test_the_first_words_reach_on_text_while_the_server_holds_back_the_res
     def on_text(text: str) -> None:
         first_words.set()
 
-    turn = await provider_for("openai").complete(spec_for(openai_server), ASK, [], on_text=on_text)
+    turn = await providers().get("openai").complete(spec_for(openai_server), ASK, [], on_text=on_text)
     assert turn.text == "Thinking about it... done."
 
 
@@ -133,7 +132,7 @@ async def test_a_streamed_turn_is_identical_to_the_same_answer_unstreamed(
 ) -> None:
     openai_server.reply_json(body)
     openai_server.reply_stream(chunks_of(body, size=3))
-    plain = await provider_for("openai").complete(spec_for(openai_server), ASK, TOOLS)
+    plain = await providers().get("openai").complete(spec_for(openai_server), ASK, TOOLS)
     assert await streamed(openai_server) == plain
     assert plain.text or plain.tool_calls
 

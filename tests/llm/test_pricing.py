@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-
-from llm.pricing import cost_usd, price_known
-from workflows.types import ModelPrice, ModelSpec, Script, ScriptTurn, Usage
+from tether.contracts import ModelPrice, ModelSpec, Script, ScriptTurn, Usage
+from tether.llm.pricing import cost_usd, price_known
 
 TURN = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
 

@@ -11,10 +11,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tether.contracts import Message
+from tether.llm.provider import PermanentModelError, TransientModelError
 
-from llm import provider_for
-from llm.messages import Message
-from llm.provider import PermanentModelError, TransientModelError
+from tests.helpers import providers
 
 if TYPE_CHECKING:
     from conftest import Endpoint, KeyCheck
@@ -180,7 +180,7 @@ async def test_an_error_raised_by_on_text_is_the_callers_not_the_models(
         raise RuntimeError("the display broke")
 
     with pytest.raises(RuntimeError, match="the display broke"):
-        await provider_for(endpoint.flavor).complete(endpoint.spec, HELLO, [], on_text=on_text)
+        await providers().get(endpoint.flavor).complete(endpoint.spec, HELLO, [], on_text=on_text)
 
 
 @pytest.mark.parametrize("failure", ["error-event", "401", "429"])

@@ -9,14 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from tether import client as tether
+from tether.activities.tools import ToolCallInput, ToolCallOutput
+from tether.contracts import Message, ToolResult
 
-import client as tether
-from activities.tools import ToolCallInput, ToolCallOutput
-from llm.messages import Message
-from store import default_store
-from tests.conftest import sandboxes_of
+from tests.helpers import conversations, sandboxes_of
 from tests.scripts import scripted_run, turn
-from workflows.types import ToolResult
 
 SMALL = {"memory_mb": 128, "pids": 64, "disk_mb": 16, "tool_timeout_seconds": 3,
          "output_limit_bytes": 4096}
@@ -86,7 +84,7 @@ async def tool_results(client: Client, handle: WorkflowHandle[Any, Any]) -> list
             attrs = event.activity_task_completed_event_attributes
             if attrs.scheduled_event_id in scheduled:
                 [output] = await client.data_converter.decode(attrs.result.payloads, [ToolCallOutput])
-                message = Message.model_validate_json(default_store().get(output.message_ref))
+                message = Message.model_validate_json(conversations().blobs.get(output.message_ref))
                 done.append((scheduled[attrs.scheduled_event_id],
                              ToolResult.model_validate_json(message.content or "")))
     return [result for _, result in sorted(done, key=lambda item: item[0])]

@@ -12,10 +12,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import LABEL_WORKER
 
-from sandbox.manager import LABEL_WORKER, create_sandbox, list_sandboxes, remove_sandbox
+from tests.helpers import sandboxes
 from tests.sandbox.direct import DIRECT_WORKER, direct_labels
-from workflows.types import SandboxSpec
 
 
 @pytest.fixture
@@ -23,16 +24,16 @@ async def sandbox(docker_engine) -> AsyncIterator[str]:
     """A small hardened sandbox; yields its container id."""
     spec = SandboxSpec(memory_mb=128, pids=64, disk_mb=16)
     container = await asyncio.to_thread(
-        create_sandbox, spec, direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}")
+        sandboxes().create, spec, direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}")
     yield container.id
-    await asyncio.to_thread(remove_sandbox, container.id)
+    await asyncio.to_thread(sandboxes().remove, container.id)
 
 
 @pytest.fixture(autouse=True)
 async def no_direct_leftovers(docker_engine) -> AsyncIterator[None]:
     """Removes whatever a test made directly and failed to remove, and says so."""
     yield
-    leftovers = await asyncio.to_thread(list_sandboxes, **{LABEL_WORKER: DIRECT_WORKER})
+    leftovers = await asyncio.to_thread(sandboxes().managed, **{LABEL_WORKER: DIRECT_WORKER})
     for container in leftovers:
-        await asyncio.to_thread(remove_sandbox, container.id)
+        await asyncio.to_thread(sandboxes().remove, container.id)
     assert not leftovers, f"left behind: {[c.name for c in leftovers]}"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import uuid
 
-from sandbox.manager import LABEL_MANAGED, LABEL_WORKER, run_tool
-from workflows.types import ToolResult
+from tether.contracts import ToolResult
+from tether.sandbox.manager import LABEL_MANAGED, LABEL_WORKER
+
+from tests.helpers import sandboxes
 
 DIRECT_WORKER = f"{os.environ['TETHER_WORKER_ID']}-direct"
 """The worker label of containers the tests make themselves: the suite worker's reaper
@@ -21,12 +23,12 @@ def direct_labels() -> dict[str, str]:
 async def call(container_id: str, command: str, *, key: str | None = None, timeout: float = 10,
                tool: str = "shell", limit: int = 4096) -> ToolResult:
     arguments = {"command": command} if tool == "shell" else {"code": command}
-    return await run_tool(container_id, tool=tool, arguments=arguments,
+    return await sandboxes().run_tool(container_id, tool=tool, arguments=arguments,
                           key=key or uuid.uuid4().hex, timeout_s=timeout, limit_bytes=limit)
 
 
 async def file_call(container_id: str, tool: str, **arguments: str) -> ToolResult:
-    return await run_tool(container_id, tool=tool, arguments=arguments, key=uuid.uuid4().hex,
+    return await sandboxes().run_tool(container_id, tool=tool, arguments=arguments, key=uuid.uuid4().hex,
                           timeout_s=10, limit_bytes=64)
 
 

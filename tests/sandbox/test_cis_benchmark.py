@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sandbox import cis
-from sandbox.engine import engine
-from tests.conftest import wait_for
+from tether.contracts import SandboxSpec
+from tether.sandbox import cis
+
+from tests.helpers import sandboxes, wait_for
 from tests.sandbox.direct import direct_labels
-from workflows.types import SandboxSpec
 
 SECTION_5 = ["5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.8", "5.9", "5.10", "5.11",
              "5.12", "5.13", "5.14", "5.15", "5.16", "5.17", "5.18", "5.19", "5.20", "5.21",
@@ -17,7 +17,7 @@ SECTION_5 = ["5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.8", "5.9", "5.1
 
 
 def health(container_id: str) -> str | None:
-    state = engine().api.inspect_container(container_id)["State"]
+    state = sandboxes().engine.api.inspect_container(container_id)["State"]
     return (state.get("Health") or {}).get("Status")
 
 
@@ -27,7 +27,7 @@ async def test_a_live_sandbox_passes_section_5_with_apparmor_the_only_exception(
     findings = await asyncio.to_thread(cis.audit, sandbox)
     assert [f.id for f in findings] == SECTION_5
     assert [f for f in findings if f.status == "warn"] == []
-    engine_options = " ".join(engine().info().get("SecurityOptions") or [])
+    engine_options = " ".join(sandboxes().engine.info().get("SecurityOptions") or [])
     allowed = {
         "5.1": "exception" if "apparmor" not in engine_options else "pass",
         "5.2": "not applicable" if "selinux" not in engine_options else "pass",
@@ -38,7 +38,7 @@ async def test_a_live_sandbox_passes_section_5_with_apparmor_the_only_exception(
 
 
 async def test_the_audit_warns_about_a_container_without_the_hardening(docker_engine):
-    plain = engine().containers.run(
+    plain = sandboxes().engine.containers.run(
         SandboxSpec().image, detach=True, network_mode="none",
         labels=direct_labels(), name=f"tether-test-plain-{uuid.uuid4().hex[:8]}")
     try:

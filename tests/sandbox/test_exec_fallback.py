@@ -9,11 +9,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from tether.contracts import SandboxSpec
 
-from sandbox.engine import engine
-from sandbox.manager import create_sandbox, remove_sandbox
+from tests.helpers import sandboxes
 from tests.sandbox.direct import call, direct_labels
-from workflows.types import SandboxSpec
 
 
 @pytest.fixture
@@ -21,15 +20,16 @@ async def plain_sandbox(docker_engine) -> AsyncIterator[str]:
     """A sandbox from an image that doesn't declare the executor (built for the test)."""
     tag = f"tether-sandbox-no-executor:{uuid.uuid4().hex[:8]}"
     dockerfile = f'FROM {SandboxSpec().image}\nLABEL tether.executor=""\nCMD ["sleep", "infinity"]\n'
-    await asyncio.to_thread(engine().images.build, fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    await asyncio.to_thread(sandboxes().engine.images.build, fileobj=io.BytesIO(dockerfile.encode()),
+                            tag=tag, rm=True)
     try:
         container = await asyncio.to_thread(
-            create_sandbox, SandboxSpec(image=tag), direct_labels(),
+            sandboxes().create, SandboxSpec(image=tag), direct_labels(),
             name=f"tether-test-{uuid.uuid4().hex[:12]}")
         yield container.id
-        await asyncio.to_thread(remove_sandbox, container.id)
+        await asyncio.to_thread(sandboxes().remove, container.id)
     finally:
-        await asyncio.to_thread(engine().images.remove, tag, force=True)
+        await asyncio.to_thread(sandboxes().engine.images.remove, tag, force=True)
 
 
 async def test_shell_calls_run_by_docker_exec_with_their_key(plain_sandbox: str):

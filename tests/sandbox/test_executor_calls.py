@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tether.sandbox.channel import ChannelClosed
+from tether.sandbox.manager import SandboxGone
 
-from sandbox.channel import ChannelClosed
-from sandbox.engine import engine
-from sandbox.manager import SandboxGone, forget_channel
-from tests.conftest import wait_for
+from tests.helpers import sandboxes, wait_for
 from tests.sandbox.direct import call, file_call, running_commands
 
 
@@ -56,7 +55,7 @@ async def test_a_worker_that_lost_its_stream_mid_call_reattaches_and_gets_the_re
     command = "sleep 1; echo ran >> /workspace/runs; echo finished"
     in_flight = asyncio.ensure_future(call(sandbox, command, key="k"))
     await asyncio.sleep(0.3)
-    forget_channel(sandbox)  # as if the worker died: its stream to the executor is gone
+    sandboxes().forget_channel(sandbox)  # as if the worker died: its stream to the executor is gone
     with pytest.raises(ChannelClosed):
         await in_flight
     # A new attach (a new worker) asks for the same key: the call kept running, and is awaited.
@@ -90,7 +89,7 @@ async def test_a_tool_that_kills_the_executor_loses_the_sandbox_not_the_worker(s
         await call(sandbox, "kill -9 $PPID")
 
     def restarted() -> bool:
-        state = engine().api.inspect_container(sandbox)
+        state = sandboxes().engine.api.inspect_container(sandbox)
         return state["RestartCount"] > 0 and state["State"]["Status"] == "running"
 
     await wait_for(restarted, what="the engine to restart the sandbox")

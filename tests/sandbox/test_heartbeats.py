@@ -7,9 +7,9 @@ import time
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from tether import client as tether
 
-import client as tether
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.sandbox.direct import call, running_commands
 from tests.scripts import scripted_run, turn
 

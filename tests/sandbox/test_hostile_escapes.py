@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 from temporalio.client import Client
+from tether import client as tether
 
-import client as tether
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.sandbox.attacks import attack, tool_results
 from tests.scripts import scripted_run, turn
 

@@ -10,32 +10,28 @@ import uuid
 import pytest
 from docker.errors import NotFound
 from temporalio.client import Client
+from tether import client as tether
+from tether.activities.sandboxes import SandboxActivities
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import LABEL_CREATED, LABEL_POOL, labels_for, run_name
+from tether.sandbox.pool import WarmPool
 
-import client as tether
-from activities.sandboxes import Reaper
-from sandbox.engine import engine
-from sandbox.manager import (
-    LABEL_CREATED,
-    LABEL_POOL,
-    claim_sandbox,
-    create_sandbox,
-    labels_for,
-    list_sandboxes,
-    remove_sandbox,
-    run_name,
-)
-from sandbox.pool import WarmPool, running_pool
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
-from workflows.types import SandboxSpec
 
 WORKER = os.environ["TETHER_WORKER_ID"]
 SPEC = SandboxSpec(memory_mb=64, pids=16, disk_mb=4)
 
 
+def reaper(client: Client, pool: WarmPool | None = None) -> SandboxActivities:
+    """The sweep the suite worker runs, as that worker's identity sees its engine."""
+    return SandboxActivities(sandboxes=sandboxes(), client=client, worker_id=WORKER,
+                             host_queue=f"unused@{WORKER}", pool=pool)
+
+
 def exists(container_id: str) -> bool:
     try:
-        engine().api.inspect_container(container_id)
+        sandboxes().engine.api.inspect_container(container_id)
         return True
     except NotFound:
         return False
@@ -43,13 +39,13 @@ def exists(container_id: str) -> bool:
 
 async def make(labels: dict[str, str], name: str | None = None) -> str:
     container = await asyncio.to_thread(
-        create_sandbox, SPEC, labels, name=name or f"tether-pool-{uuid.uuid4().hex[:12]}")
+        sandboxes().create, SPEC, labels, name=name or f"tether-pool-{uuid.uuid4().hex[:12]}")
     return container.id
 
 
 async def dead_pool_container() -> str:
     """A container of a pool this worker ran in an earlier life (never started here)."""
-    return await make(WarmPool(worker=WORKER, size=1).labels())
+    return await make(WarmPool(sandboxes(), worker=WORKER, size=1).labels())
 
 
 async def sleeping_run(client: Client, queue: str):
@@ -67,16 +63,19 @@ async def stop(handle) -> None:
 async def test_the_reaper_removes_what_a_dead_workers_pool_left_and_keeps_the_live_pool(
     temporal_client: Client, worker: str
 ):
-    live = running_pool(WORKER)
-    assert live is not None
-    await asyncio.wait_for(live.filled(), timeout=60)
-    stale = await dead_pool_container()
-    report = await Reaper(temporal_client).sweep()
-    assert not exists(stale)
-    assert any(name.startswith("tether-pool-") for name in report.removed)
-    live_containers = list_sandboxes(**{LABEL_POOL: live.instance})
-    assert len(live_containers) == live.size
-    assert all(c.status == "running" for c in live_containers)
+    live = WarmPool(sandboxes(), worker=WORKER, size=1)
+    live.start()
+    try:
+        await asyncio.wait_for(live.filled(), timeout=60)
+        stale = await dead_pool_container()
+        report = await reaper(temporal_client, pool=live).sweep()
+        assert not exists(stale)
+        assert any(name.startswith("tether-pool-") for name in report.removed)
+        live_containers = sandboxes().managed(**{LABEL_POOL: live.instance})
+        assert len(live_containers) == live.size
+        assert all(c.status == "running" for c in live_containers)
+    finally:
+        await live.drain()
 
 
 async def test_the_reaper_judges_a_claimed_container_by_the_run_its_executor_names(
@@ -90,13 +89,13 @@ async def test_the_reaper_judges_a_claimed_container_by_the_run_its_executor_nam
     claims = {}
     for workflow_id in (sleeper.id, finished.id, never_started):
         container_id = await dead_pool_container()
-        await asyncio.to_thread(claim_sandbox, container_id, workflow_id, "some-run")
+        await asyncio.to_thread(sandboxes().claim, container_id, workflow_id, "some-run")
         claims[workflow_id] = container_id
-    await Reaper(temporal_client).sweep()
+    await reaper(temporal_client).sweep()
     assert exists(claims[sleeper.id])  # its run is running
     assert not exists(claims[finished.id])  # its run has closed
     assert not exists(claims[never_started])  # Temporal has never heard of its run
-    await asyncio.to_thread(remove_sandbox, claims[sleeper.id])
+    await asyncio.to_thread(sandboxes().remove, claims[sleeper.id])
     await stop(sleeper)
 
 
@@ -107,20 +106,20 @@ async def test_the_reaper_removes_sandboxes_older_than_the_ttl(
     old = {**labels_for(sleeper.id, sleeper.result_run_id, WORKER),
            LABEL_CREATED: "2000-01-01T00:00:00+00:00"}
     container_id = await make(old, name=run_name(sleeper.id))
-    await Reaper(temporal_client).sweep()
+    await reaper(temporal_client).sweep()
     assert exists(container_id)  # no TTL configured: its run is running, so it stays
-    await Reaper(temporal_client).sweep(max_age_seconds=3600)
+    await reaper(temporal_client).sweep(max_age_seconds=3600)
     assert not exists(container_id)
     container_id = await make(old, name=run_name(sleeper.id))
     # A pool container that waited long before its run claimed it: its age is the claim's.
     claimed = await make({**WarmPool(worker=WORKER, size=1).labels(),
                           LABEL_CREATED: "2000-01-01T00:00:00+00:00"})
-    await asyncio.to_thread(claim_sandbox, claimed, sleeper.id, sleeper.result_run_id)
+    await asyncio.to_thread(sandboxes().claim, claimed, sleeper.id, sleeper.result_run_id)
     monkeypatch.setenv("TETHER_SANDBOX_TTL_SECONDS", "3600")
-    await Reaper(temporal_client).sweep()
+    await reaper(temporal_client).sweep()
     assert not exists(container_id)
     assert exists(claimed)
-    await asyncio.to_thread(remove_sandbox, claimed)
+    await asyncio.to_thread(sandboxes().remove, claimed)
     # The run's own sandbox is younger than the TTL.
     assert len(sandboxes_of(sleeper.id)) == 1
     await stop(sleeper)
@@ -131,15 +130,15 @@ async def test_the_reaper_never_touches_containers_it_did_not_create(
 ):
     unknown_run = f"never-started-{uuid.uuid4().hex[:8]}"
     another_worker = await make({**labels_for(unknown_run, "r", "some-other-worker")})
-    not_tethers = engine().containers.run(
+    not_tethers = sandboxes().engine.containers.run(
         SPEC.image, detach=True, network_mode="none", labels={"tether.test": "not managed"},
         name=f"not-tether-{uuid.uuid4().hex[:8]}").id
     try:
         # Both would be orphans by the reaper's rules (a run Temporal doesn't know, no run
         # at all) were they its own.
-        await Reaper(temporal_client).sweep()
+        await reaper(temporal_client).sweep()
         assert exists(another_worker) and exists(not_tethers)
     finally:
-        await asyncio.to_thread(remove_sandbox, another_worker)
-        engine().api.remove_container(not_tethers, force=True)
+        await asyncio.to_thread(sandboxes().remove, another_worker)
+        sandboxes().engine.api.remove_container(not_tethers, force=True)
 

@@ -7,28 +7,28 @@ import uuid
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from tether import client as tether
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import SandboxBroken
 
-import client as tether
-from sandbox.manager import SandboxBroken, create_sandbox, remove_sandbox
-from tests.conftest import sandboxes_of
+from tests.helpers import sandboxes, sandboxes_of
 from tests.sandbox.direct import direct_labels
 from tests.scripts import scripted_run, turn
-from workflows.types import SandboxSpec
 
 
 async def test_a_named_runtime_is_the_one_the_container_runs_under(docker_engine):
     container = await asyncio.to_thread(
-        create_sandbox, SandboxSpec(runtime="runc"), direct_labels(),
+        sandboxes().create, SandboxSpec(runtime="runc"), direct_labels(),
         name=f"tether-test-{uuid.uuid4().hex[:12]}")
     try:
         assert container.attrs["HostConfig"]["Runtime"] == "runc"
     finally:
-        await asyncio.to_thread(remove_sandbox, container.id)
+        await asyncio.to_thread(sandboxes().remove, container.id)
 
 
 def test_an_unknown_runtime_is_refused_as_broken_not_retried(docker_engine):
     with pytest.raises(SandboxBroken, match="Unknown runtime specified no-such-runtime"):
-        create_sandbox(SandboxSpec(runtime="no-such-runtime"), direct_labels(),
+        sandboxes().create(SandboxSpec(runtime="no-such-runtime"), direct_labels(),
                        name=f"tether-test-{uuid.uuid4().hex[:12]}")
 
 

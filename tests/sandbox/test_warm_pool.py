@@ -7,48 +7,37 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import ValidationError
 from temporalio.client import Client
+from tether import client as tether
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import LABEL_POOL, LABEL_RUN, LABEL_WORKER, LABEL_WORKFLOW, SandboxClaimed
+from tether.sandbox.pool import WarmPool
+from tether.settings import TetherSettings
 
-import client as tether
-from sandbox.engine import engine
-from sandbox.manager import (
-    LABEL_POOL,
-    LABEL_RUN,
-    LABEL_WORKER,
-    LABEL_WORKFLOW,
-    SandboxClaimed,
-    claim_sandbox,
-    identity_of,
-    list_sandboxes,
-    remove_sandbox,
-    run_tool,
-    sandboxes_for_run,
-)
-from sandbox.pool import WarmPool, running_pool, size_from_env
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.worker_process import WorkerProcess
-from workflows.types import SandboxSpec
 
 
 @pytest.fixture
 async def pool(docker_engine) -> AsyncIterator[WarmPool]:
     """A pool of two under a worker name of its own; drained, and its claims removed, after."""
-    warm = WarmPool(worker=f"pool-test-{uuid.uuid4().hex[:8]}", size=2)
+    warm = WarmPool(sandboxes(), worker=f"pool-test-{uuid.uuid4().hex[:8]}", size=2)
     warm.start()
     await asyncio.wait_for(warm.filled(), timeout=60)
     yield warm
     await warm.drain()
-    for container in await asyncio.to_thread(list_sandboxes, **{LABEL_WORKER: warm.worker}):
-        await asyncio.to_thread(remove_sandbox, container.id)
+    for container in await asyncio.to_thread(sandboxes().managed, **{LABEL_WORKER: warm.worker}):
+        await asyncio.to_thread(sandboxes().remove, container.id)
 
 
 def containers_of(pool: WarmPool) -> list:
-    return list_sandboxes(**{LABEL_WORKER: pool.worker})
+    return sandboxes().managed(**{LABEL_WORKER: pool.worker})
 
 
 def served_run(container) -> tuple[str, str] | None:
-    identity = identity_of(container)
+    identity = sandboxes().identity_of(container)
     return identity and (identity.workflow_id, identity.run_id)
 
 
@@ -60,7 +49,7 @@ async def test_the_pool_fills_with_ready_hardened_unclaimed_containers(pool: War
         assert container.name.startswith("tether-pool-")
         assert container.labels[LABEL_POOL] == pool.instance
         assert LABEL_WORKFLOW not in container.labels and LABEL_RUN not in container.labels
-        assert identity_of(container) is None
+        assert sandboxes().identity_of(container) is None
         host = container.attrs["HostConfig"]
         assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
         assert container.attrs["Config"]["User"] == "10001:10001"
@@ -69,11 +58,11 @@ async def test_the_pool_fills_with_ready_hardened_unclaimed_containers(pool: War
 async def test_acquiring_claims_a_container_for_one_run_and_the_pool_refills(pool: WarmPool):
     claimed = await pool.acquire(SandboxSpec(), "wf-pool-1", "run-1")
     assert claimed is not None
-    [found] = sandboxes_for_run("wf-pool-1")
+    [found] = sandboxes().for_run("wf-pool-1")
     assert found.id == claimed
     assert "wf-pool-1" in found.name
     assert served_run(found) == ("wf-pool-1", "run-1")
-    result = await run_tool(claimed, tool="shell", arguments={"command": "echo claimed"},
+    result = await sandboxes().run_tool(claimed, tool="shell", arguments={"command": "echo claimed"},
                             key="wf-pool-1/1/0", timeout_s=10, limit_bytes=1024)
     assert result.stdout == "claimed\n"
     await asyncio.wait_for(pool.filled(), timeout=60)
@@ -85,9 +74,9 @@ async def test_a_claimed_container_is_never_handed_to_another_run(pool: WarmPool
     claimed = await pool.acquire(SandboxSpec(), "wf-pool-2", "run-2")
     assert claimed is not None
     with pytest.raises(SandboxClaimed, match="wf-pool-2"):
-        claim_sandbox(claimed, "wf-pool-3", "run-3")
-    assert sandboxes_for_run("wf-pool-3") == []
-    [container] = sandboxes_for_run("wf-pool-2")
+        sandboxes().claim(claimed, "wf-pool-3", "run-3")
+    assert sandboxes().for_run("wf-pool-3") == []
+    [container] = sandboxes().for_run("wf-pool-2")
     assert served_run(container) == ("wf-pool-2", "run-2")
 
 
@@ -101,7 +90,7 @@ async def test_only_runs_whose_container_settings_match_are_served_from_the_pool
 
 async def test_pool_containers_that_died_are_discarded_not_handed_out(pool: WarmPool):
     for container in containers_of(pool):
-        engine().api.remove_container(container.id, force=True)
+        sandboxes().engine.api.remove_container(container.id, force=True)
     assert await pool.acquire(SandboxSpec(), "wf-pool-6", "run-6") is None
     await asyncio.wait_for(pool.filled(), timeout=60)
     assert await pool.acquire(SandboxSpec(), "wf-pool-6", "run-6") is not None
@@ -111,7 +100,7 @@ async def test_draining_removes_unclaimed_containers_and_leaves_claimed_ones(poo
     claimed = await pool.acquire(SandboxSpec(), "wf-pool-7", "run-7")
     await pool.drain()
     assert [c.id for c in containers_of(pool)] == [claimed]
-    assert running_pool(pool.worker) is None
+    assert pool.idle == 0
 
 
 async def test_a_worker_with_a_pool_runs_default_runs_in_pool_containers(
@@ -126,7 +115,7 @@ async def test_a_worker_with_a_pool_runs_default_runs_in_pool_containers(
     await worker.start()
     try:
         def idle_pool() -> bool:
-            return sum(1 for c in list_sandboxes(**{LABEL_WORKER: queue})
+            return sum(1 for c in sandboxes().managed(**{LABEL_WORKER: queue})
                        if c.status == "running" and LABEL_POOL in c.labels) >= 2
 
         await wait_for(idle_pool, timeout=60, what="the worker's pool to fill")
@@ -152,16 +141,14 @@ async def test_a_worker_with_a_pool_runs_default_runs_in_pool_containers(
             assert sandboxes_of(handle.id) == []
     finally:
         await worker.stop()
-    assert list_sandboxes(**{LABEL_WORKER: queue}) == []  # the pool was drained at shutdown
+    assert sandboxes().managed(**{LABEL_WORKER: queue}) == []  # the pool was drained at shutdown
 
 
 def test_the_pool_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("TETHER_POOL_SIZE", raising=False)
-    assert size_from_env() == 0
+    assert TetherSettings().pool_size == 0
     monkeypatch.setenv("TETHER_POOL_SIZE", "5")
-    assert size_from_env() == 5
-    monkeypatch.setenv("TETHER_POOL_SIZE", "0")
-    assert size_from_env() == 0
+    assert TetherSettings().pool_size == 5
     monkeypatch.setenv("TETHER_POOL_SIZE", "lots")
-    with pytest.raises(ValueError, match="TETHER_POOL_SIZE must be a whole number"):
-        size_from_env()
+    with pytest.raises(ValidationError, match="pool_size"):
+        TetherSettings()

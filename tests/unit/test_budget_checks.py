@@ -4,10 +4,9 @@ name the limit and the value that broke it. Pure functions, no Temporal."""
 from __future__ import annotations
 
 import pytest
-
-from workflows import budget as budgets
-from workflows.budget import BudgetExhausted, Spent
-from workflows.types import Budget, Usage
+from tether.contracts import Budget, Usage
+from tether.workflows import budget as budgets
+from tether.workflows.budget import BudgetExhausted, Spent
 
 UNLIMITED = Budget(max_steps=None, max_seconds=None)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from workflows.state import TRANSCRIPT_KEPT, TRANSCRIPT_TEXT_CAP, RunState, cap_record, cap_text
-from workflows.types import Budget, StepRecord, ToolCall, ToolResult
+from tether.contracts import Budget, StepRecord, ToolCall, ToolResult
+from tether.contracts.caps import TEXT_CAP as TRANSCRIPT_TEXT_CAP
+from tether.contracts.caps import cap_record, cap_text
+from tether.workflows.state import TRANSCRIPT_KEPT, RunState
 
 
 def test_a_short_text_is_kept_whole():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from workflows.tool_calls import invalid_call_reason
-from workflows.types import ALL_TOOLS, ToolCall
+from tether.contracts import ALL_TOOLS, ToolCall
+from tether.workflows.tool_calls import invalid_call_reason
 
 ENABLED = ["shell", "read_file"]
 

@@ -10,10 +10,10 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from tether.contracts import Message
+from tether.workflows.agent import AgentRun
 
-from llm.messages import Message
-from store import default_store, load_messages
-from workflows.agent import AgentRun
+from tests.helpers import conversations
 
 _payloads = pydantic_data_converter.payload_converter
 _OUTCOMES = {
@@ -89,7 +89,7 @@ def conversation(runs: list[ActivityRun]) -> list[Message]:
     """The conversation as the last model call left it, read from the content store: what
     the model was actually given, step by step."""
     last_call = [run for run in runs if run.type == "model_call" and run.result][-1]
-    return load_messages(default_store(), last_call.result["head"])
+    return conversations().load(last_call.result["head"])
 
 
 async def assert_replays(client: Client, handle: WorkflowHandle) -> None:

@@ -9,10 +9,10 @@ import shlex
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
+from tether import client as tether
+from tether.embedded.temporal import temporal_binary
 
-import client as tether
-from embedded.temporal import temporal_binary
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, conversation
 
@@ -43,7 +43,7 @@ async def temporal_cli(address: str, handle: WorkflowHandle, command: str) -> st
 
 
 async def waiting_for(client: Client, handle: WorkflowHandle, call_id: str) -> bool:
-    status = await tether.status(client, handle.id)
+    status = await tether.get_status(client, handle.id)
     return [p.call_id for p in status.pending_approvals] == [call_id]
 
 
@@ -67,7 +67,7 @@ async def test_the_readme_commands_query_message_extend_and_deny(
 
     result = await handle.result()
     assert (result.status, result.steps) == ("completed", 5)  # 3 steps + 10 more allowed
-    denied = (await tether.transcript(temporal_client, handle.id))[1].tool_results[0]
+    denied = (await tether.get_transcript(temporal_client, handle.id))[1].tool_results[0]
     assert denied.stderr == "a person denied this call: not on prod"
     said = [m.content for m in conversation(await activities(temporal_client, handle))
             if m.role == "user"]
@@ -87,12 +87,12 @@ async def test_the_readme_commands_approve_and_cancel(
     await temporal_cli(temporal_address, handle, commands["approve"])
 
     async def running_step_3() -> bool:
-        status = await tether.status(temporal_client, handle.id)
+        status = await tether.get_status(temporal_client, handle.id)
         return (status.step, status.state) == (3, "running_tools")
 
     await wait_for(running_step_3, what="step 3's tool call")
     await temporal_cli(temporal_address, handle, commands["cancel"])
     result = await handle.result()
     assert (result.status, result.stop_reason) == ("cancelled", "cancelled: enough")
-    approved = (await tether.transcript(temporal_client, handle.id))[1].tool_results[0]
+    approved = (await tether.get_transcript(temporal_client, handle.id))[1].tool_results[0]
     assert (approved.exit_code, approved.stdout) == (0, "2\n")

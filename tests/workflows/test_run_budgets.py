@@ -9,12 +9,12 @@ import re
 
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
+from tether import client as tether
+from tether.workflows.agent import FINAL_ANSWER_PROMPT
 
-import client as tether
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, conversation, summaries
-from workflows.agent import FINAL_ANSWER_PROMPT
 
 
 def priced(step: dict, *, tokens: tuple[int, int] = (100, 50), cost_usd: float = 0.0) -> dict:
@@ -28,7 +28,7 @@ def appending_turns(count: int, **usage) -> list[dict]:
 
 
 async def running_tools_at(client: Client, workflow_id: str, step: int) -> bool:
-    status = await tether.status(client, workflow_id)
+    status = await tether.get_status(client, workflow_id)
     return status.state == "running_tools" and status.step == step
 
 
@@ -76,7 +76,7 @@ async def test_max_tokens_ends_the_run_after_the_model_call_that_goes_over_it(
     assert (result.usage.input_tokens, result.usage.output_tokens) == (100 * steps, 50 * steps)
     runs = await activities(temporal_client, handle)
     assert sum(1 for r in runs if r.type == "tool_call") == tools_run
-    last = (await tether.transcript(temporal_client, handle.id))[-1]
+    last = (await tether.get_transcript(temporal_client, handle.id))[-1]
     assert last.step == steps
     if tools_run < steps:
         assert last.tool_calls and not last.tool_results
@@ -143,7 +143,7 @@ async def test_max_seconds_cuts_a_tool_call_that_sleeps_far_longer(
     assert summaries(runs)[-1] == "release sandbox"
     assert sleeping_processes("sleep 987.5") == []
     assert sandboxes_of(handle.id) == []
-    last = (await tether.transcript(temporal_client, handle.id))[-1]
+    last = (await tether.get_transcript(temporal_client, handle.id))[-1]
     assert last.step == 1 and "interrupted while its tool calls ran" in last.note
 
 
@@ -166,7 +166,7 @@ async def test_on_exhausted_final_answer_gives_the_model_one_turn_without_tools(
     assert result.steps == 3
     runs = await activities(temporal_client, handle)
     assert "step 3 · shell" not in summaries(runs)
-    final = (await tether.transcript(temporal_client, handle.id))[-1]
+    final = (await tether.get_transcript(temporal_client, handle.id))[-1]
     assert (final.step, final.tool_calls, final.note) == (3, [], "final answer")
     # The model was told why, after the last tool result.
     messages = conversation(runs)
@@ -201,7 +201,7 @@ async def test_extend_budget_lets_a_run_about_to_run_out_of_steps_go_on(
     await wait_for(lambda: running_tools_at(temporal_client, handle.id, 1), what="step 1's tools")
     changed = await handle.execute_update("extend_budget", {"max_steps": 2})
     assert changed == {"max_steps": 4}
-    assert (await tether.status(temporal_client, handle.id)).budget.max_steps == 4
+    assert (await tether.get_status(temporal_client, handle.id)).budget.max_steps == 4
     result = await handle.result()
     assert (result.status, result.steps, result.output) == ("completed", 4, "done after 3")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import Client
+from tether import client as tether
 
-import client as tether
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, executions
 
@@ -31,14 +31,14 @@ async def test_a_run_that_continues_as_new_twice_reads_as_one_run(
         task_queue=worker)
 
     async def in_step_4() -> bool:
-        status = await tether.status(temporal_client, handle.id)
+        status = await tether.get_status(temporal_client, handle.id)
         return status.step == 4 and status.state == "running_tools"
 
     await wait_for(in_step_4, what="step 4, in the second execution")
     sandbox = sandboxes_of(handle.id)[0].id
-    status = await tether.status(temporal_client, handle.id)
+    status = await tether.get_status(temporal_client, handle.id)
     assert (status.budget.steps, status.budget.tokens, status.sandbox) == (4, 60, sandbox[:12])
-    assert [s.step for s in await tether.transcript(temporal_client, handle.id)] == [1, 2, 3]
+    assert [s.step for s in await tether.get_transcript(temporal_client, handle.id)] == [1, 2, 3]
     result = await handle.result()
 
     # New executions started before steps 4 and 7.
@@ -49,10 +49,10 @@ async def test_a_run_that_continues_as_new_twice_reads_as_one_run(
     assert (result.usage.input_tokens, result.usage.output_tokens) == (80, 40)
     assert result.usage.cost_usd == pytest.approx(0.008)
 
-    status = await tether.status(temporal_client, handle.id)
+    status = await tether.get_status(temporal_client, handle.id)
     assert (status.state, status.step, status.budget.steps, status.budget.tokens) == (
         "completed", 8, 8, 120)
-    transcript = await tether.transcript(temporal_client, handle.id)
+    transcript = await tether.get_transcript(temporal_client, handle.id)
     assert [s.step for s in transcript] == list(range(1, 9))
 
     runs = await activities(temporal_client, handle)

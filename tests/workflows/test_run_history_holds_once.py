@@ -4,9 +4,9 @@ gets all of it from the conversation store."""
 from __future__ import annotations
 
 from temporalio.client import Client
+from tether import client as tether
 
-import client as tether
-from tests.conftest import history_text
+from tests.helpers import history_text
 from tests.scripts import scripted_run, turn
 
 

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from tether import client as tether
 
-import client as tether
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import assert_replays, executions
 
@@ -18,7 +18,7 @@ Steer = Callable[[Client, WorkflowHandle], Awaitable[None]]
 
 async def _in_state(client: Client, handle: WorkflowHandle, state: str) -> None:
     async def reached() -> bool:
-        return (await tether.status(client, handle.id)).state == state
+        return (await tether.get_status(client, handle.id)).state == state
     await wait_for(reached, what=state)
 
 
@@ -35,7 +35,7 @@ async def approve_then_deny(client: Client, handle: WorkflowHandle) -> None:
 
 
 async def _waiting(client: Client, handle: WorkflowHandle, call_id: str) -> bool:
-    status = await tether.status(client, handle.id)
+    status = await tether.get_status(client, handle.id)
     return [p.call_id for p in status.pending_approvals] == [call_id]
 
 

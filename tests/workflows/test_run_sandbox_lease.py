@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from tether import client as tether
 
-import client as tether
-from sandbox.manager import remove_sandbox
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, summaries
 
@@ -27,7 +26,7 @@ async def test_a_sandbox_that_cannot_be_made_fails_the_run_naming_the_cause(
     assert (cause.type, cause.non_retryable) == ("SandboxUnavailable", True)
     assert cause.message.startswith("the run's sandbox could not be created: ")
     assert "sandbox image 'tether-no-such-image:latest' is not on this engine" in cause.message
-    status = await tether.status(temporal_client, handle.id)
+    status = await tether.get_status(temporal_client, handle.id)
     assert status.state == "failed" and cause.message in status.last_error
     # Permanent: failed at once, not retried.
     acquire = next(r for r in await activities(temporal_client, handle) if r.type == "acquire_sandbox")
@@ -46,18 +45,18 @@ async def test_a_run_whose_sandbox_disappears_goes_on_in_a_new_one_and_says_so(
         task_queue=worker)
 
     async def thinking_at_step_2() -> bool:
-        status = await tether.status(temporal_client, handle.id)
+        status = await tether.get_status(temporal_client, handle.id)
         return status.step == 2 and status.state == "thinking"
 
     await wait_for(thinking_at_step_2, what="step 2's model call")
     first = sandboxes_of(handle.id)[0].id
-    remove_sandbox(first)  # as an engine reset or an operator would
+    sandboxes().remove(first)  # as an engine reset or an operator would
     result = await handle.result()
 
     assert result.status == "completed"
     # A fresh sandbox: the first one's file is not there, and the call ran.
     assert "No such file" in result.output and result.output.endswith("after")
-    status = await tether.status(temporal_client, handle.id)
+    status = await tether.get_status(temporal_client, handle.id)
     assert "lost" in status.last_error and "continuing in a new sandbox" in status.last_error
     runs = await activities(temporal_client, handle)
     assert summaries(runs).count("acquire sandbox") == 2

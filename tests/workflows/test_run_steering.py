@@ -7,9 +7,9 @@ import json
 
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
+from tether import client as tether
 
-import client as tether
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, conversation, summaries
 
@@ -17,13 +17,13 @@ GUARDED = {"approval": {"tools": ["shell"]}}
 
 
 async def awaiting(client: Client, workflow_id: str, call_id: str) -> bool:
-    status = await tether.status(client, workflow_id)
+    status = await tether.get_status(client, workflow_id)
     return status.state == "awaiting_approval" and [
         p.call_id for p in status.pending_approvals] == [call_id]
 
 
 async def running_tools(client: Client, workflow_id: str) -> bool:
-    return (await tether.status(client, workflow_id)).state == "running_tools"
+    return (await tether.get_status(client, workflow_id)).state == "running_tools"
 
 
 async def test_an_approved_call_runs(temporal_client: Client, worker: str):
@@ -32,7 +32,7 @@ async def test_an_approved_call_runs(temporal_client: Client, worker: str):
         scripted_run("guarded", turn(shell="echo ran"), turn("{{last_output}}"), **GUARDED),
         task_queue=worker)
     await wait_for(lambda: awaiting(temporal_client, handle.id, "1-0"), what="an approval request")
-    pending = (await tether.status(temporal_client, handle.id)).pending_approvals[0]
+    pending = (await tether.get_status(temporal_client, handle.id)).pending_approvals[0]
     assert (pending.tool, pending.arguments) == ("shell", {"command": "echo ran"})
     assert await handle.execute_update("approve", args=["1-0", True]) == "call 1-0 (shell) approved"
     result = await handle.result()
@@ -51,7 +51,7 @@ async def test_a_denied_call_does_not_run_and_the_model_reads_the_denial(
     result = await handle.result()
     assert (result.status, result.output) == ("completed", "understood")
 
-    step = (await tether.transcript(temporal_client, handle.id))[0]
+    step = (await tether.get_transcript(temporal_client, handle.id))[0]
     assert step.tool_results[0].exit_code == 126
     assert step.tool_results[0].stderr == "a person denied this call: too risky"
     runs = await activities(temporal_client, handle)
@@ -70,7 +70,7 @@ async def test_an_approval_that_does_not_come_in_time_counts_as_a_denial(
         task_queue=worker)
     result = await handle.result()
     assert (result.status, result.output) == ("completed", "gave up")
-    step = (await tether.transcript(temporal_client, handle.id))[0]
+    step = (await tether.get_transcript(temporal_client, handle.id))[0]
     assert step.tool_results[0].exit_code == 126
     assert step.tool_results[0].stderr == "no person approved this call within 1 s, so it did not run"
     assert "step 1 · shell" not in summaries(await activities(temporal_client, handle))
@@ -112,7 +112,7 @@ async def test_cancel_during_a_tool_call_stops_it_and_releases_the_sandbox(
     runs = await activities(temporal_client, handle)
     assert next(r for r in runs if r.summary == "step 1 · shell").outcome == "canceled"
     assert sandboxes_of(handle.id) == []
-    step = (await tether.transcript(temporal_client, handle.id))[0]
+    step = (await tether.get_transcript(temporal_client, handle.id))[0]
     assert "interrupted while its tool calls ran" in step.note
 
 

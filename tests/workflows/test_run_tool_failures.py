@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from temporalio.client import Client
+from tether import client as tether
 
-import client as tether
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, conversation
 
@@ -33,7 +33,7 @@ async def test_calls_that_cannot_run_are_answered_with_why_and_the_run_goes_on(
         "shell needs a string argument 'command'",
         "tool 'python' is not enabled for this run; available: shell, read_file",
     ]
-    step = (await tether.transcript(temporal_client, handle.id))[0]
+    step = (await tether.get_transcript(temporal_client, handle.id))[0]
     assert [(r.exit_code, r.stderr) for r in step.tool_results] == [(126, e) for e in expected]
     runs = await activities(temporal_client, handle)
     # Nothing reached a sandbox, so none was made.

@@ -7,9 +7,9 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey
+from tether import client as tether
 
-import client as tether
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, summaries
 
@@ -45,10 +45,10 @@ async def test_status_shows_state_step_usage_against_every_limit_approvals_sandb
         task_queue=worker)
 
     async def awaiting_approval() -> bool:
-        return (await tether.status(temporal_client, handle.id)).state == "awaiting_approval"
+        return (await tether.get_status(temporal_client, handle.id)).state == "awaiting_approval"
 
     await wait_for(awaiting_approval, what="the approval request")
-    status = await tether.status(temporal_client, handle.id)
+    status = await tether.get_status(temporal_client, handle.id)
     assert status.step == 2
     assert (status.budget.steps, status.budget.max_steps) == (2, 5)
     assert (status.budget.tokens, status.budget.max_tokens) == (240, 1000)
@@ -68,7 +68,7 @@ async def test_status_shows_state_step_usage_against_every_limit_approvals_sandb
 
     await handle.execute_update("approve", args=["2-0", True])
     assert (await handle.result()).status == "completed"
-    final = await tether.status(temporal_client, handle.id)
+    final = await tether.get_status(temporal_client, handle.id)
     assert (final.state, final.step, final.pending_approvals, final.sandbox) == (
         "completed", 3, [], None)
 
@@ -84,7 +84,7 @@ async def test_transcript_shows_every_step_with_text_tool_calls_and_results(
                      turn("done: {{last_output}}")),
         task_queue=worker)
     assert (await handle.result()).status == "completed"
-    steps = await tether.transcript(temporal_client, handle.id)
+    steps = await tether.get_transcript(temporal_client, handle.id)
     assert [s.step for s in steps] == [1, 2, 3]
     assert [s.text for s in steps] == ["looking", "reading", "done: "]
     assert steps[0].tool_calls[0].name == "shell"
@@ -105,7 +105,7 @@ async def test_a_long_tool_output_reaches_the_model_whole_but_history_and_transc
         task_queue=worker)
     result = await handle.result()
     assert result.output == "x" * 30000
-    stdout = (await tether.transcript(temporal_client, handle.id))[0].tool_results[0].stdout
+    stdout = (await tether.get_transcript(temporal_client, handle.id))[0].tool_results[0].stdout
     assert len(stdout) < 2100 and "characters ...]" in stdout
     call = next(r for r in await activities(temporal_client, handle) if r.type == "tool_call")
     assert len(call.result["result"]["stdout"]) < 2100

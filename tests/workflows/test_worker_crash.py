@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
+from tether import client as tether
 
-import client as tether
-from sandbox.manager import list_sandboxes, remove_sandbox
-from tests.conftest import sandboxes_of, wait_for
+from tests.helpers import sandboxes, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, assert_replays, summaries
 from tests.workflows.worker_process import WorkerProcess
@@ -52,9 +51,9 @@ async def workers(
     yield make
     for process in made:
         await process.stop()
-    leftovers = list_sandboxes(**{"tether.worker": worker_id})
+    leftovers = sandboxes().managed(**{"tether.worker": worker_id})
     for container in leftovers:
-        remove_sandbox(container.id)
+        sandboxes().remove(container.id)
     assert not leftovers, f"sandboxes left behind: {[c.name for c in leftovers]}"
 
 
@@ -67,7 +66,7 @@ async def pending_activity(handle: WorkflowHandle, activity_type: str) -> bool:
 
 
 async def at_step(client: Client, handle: WorkflowHandle, step: int) -> bool:
-    return (await tether.status(client, handle.id)).step == step
+    return (await tether.get_status(client, handle.id)).step == step
 
 
 async def crash_and_recover(

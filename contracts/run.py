@@ -1,4 +1,4 @@
-"""The contracts shared by client, workflow and activities (DESIGN.md, "Contracts").
+"""A run's input, its result and its live status: the contract with whoever starts runs.
 
 Everything here is plain pydantic: it crosses Temporal's data converter
 (`pydantic_data_converter`) and must stay backwards compatible for running workflows.
@@ -8,47 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
 
 ToolName = Literal["python", "shell", "read_file", "write_file"]
 ALL_TOOLS: tuple[ToolName, ...] = ("python", "shell", "read_file", "write_file")
 Provider = Literal["scripted", "openai", "anthropic"]
-RunState = Literal[
+RunPhase = Literal[
     "starting", "thinking", "running_tools", "awaiting_approval",
     "completed", "budget_exhausted", "cancelled", "failed",
 ]
 FinalStatus = Literal["completed", "budget_exhausted", "cancelled", "failed"]
-
-
-class Strict(BaseModel):
-    """Unknown fields are an error: a typo in a run's input must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Usage(Strict):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cost_usd=round(self.cost_usd + other.cost_usd, 10),
-        )
-
-
-class ToolCall(Strict):
-    """A call the model asked for. `id` is assigned by the provider or by tether."""
-
-    id: str = ""
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class ScriptTurn(Strict):
@@ -171,16 +141,6 @@ class AgentRunInput(Strict):
         return value
 
 
-class ToolResult(Strict):
-    """The result of every tool, whatever it is (DESIGN.md, "Tools")."""
-
-    exit_code: int
-    stdout: str = ""
-    stderr: str = ""
-    truncated: bool = False
-    timed_out: bool = False
-    duration_ms: int = 0
-
 
 class StepRecord(Strict):
     """One step of the transcript: what the model said and what its tools returned."""
@@ -226,7 +186,7 @@ class BudgetView(Strict):
 
 
 class RunStatus(Strict):
-    state: RunState
+    state: RunPhase
     step: int
     budget: BudgetView
     usage: Usage

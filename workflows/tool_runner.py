@@ -12,36 +12,35 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
-
-with workflow.unsafe.imports_passed_through():
-    from activities.tools import ToolCallInput, call_tool
-    from llm.messages import Message
-    from workflows.failures import root_message, sandbox_lost, stop_if_cancelled
-    from workflows.sandbox_lease import HOST_WORKER_WAIT, SandboxLease
-    from workflows.state import ApprovalWait, PendingMessage, RunState, cap_arguments
-    from workflows.tool_calls import invalid_call_reason
-    from workflows.types import AgentRunInput, PendingApproval, ToolCall, ToolResult
-
-TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5, non_retryable_error_types=["SandboxGone", "SandboxBroken"],
+from tether.contracts import (
+    AgentRunInput,
+    Message,
+    NewMessage,
+    PendingApproval,
+    ToolCall,
+    ToolCallInput,
+    ToolCallOutput,
+    ToolResult,
 )
-# The tool activity heartbeats every second: a dead worker's call is retried after this.
-TOOL_HEARTBEAT = timedelta(seconds=5)
+from tether.contracts.activities import TOOL_CALL
+from tether.contracts.caps import cap_arguments
+from tether.workflows.failures import root_message, sandbox_lost, stop_if_cancelled
+from tether.workflows.options import ActivityOptions
+from tether.workflows.sandbox_lease import SandboxLease
+from tether.workflows.state import ApprovalWait, RunState
+from tether.workflows.tool_calls import invalid_call_reason
 
 
-class ToolRuns:
+class ToolRunner:
     def __init__(
         self, state: RunState, input: AgentRunInput, lease: SandboxLease,
-        approvals: dict[str, ApprovalWait], *, on_change: Callable[[], None],
+        options: ActivityOptions, *, on_change: Callable[[], None],
     ) -> None:
         self.state = state
         self.input = input
         self.lease = lease
-        self.approvals = approvals
-        """Calls waiting for a person, by call id; the workflow's `approve` update decides them."""
+        self.options = options
         self.on_change = on_change
 
     async def run(self, calls: list[ToolCall]) -> list[ToolResult]:
@@ -50,7 +49,7 @@ class ToolRuns:
         self.state.tool_results.extend(message for _, message in outcomes)
         return [result for result, _ in outcomes]
 
-    async def _run_one(self, index: int, call: ToolCall) -> tuple[ToolResult, PendingMessage]:
+    async def _run_one(self, index: int, call: ToolCall) -> tuple[ToolResult, NewMessage]:
         problem = invalid_call_reason(call, self.input.tools)
         if problem is None and call.name in self.input.approval.tools:
             problem = await self._await_approval(index, call)
@@ -60,7 +59,7 @@ class ToolRuns:
             sandbox = await self.lease.get()
             try:
                 output = await workflow.execute_activity(
-                    call_tool,
+                    TOOL_CALL,
                     ToolCallInput(
                         workflow_id=workflow.info().workflow_id, step=self.state.step,
                         index=index, call=call, assistant_ref=self.state.head,
@@ -68,17 +67,18 @@ class ToolRuns:
                         timeout_seconds=self.input.sandbox.tool_timeout_seconds,
                         output_limit_bytes=self.input.sandbox.output_limit_bytes,
                     ),
+                    result_type=ToolCallOutput,
                     task_queue=sandbox.task_queue,
                     start_to_close_timeout=timedelta(
-                        seconds=self.input.sandbox.tool_timeout_seconds + 60),
-                    schedule_to_start_timeout=HOST_WORKER_WAIT,
-                    heartbeat_timeout=TOOL_HEARTBEAT,
-                    retry_policy=TOOL_RETRY,
+                        seconds=self.input.sandbox.tool_timeout_seconds) + self.options.tool_grace,
+                    schedule_to_start_timeout=self.options.host_worker_wait,
+                    heartbeat_timeout=self.options.tool_heartbeat,
+                    retry_policy=self.options.tool_retry,
                     # An interrupted call is killed in its sandbox before the run moves on.
                     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     summary=f"step {self.state.step} · {call.name}",
                 )
-                return output.result, PendingMessage(ref=output.message_ref)
+                return output.result, NewMessage(ref=output.message_ref)
             except ActivityError as error:
                 stop_if_cancelled(error)
                 if attempt == 0 and sandbox_lost(error):
@@ -98,7 +98,7 @@ class ToolRuns:
         call_id = f"{self.state.step}-{index}"
         wait = ApprovalWait(request=PendingApproval(
             call_id=call_id, tool=call.name, arguments=cap_arguments(call.arguments)))
-        self.approvals[call_id] = wait
+        self.state.approvals[call_id] = wait
         self.on_change()
         timeout = self.input.approval.timeout_seconds
         try:
@@ -108,16 +108,16 @@ class ToolRuns:
             if wait.approved is None:
                 return f"no person approved this call within {timeout:g} s, so it did not run"
         finally:
-            del self.approvals[call_id]
+            del self.state.approvals[call_id]
             self.on_change()
         if wait.approved:
             return None
         return f"a person denied this call: {wait.reason or 'no reason given'}"
 
 
-def refused(call: ToolCall, reason: str, *, exit_code: int = 126) -> tuple[ToolResult, PendingMessage]:
+def refused(call: ToolCall, reason: str, *, exit_code: int = 126) -> tuple[ToolResult, NewMessage]:
     """A call that did not run (or failed outside its sandbox), told to the model as its result."""
     result = ToolResult(exit_code=exit_code, stderr=reason)
     message = Message(role="tool", name=call.name, tool_call_id=call.id,
                       content=result.model_dump_json())
-    return result, PendingMessage(message=message.model_dump())
+    return result, NewMessage(message=message)

@@ -1,0 +1,52 @@
+"""tether: the runtime layer for production AI agents, on Temporal.
+
+    import tether
+
+    client = await tether.connect(plugins=[tether.TetherPlugin()])
+    handle = await tether.start_run(client, tether.AgentRunInput(task="..."))
+    result = await handle.result()          # a tether.AgentRunResult
+
+The names below load on first use: `import tether.contracts` (what workflow code imports)
+stays light, and nothing here pulls in Docker or the model SDKs until asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.client import connect, get_run, get_status, get_transcript, start_run
+    from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
+    from tether.plugin import TetherPlugin
+    from tether.settings import TetherSettings
+    from tether.workflows.agent import AgentRun
+
+_PUBLIC = {
+    "AgentRun": "tether.workflows.agent",
+    "AgentRunInput": "tether.contracts",
+    "AgentRunResult": "tether.contracts",
+    "RunStatus": "tether.contracts",
+    "StepRecord": "tether.contracts",
+    "TetherPlugin": "tether.plugin",
+    "TetherSettings": "tether.settings",
+    "connect": "tether.client",
+    "get_run": "tether.client",
+    "get_status": "tether.client",
+    "get_transcript": "tether.client",
+    "start_run": "tether.client",
+}
+
+__all__ = [
+    "AgentRun", "AgentRunInput", "AgentRunResult", "RunStatus", "StepRecord", "TetherPlugin",
+    "TetherSettings", "connect", "get_run", "get_status", "get_transcript", "start_run",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tether' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

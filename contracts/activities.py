@@ -1,0 +1,115 @@
+"""Every activity's name, input and output: the only thing workflows know of activities.
+
+Workflows call activities by these names with `result_type`, as the Temporal SDK's own
+contrib packages do, so no implementation (nor its SDKs) ever enters the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from tether.contracts.messages import Message, ToolCall, ToolResult, Usage
+from tether.contracts.run import ModelSpec, SandboxSpec
+
+START_CONVERSATION = "start_conversation"
+MODEL_CALL = "model_call"
+TOOL_CALL = "tool_call"
+ACQUIRE_SANDBOX = "acquire_sandbox"
+RELEASE_SANDBOX = "release_sandbox"
+REAP_SANDBOXES = "reap_sandboxes"
+
+
+class StartConversationInput(BaseModel):
+    system_prompt: str
+    task: str
+    models: list[ModelSpec]
+    max_cost_usd: float | None = None
+    """With a dollar budget, every model must have a known price, or the run is refused."""
+
+
+class StartConversationOutput(BaseModel):
+    head: str
+    models: list[ModelSpec]
+    """The same models, with scripts moved into the store so history holds them once."""
+
+
+class NewMessage(BaseModel):
+    """A message for the conversation: by reference when a tool activity stored it already,
+    by value when it is small and the workflow made it (a denial, a person's message)."""
+
+    ref: str | None = None
+    message: Message | None = None
+
+
+class ModelCallInput(BaseModel):
+    workflow_id: str
+    step: int
+    model: ModelSpec
+    head: str
+    append: list[NewMessage] = Field(default_factory=list)
+    """Messages to add to the conversation before the call, in order."""
+    tools: list[str] = Field(default_factory=list)
+
+
+class ModelCallOutput(BaseModel):
+    head: str
+    text: str | None
+    tool_calls: list[ToolCall]
+    usage: Usage
+    cost_known: bool
+
+
+class ToolCallInput(BaseModel):
+    workflow_id: str
+    step: int
+    index: int
+    call: ToolCall
+    """As history holds it: long arguments capped."""
+    assistant_ref: str | None = None
+    """The stored conversation node of the assistant message that asked for the call: the
+    full arguments are read from it, so they are not in history twice."""
+    container_id: str
+    timeout_seconds: float
+    output_limit_bytes: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries, workers and continue-as-new: the same call, the same key."""
+        return f"{self.workflow_id}/{self.step}/{self.index}"
+
+
+class ToolCallOutput(BaseModel):
+    result: ToolResult
+    """Capped: this goes into the event history and the transcript."""
+    message_ref: str
+    """The tool's whole result (up to the sandbox's output limit) as a stored conversation
+    message, for the next model call: the model reads it all, the history holds a digest."""
+
+
+class AcquireInput(BaseModel):
+    workflow_id: str
+    run_id: str
+    spec: SandboxSpec
+
+
+class SandboxHandle(BaseModel):
+    """Where a run's sandbox lives: which container, on which worker, reached on which queue."""
+
+    container_id: str
+    task_queue: str
+    """The queue of the worker whose engine holds the container: tool calls go there."""
+    worker: str
+
+
+class ReleaseInput(BaseModel):
+    container_id: str
+
+
+class ReapInput(BaseModel):
+    max_age_seconds: float | None = None
+    """Sandboxes that have served their run (or waited in a pool) longer than this go, whatever
+    their run's state. None: the worker's TETHER_SANDBOX_TTL_SECONDS, or no limit."""
+
+
+class ReapReport(BaseModel):
+    examined: int
+    removed: list[str]

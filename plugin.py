@@ -1,0 +1,156 @@
+"""TetherPlugin: adds tether to an application's own Temporal Client and Worker.
+
+    client = await Client.connect("localhost:7233", plugins=[TetherPlugin()])
+    worker = Worker(client, task_queue="agents")          # AgentRun and every activity
+
+On a client it sets the pydantic data converter (and tracing). On a worker it registers the
+`AgentRun` and `SandboxReaper` workflows and the activities, built with their dependencies
+(the conversation store, the model providers, this host's Docker engine). Tool calls must
+reach the engine that holds a run's sandbox, so a worker with activities also polls its own
+host queue (`<task_queue>@<worker_id>`) for them, beside the queue it was given.
+
+`TetherPlugin(activities=False)` makes a workflow-only worker; `workflows=False`, a sandbox
+host that runs activities only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Worker, WorkerConfig
+from tether import tracing
+from tether.activities.model import ModelActivities
+from tether.activities.sandboxes import SandboxActivities
+from tether.activities.tools import ToolActivities
+from tether.llm import ProviderOptions, Providers
+from tether.sandbox.engine import connect_engine
+from tether.sandbox.manager import SandboxManager
+from tether.sandbox.pool import WarmPool
+from tether.settings import TetherSettings
+from tether.store import Conversations, LocalContentStore
+from tether.workflows.agent import AgentRun
+from tether.workflows.reaper import SandboxReaper
+
+log = logging.getLogger("tether.worker")
+SHUTDOWN_GRACE = timedelta(seconds=10)
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+"""Heartbeats carry a model's streamed text: sent often enough to watch."""
+
+
+@dataclass
+class HostActivities:
+    """The activities of one worker, built with their dependencies, and its warm pool."""
+
+    model: ModelActivities
+    sandboxes: SandboxActivities
+    tools: ToolActivities
+    pool: WarmPool | None
+
+    def shared(self) -> list[Callable[..., object]]:
+        """Served on the shared queue: any worker may take them."""
+        return [self.model.start_conversation, self.model.call_model, self.sandboxes.acquire,
+                self.sandboxes.reap]
+
+    def on_host(self) -> list[Callable[..., object]]:
+        """Served on this worker's own queue: they need the engine that holds the sandbox."""
+        return [self.tools.call_tool, self.sandboxes.release, self.sandboxes.reap]
+
+
+class TetherPlugin(SimplePlugin):
+    def __init__(
+        self, settings: TetherSettings | None = None, *,
+        workflows: bool = True, activities: bool = True,
+    ) -> None:
+        self.settings = settings or TetherSettings()
+        self.with_workflows = workflows
+        self.with_activities = activities
+        self._built: HostActivities | None = None
+        super().__init__(
+            "tether.TetherPlugin",
+            data_converter=pydantic_data_converter,
+            interceptors=tracing.interceptors(self.settings.trace_path),
+            workflows=[AgentRun, SandboxReaper] if workflows else None,
+        )
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        if self._is_host_worker(config):
+            return config  # the host queue's worker, made below: it has its activities
+        config = super().configure_worker(config)
+        # The Worker fills every option with its default before plugins see them: keep a
+        # longer grace and a shorter heartbeat throttle where the application asked for one.
+        config["graceful_shutdown_timeout"] = max(
+            config.get("graceful_shutdown_timeout") or SHUTDOWN_GRACE, SHUTDOWN_GRACE)
+        config["max_heartbeat_throttle_interval"] = min(
+            config.get("max_heartbeat_throttle_interval") or HEARTBEAT_THROTTLE, HEARTBEAT_THROTTLE)
+        if self.with_activities:
+            built = self.activities_for(config["client"], config["task_queue"])
+            config["activities"] = [*(config.get("activities") or []), *built.shared()]
+        return config
+
+    def activities_for(self, client: Client, task_queue: str) -> HostActivities:
+        """This worker's activities, built once, on the Docker engine that answers here."""
+        if self._built is None:
+            settings = self.settings
+            sandboxes = SandboxManager(connect_engine())
+            conversations = Conversations(LocalContentStore(settings.store_path))
+            pool = (WarmPool(sandboxes, worker=settings.worker_id, size=settings.pool_size)
+                    if settings.pool_size else None)
+            self._built = HostActivities(
+                model=ModelActivities(
+                    conversations=conversations,
+                    providers=Providers(ProviderOptions(
+                        timeout_seconds=settings.model_timeout_seconds,
+                        max_output_tokens=settings.max_output_tokens))),
+                sandboxes=SandboxActivities(
+                    sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
+                    host_queue=settings.host_task_queue(task_queue), pool=pool,
+                    ttl_seconds=settings.sandbox_ttl_seconds),
+                tools=ToolActivities(conversations=conversations, sandboxes=sandboxes),
+                pool=pool,
+            )
+        return self._built
+
+    def _is_host_worker(self, config: WorkerConfig) -> bool:
+        # A client that carries this plugin hands it to every worker made from it,
+        # the host queue's own included.
+        return self._built is not None and config.get("task_queue") == self._built.sandboxes.host_queue
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        config = worker.config()
+        if not self.with_activities or self._is_host_worker(config):
+            await next(worker)
+            return
+        built = self.activities_for(config["client"], config["task_queue"])
+        async with self._host_worker(config["client"], built):
+            await next(worker)
+
+    @contextlib.asynccontextmanager
+    async def _host_worker(self, client: Client, built: HostActivities) -> AsyncIterator[None]:
+        """Sweeps what a predecessor left, starts the warm pool, and serves the host queue
+        for as long as the main worker runs."""
+        # Before the pool starts, so every unclaimed pool container found is a dead worker's.
+        report = await built.sandboxes.sweep()
+        if report.removed:
+            log.info("removed %d orphaned sandbox(es): %s", len(report.removed), report.removed)
+        host = Worker(client, task_queue=built.sandboxes.host_queue, activities=built.on_host(),
+                      graceful_shutdown_timeout=SHUTDOWN_GRACE)
+        if built.pool is not None:
+            built.pool.start()
+        serving = asyncio.create_task(host.run())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await host.shutdown()
+            with contextlib.suppress(Exception):
+                await serving
+            if built.pool is not None:
+                await built.pool.drain()

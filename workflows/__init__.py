@@ -1,0 +1,2 @@
+"""Deterministic workflow code: the AgentRun loop and what it is made of. Imports contracts only;
+activities are called by name."""

@@ -1,0 +1,43 @@
+"""Every activity's timeouts and retry policy, as one typed object.
+
+Workflow code may not read configuration at run time (a replay must make the same choices),
+so these are fixed per version of the workflow code; change them here, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    model_timeout: timedelta = timedelta(minutes=10)
+    model_heartbeat: timedelta = timedelta(seconds=20)
+    """The model activity heartbeats every two seconds: a dead worker's call is retried after this."""
+    model_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30), maximum_attempts=5,
+        non_retryable_error_types=["ModelPermanentError", "StoreMissing"]))
+    start_timeout: timedelta = timedelta(seconds=30)
+    start_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(maximum_attempts=5))
+    tool_grace: timedelta = timedelta(seconds=60)
+    """How long a tool activity may run past the tool's own timeout (reattach, cleanup)."""
+    tool_heartbeat: timedelta = timedelta(seconds=5)
+    """The tool activity heartbeats every second: a dead worker's call is retried after this."""
+    tool_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10),
+        maximum_attempts=5, non_retryable_error_types=["SandboxGone", "SandboxBroken"]))
+    sandbox_timeout: timedelta = timedelta(minutes=2)
+    release_timeout: timedelta = timedelta(minutes=1)
+    sandbox_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        maximum_attempts=3, non_retryable_error_types=["SandboxBroken"]))
+    host_worker_wait: timedelta = timedelta(seconds=60)
+    """How long a call may wait for the worker that holds the sandbox before the run
+    concludes that worker is gone and continues in a new sandbox."""
+    reap_timeout: timedelta = timedelta(minutes=5)
+
+
+DEFAULT_OPTIONS = ActivityOptions()
