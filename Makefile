@@ -32,9 +32,13 @@ test: setup lint
 bench: setup
 	@$(PY) -m bench
 
+# mypy names the package through a link (the package's root is the repository's root);
+# lint-imports checks the layers in pyproject.toml's [tool.importlinter].
 lint: deps
 	@$(VENV)/bin/ruff check .
+	@mkdir -p $(VENV)/mypy-path && ln -sfn $(CURDIR) $(VENV)/mypy-path/tether
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports --no-cache
 
 # Regenerates the lock file from pyproject.toml (run after changing dependencies).
 lock: deps

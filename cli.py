@@ -323,12 +323,12 @@ def dev() -> None:
 
 @app.command()
 def demo(
-    script: Annotated[Path, typer.Option()] = Path("examples/demo.json"),
+    script: Annotated[Path, typer.Option()] = Path(__file__).parent / "examples" / "demo.json",
 ) -> None:
     """Run the demo agent end to end on the embedded default."""
     from tether.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(script, console)))
+    raise typer.Exit(asyncio.run(run_demo(script, console, settings())))
 
 
 @app.command("stop-server")

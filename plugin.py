@@ -25,6 +25,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
+from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
 from tether import tracing
 from tether.activities.model import ModelActivities
@@ -140,8 +141,12 @@ class TetherPlugin(SimplePlugin):
         report = await built.sandboxes.sweep()
         if report.removed:
             log.info("removed %d orphaned sandbox(es): %s", len(report.removed), report.removed)
+        # The tracing interceptors the main worker got, unless the client already has them.
+        on_client = client.config().get("interceptors") or []
+        traced = [i for i in self.interceptors or []
+                  if isinstance(i, WorkerInterceptor) and i not in on_client]
         host = Worker(client, task_queue=built.sandboxes.host_queue, activities=built.on_host(),
-                      graceful_shutdown_timeout=SHUTDOWN_GRACE)
+                      interceptors=traced, graceful_shutdown_timeout=SHUTDOWN_GRACE)
         if built.pool is not None:
             built.pool.start()
         serving = asyncio.create_task(host.run())

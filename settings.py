@@ -28,10 +28,10 @@ class TetherSettings(BaseSettings):
         env_prefix="TETHER_", env_ignore_empty=True, extra="ignore", frozen=True)
 
     temporal_address: str = Field(
-        DEFAULT_ADDRESS, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address"))
+        default=DEFAULT_ADDRESS, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address"))
     """The Temporal frontend; with nothing set, the embedded dev server is started here."""
     namespace: str = Field(
-        DEFAULT_NAMESPACE, validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "namespace"))
+        default=DEFAULT_NAMESPACE, validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "namespace"))
     task_queue: str = DEFAULT_TASK_QUEUE
     """The shared queue for workflows, model calls and sandbox acquisition."""
     worker_id: str = Field(default_factory=socket.gethostname)
@@ -41,18 +41,18 @@ class TetherSettings(BaseSettings):
     """The dev server's SQLite file, the conversation store, the trace file."""
     store_dir: Path | None = None
     """The conversation store; `<data_dir>/store` when unset."""
-    pool_size: int = Field(0, ge=0)
+    pool_size: int = Field(default=0, ge=0)
     """Warm sandboxes kept ready per worker; 0 (off) keeps every container labelled with its run."""
-    sandbox_ttl_seconds: float | None = Field(None, gt=0)
+    sandbox_ttl_seconds: float | None = Field(default=None, gt=0)
     """The reaper removes sandboxes older than this whatever their run's state; unset: no limit."""
-    model_timeout_seconds: float = Field(120.0, gt=0)
+    model_timeout_seconds: float = Field(default=120.0, gt=0)
     """How long one HTTP request to a model provider may take."""
-    max_output_tokens: int = Field(4096, gt=0)
+    max_output_tokens: int = Field(default=4096, gt=0)
     """The cap on a model's answer, for APIs that require one (Anthropic's Messages)."""
     trace_file: str | None = None
     """Where workers append finished spans as JSON lines (`off`: nowhere);
     `<data_dir>/traces.jsonl` when unset."""
-    ui_port: int = Field(8233, gt=0, lt=65536)
+    ui_port: int = Field(default=8233, gt=0, lt=65536)
     """The embedded dev server's Web UI port."""
     ui_url: str | None = None
     """The Web UI links tether prints; `http://localhost:<ui_port>` when unset."""

@@ -15,6 +15,7 @@ from tether.activities.sandboxes import SandboxActivities
 from tether.contracts import SandboxSpec
 from tether.sandbox.manager import LABEL_CREATED, LABEL_POOL, labels_for, run_name
 from tether.sandbox.pool import WarmPool
+from tether.settings import TetherSettings
 
 from tests.helpers import sandboxes, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
@@ -23,10 +24,11 @@ WORKER = os.environ["TETHER_WORKER_ID"]
 SPEC = SandboxSpec(memory_mb=64, pids=16, disk_mb=4)
 
 
-def reaper(client: Client, pool: WarmPool | None = None) -> SandboxActivities:
+def reaper(client: Client, pool: WarmPool | None = None,
+           ttl_seconds: float | None = None) -> SandboxActivities:
     """The sweep the suite worker runs, as that worker's identity sees its engine."""
     return SandboxActivities(sandboxes=sandboxes(), client=client, worker_id=WORKER,
-                             host_queue=f"unused@{WORKER}", pool=pool)
+                             host_queue=f"unused@{WORKER}", pool=pool, ttl_seconds=ttl_seconds)
 
 
 def exists(container_id: str) -> bool:
@@ -112,11 +114,11 @@ async def test_the_reaper_removes_sandboxes_older_than_the_ttl(
     assert not exists(container_id)
     container_id = await make(old, name=run_name(sleeper.id))
     # A pool container that waited long before its run claimed it: its age is the claim's.
-    claimed = await make({**WarmPool(worker=WORKER, size=1).labels(),
+    claimed = await make({**WarmPool(sandboxes(), worker=WORKER, size=1).labels(),
                           LABEL_CREATED: "2000-01-01T00:00:00+00:00"})
     await asyncio.to_thread(sandboxes().claim, claimed, sleeper.id, sleeper.result_run_id)
     monkeypatch.setenv("TETHER_SANDBOX_TTL_SECONDS", "3600")
-    await reaper(temporal_client).sweep()
+    await reaper(temporal_client, ttl_seconds=TetherSettings().sandbox_ttl_seconds).sweep()
     assert not exists(container_id)
     assert exists(claimed)
     await asyncio.to_thread(sandboxes().remove, claimed)
