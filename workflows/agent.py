@@ -131,6 +131,8 @@ class AgentRun:
         except BudgetExhausted as exhausted:
             state = self._state
             output = state.answer if state.answer is not None else await self._final_answer()
+            if output is None:
+                output = state.unread_answer
             return self._finish("budget_exhausted", str(exhausted), output)
         except CancelRequested as cancelled:
             return self._finish("cancelled", f"cancelled: {cancelled}", None)
@@ -159,8 +161,11 @@ class AgentRun:
         state.cost_known = state.cost_known and turn.cost_known
         # A person's message that arrived while the model was answering has not been read:
         # the model gets another turn to read it rather than the message being dropped.
+        state.unread_answer = None
         if not calls and (final or not state.inbox):
             state.answer = turn.text or ""
+        elif not calls:
+            state.unread_answer = turn.text or ""
         try:
             if not final:
                 self._check_budget(starting_step=False)

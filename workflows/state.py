@@ -57,6 +57,9 @@ class RunState(BaseModel):
     """Set by the `cancel` update; the loop stops at its next chance."""
     answer: str | None = None
     """The model's final answer, once it gives one."""
+    unread_answer: str | None = None
+    """An answer the model gave while a person's message was on its way: the model gets a
+    turn to read the message, but if the budget allows none, this is the run's output."""
     transcript: list[StepRecord] = Field(default_factory=list)
     last_error: str | None = None
     last_model: str | None = None
