@@ -2,7 +2,7 @@
 
     import tether
 
-    client = await tether.connect(plugins=[tether.TetherPlugin()])
+    client = await tether.connect()
     handle = await tether.start_run(client, tether.AgentRunInput(task="..."))
     result = await handle.result()          # a tether.AgentRunResult
 

@@ -1,9 +1,9 @@
 """Creating, claiming, finding, reaching and removing sandbox containers on one engine.
 
 A run's container is made one of two ways: created for the run (it carries the run's labels),
-or created ahead of time by a warm pool and claimed by the run (`claim_sandbox`). Docker
+or created ahead of time by a warm pool and claimed by the run (`SandboxManager.claim`). Docker
 can't relabel a container, so a claimed one records its run in its executor and takes a name
-derived from the run. `sandboxes_for_run` and `identity_of` answer for both kinds alike.
+derived from the run. `SandboxManager.for_run` and `identity_of` answer for both kinds alike.
 """
 
 from __future__ import annotations
