@@ -9,17 +9,15 @@ import os
 import sys
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 
 from tests.helpers import history_text
+from tests.llm.wire_servers import ProviderServer
 from tests.test_end_to_end import run_command
-
-if TYPE_CHECKING:
-    from conftest import ProviderServer
 
 
 def openai_chunks(text: str | None = None, calls: list[tuple[str, str, dict]] = (),  # type: ignore[assignment]

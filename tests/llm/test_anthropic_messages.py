@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tether.contracts import Message, ModelSpec, ToolCall
 from tether.llm.provider import TOOL_SCHEMAS
 
 from tests.helpers import providers
-
-if TYPE_CHECKING:
-    from conftest import ProviderServer
+from tests.llm.wire_servers import ProviderServer
 
 
 def message(

@@ -4,15 +4,13 @@ SDK reads them, and the turn must be the one the same answer gives unstreamed.""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
 
 from tests.helpers import providers
-
-if TYPE_CHECKING:
-    from conftest import ProviderServer
+from tests.llm.wire_servers import ProviderServer
 
 ASK = [Message(role="user", content="go")]
 TOOLS = ["python", "shell", "read_file", "write_file"]

@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import socket
 import time
-from typing import TYPE_CHECKING
 
 import pytest
 from tether.contracts import Message
 from tether.llm.provider import PermanentModelError, TransientModelError
 
 from tests.helpers import providers
-
-if TYPE_CHECKING:
-    from conftest import Endpoint, KeyCheck
+from tests.llm.wire_servers import Endpoint, KeyCheck
 
 HELLO = [Message(role="system", content="Be brief."), Message(role="user", content="hello")]
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
 
 from tests.helpers import providers
-
-if TYPE_CHECKING:
-    from conftest import ProviderServer
+from tests.llm.wire_servers import ProviderServer
 
 ASK = [Message(role="user", content="go")]
 TOOLS = ["python", "shell", "read_file", "write_file"]

@@ -8,16 +8,14 @@ and retrying is worth it. Each SDK surfaces these differently, so every case run
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from tether.contracts import Message
 from tether.llm.provider import PermanentModelError, TransientModelError
 
 from tests.helpers import providers
-
-if TYPE_CHECKING:
-    from conftest import Endpoint, KeyCheck
+from tests.llm.wire_servers import Endpoint, KeyCheck
 
 HELLO = [Message(role="system", content="Be brief."), Message(role="user", content="hello")]
 
