@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,9 @@ from temporalio.api.history.v1 import HistoryEvent
 from tether import client as tether
 from tether.activities.model import SCRIPT_REF_PREFIX
 from tether.contracts import AgentRunInput, AgentRunResult, Script
-from tether.store import default_store
+from tether.plugin import HostActivities
 
-from bench.by_value import ByValueAgentRun, ByValueInput, by_value_model_call
+from bench.by_value import ByValueAgentRun, ByValueInput, ByValueModel
 from bench.history_bytes import around, bytes_by_event_type, step_sizes, step_starts, total_bytes
 from bench.local_stack import Stack, local_stack
 from bench.report import Report
@@ -100,7 +101,9 @@ async def tether_run(stack: Stack) -> tuple[Measured, dict[str, float]]:
 
 async def by_value_run(stack: Stack) -> Measured:
     """The same workload with the conversation passed by value."""
-    digest = conversations().blobs.put(Script.model_validate(script(MEASURED_STEPS)).model_dump_json().encode())
+    # Into the store the worker's model activities read, where tether's own run keeps its script.
+    blobs = stack.activities.model.conversations.blobs
+    digest = blobs.put(Script.model_validate(script(MEASURED_STEPS)).model_dump_json().encode())
     defaults = AgentRunInput(task=TASK)
     handle = await stack.client.start_workflow(
         ByValueAgentRun.run,
@@ -149,9 +152,15 @@ async def long_run(stack: Stack) -> LongRun:
     return LongRun(seconds, result, await executions(stack, handle.id))
 
 
+def by_value_activities(built: HostActivities) -> list[Callable[..., Any]]:
+    """The baseline's model activity, on the tether worker's own store and providers."""
+    model = ByValueModel(conversations=built.model.conversations, providers=built.model.providers)
+    return [model.call_model]
+
+
 async def run(report: Report) -> None:
     async with local_stack("history", workflows=[ByValueAgentRun],
-                           activities=[by_value_model_call]) as stack:
+                           activities=by_value_activities) as stack:
         ours, breakdown = await tether_run(stack)
         theirs = await by_value_run(stack)
         long = await long_run(stack)

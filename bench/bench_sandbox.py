@@ -16,14 +16,8 @@ import uuid
 
 from docker.models.containers import Container
 from tether.contracts import SandboxSpec
-from tether.sandbox.manager import (
-    LABEL_MANAGED,
-    LABEL_WORKER,
-    create_sandbox,
-    list_sandboxes,
-    remove_sandbox,
-    run_tool,
-)
+from tether.sandbox.engine import connect_engine
+from tether.sandbox.manager import LABEL_MANAGED, LABEL_WORKER, SandboxManager
 from tether.sandbox.pool import WarmPool
 
 from bench.report import Report
@@ -43,12 +37,14 @@ async def timed(action) -> float:
     return time.perf_counter() - started
 
 
-async def trivial_calls(container: Container) -> tuple[list[float], list[float]]:
+async def trivial_calls(
+    sandboxes: SandboxManager, container: Container,
+) -> tuple[list[float], list[float]]:
     """Seconds per call through the executor and per `docker exec`, interleaved."""
     through_executor, through_exec = [], []
     for n in range(WARMUP + CALLS):
-        call = sandboxes().run_tool(container.id, tool="shell", arguments={"command": "true"},
-                        key=f"bench/{n}", timeout_s=10, limit_bytes=1024)
+        call = sandboxes.run_tool(container.id, tool="shell", arguments={"command": "true"},
+                                  key=f"bench/{n}", timeout_s=10, limit_bytes=1024)
         executor_s = await timed(call)
         exec_s = await timed(asyncio.to_thread(container.exec_run, ["true"]))
         if n >= WARMUP:
@@ -57,10 +53,12 @@ async def trivial_calls(container: Container) -> tuple[list[float], list[float]]
     return through_executor, through_exec
 
 
-async def acquires(worker: str) -> tuple[list[float], list[float], list[float]]:
+async def acquires(
+    sandboxes: SandboxManager, worker: str,
+) -> tuple[list[float], list[float], list[float]]:
     """Seconds per warm acquire, per cold create+start, and per removal."""
     spec = SandboxSpec()
-    pool = WarmPool(worker=worker, size=2, spec=spec)
+    pool = WarmPool(sandboxes, worker=worker, size=2, spec=spec)
     pool.start()
     warm, cold, teardown = [], [], []
     try:
@@ -73,28 +71,31 @@ async def acquires(worker: str) -> tuple[list[float], list[float], list[float]]:
             await pool.filled()
             started = time.perf_counter()
             created = await asyncio.to_thread(
-                create_sandbox, spec, {LABEL_MANAGED: "1", LABEL_WORKER: worker},
+                sandboxes.create, spec, {LABEL_MANAGED: "1", LABEL_WORKER: worker},
                 name=f"tether-bench-{uuid.uuid4().hex[:12]}")
             cold.append(time.perf_counter() - started)
             for container_id in (claimed, created.id):
-                teardown.append(await timed(asyncio.to_thread(sandboxes().remove, container_id)))
+                teardown.append(await timed(asyncio.to_thread(sandboxes.remove, container_id)))
     finally:
         await pool.drain()
     return warm, cold, teardown
 
 
 async def run(report: Report) -> None:
+    # The benchmark's own manager for this machine's engine, as a worker builds one.
+    sandboxes = SandboxManager(await asyncio.to_thread(connect_engine))
     worker = f"bench-{uuid.uuid4().hex[:8]}"
     try:
         container = await asyncio.to_thread(
-            create_sandbox, SandboxSpec(), {LABEL_MANAGED: "1", LABEL_WORKER: worker},
+            sandboxes.create, SandboxSpec(), {LABEL_MANAGED: "1", LABEL_WORKER: worker},
             name=f"tether-bench-{uuid.uuid4().hex[:12]}")
-        executor_s, exec_s = await trivial_calls(container)
-        await asyncio.to_thread(sandboxes().remove, container.id)
-        warm_s, cold_s, teardown_s = await acquires(worker)
+        executor_s, exec_s = await trivial_calls(sandboxes, container)
+        await asyncio.to_thread(sandboxes.remove, container.id)
+        warm_s, cold_s, teardown_s = await acquires(sandboxes, worker)
     finally:
-        for leftover in await asyncio.to_thread(sandboxes().managed, **{LABEL_WORKER: worker}):
-            await asyncio.to_thread(sandboxes().remove, leftover.id)
+        for leftover in await asyncio.to_thread(sandboxes.managed, **{LABEL_WORKER: worker}):
+            await asyncio.to_thread(sandboxes.remove, leftover.id)
+        sandboxes.engine.close()
 
     call, baseline = p50_ms(executor_s), p50_ms(exec_s)
     report.figure(

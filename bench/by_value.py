@@ -11,17 +11,31 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from tether.activities.model import SCRIPT_REF_PREFIX
-    from tether.activities.sandboxes import AcquireInput, ReleaseInput, SandboxHandle
-    from tether.activities.tools import ToolCallInput, ToolCallOutput, render_for_model
-    from tether.contracts import Message, ModelSpec, ModelTurn, SandboxSpec, Script
-    from tether.llm import provider_for
-    from tether.store import default_store
+    from tether.activities.tools import render_for_model
+    from tether.contracts import (
+        AcquireInput,
+        Message,
+        ModelSpec,
+        ModelTurn,
+        ReleaseInput,
+        SandboxHandle,
+        SandboxSpec,
+        Script,
+        ToolCallInput,
+        ToolCallOutput,
+    )
+    from tether.contracts.activities import ACQUIRE_SANDBOX, RELEASE_SANDBOX, TOOL_CALL
+
+if TYPE_CHECKING:
+    from tether.llm import Providers
+    from tether.store import Conversations
 
 ACTIVITY_NAME = "by_value_model_call"
 
@@ -44,12 +58,20 @@ class ByValueModelInput(BaseModel):
     tools: list[str]
 
 
-@activity.defn(name=ACTIVITY_NAME)
-async def by_value_model_call(input: ByValueModelInput) -> ModelTurn:
-    digest = input.model.name.removeprefix(SCRIPT_REF_PREFIX)
-    script = Script.model_validate_json(conversations().blobs.get(digest))
-    spec = input.model.model_copy(update={"script": script})
-    return await providers().get(spec.provider).complete(spec, input.messages, input.tools)
+class ByValueModel:
+    """The baseline's model activity, with the store its script is in and the providers to
+    call: register the bound method `call_model` on a worker."""
+
+    def __init__(self, *, conversations: Conversations, providers: Providers) -> None:
+        self.conversations = conversations
+        self.providers = providers
+
+    @activity.defn(name=ACTIVITY_NAME)
+    async def call_model(self, input: ByValueModelInput) -> ModelTurn:
+        digest = input.model.name.removeprefix(SCRIPT_REF_PREFIX)
+        script = Script.model_validate_json(self.conversations.blobs.get(digest))
+        spec = input.model.model_copy(update={"script": script})
+        return await self.providers.get(spec.provider).complete(spec, input.messages, input.tools)
 
 
 @workflow.defn(name="ByValueAgentRun")
@@ -65,9 +87,9 @@ class ByValueAgentRun:
             while True:
                 step += 1
                 turn = await workflow.execute_activity(
-                    by_value_model_call, ByValueModelInput(
+                    ACTIVITY_NAME, ByValueModelInput(
                         model=input.model, messages=messages, tools=input.tools),
-                    start_to_close_timeout=timedelta(minutes=10),
+                    result_type=ModelTurn, start_to_close_timeout=timedelta(minutes=10),
                     summary=f"step {step} · scripted",
                 )
                 messages.append(Message(role="assistant", content=turn.text,
@@ -76,7 +98,7 @@ class ByValueAgentRun:
                     return step
                 if sandbox is None:
                     sandbox = await workflow.execute_activity(
-                        "acquire_sandbox",
+                        ACQUIRE_SANDBOX,
                         AcquireInput(workflow_id=workflow.info().workflow_id,
                                      run_id=workflow.info().run_id, spec=input.sandbox),
                         result_type=SandboxHandle, task_queue=input.sandbox_queue,
@@ -84,7 +106,7 @@ class ByValueAgentRun:
                     )
                 outputs = await asyncio.gather(*(
                     workflow.execute_activity(
-                        "tool_call",
+                        TOOL_CALL,
                         ToolCallInput(workflow_id=workflow.info().workflow_id, step=step,
                                       index=index, call=call, container_id=sandbox.container_id,
                                       timeout_seconds=input.sandbox.tool_timeout_seconds,
@@ -103,6 +125,6 @@ class ByValueAgentRun:
         finally:
             if sandbox is not None:
                 await workflow.execute_activity(
-                    "release_sandbox", ReleaseInput(container_id=sandbox.container_id),
+                    RELEASE_SANDBOX, ReleaseInput(container_id=sandbox.container_id),
                     task_queue=sandbox.task_queue, start_to_close_timeout=timedelta(minutes=1),
                 )

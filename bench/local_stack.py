@@ -8,12 +8,11 @@ behind.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +22,30 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from tether import client as tether_client
 from tether.embedded import temporal as embedded
-from tether.sandbox.manager import list_sandboxes, remove_sandbox
+from tether.plugin import HostActivities, TetherPlugin
+from tether.sandbox.manager import LABEL_WORKER
+from tether.settings import TetherSettings
 from tether.worker import serve
+
+ExtraActivities = Callable[[HostActivities], Sequence[Callable[..., Any]]]
+"""The benchmark's own activities, made from the tether worker's built parts (its store,
+providers and sandbox manager), so both see the same store."""
 
 
 @dataclass
 class Stack:
     client: Client
     task_queue: str
-    """The tether worker's shared queue; its sandbox queue is `settings.host_task_queue()`."""
+    """The tether worker's shared queue; its sandbox queue is
+    `plugin.settings.host_task_queue(task_queue)`."""
     extra_queue: str
     """The queue of the benchmark's own workflows and activities, if it gave any."""
+    plugin: TetherPlugin
+    """The tether worker's plugin, with the settings it was built from."""
+    activities: HostActivities
+    """The tether worker's activities, built with their dependencies: `activities.model.
+    conversations` is the store the worker reads, `activities.sandboxes.sandboxes` its
+    sandbox manager."""
 
 
 def free_port() -> int:
@@ -43,46 +55,42 @@ def free_port() -> int:
 
 
 @contextmanager
-def isolated_environment(name: str) -> Iterator[Path]:
-    """A fresh data dir and worker id for tether's settings, restored afterwards. tether
-    reads its settings when it uses them, so setting them here, before the server and
-    worker start, is enough.
+def isolated_settings(name: str) -> Iterator[TetherSettings]:
+    """tether's settings from the environment, but with a fresh data dir (removed
+    afterwards) and worker id of the benchmark's own, and tracing off: spans would add their
+    context to every activity's headers, and so to the history the benchmarks measure.
 
-    `store.conversations().blobs` keeps the first directory it is opened with, so a benchmark
-    that runs after another in the same process shares that one's store. That is harmless:
-    blobs are named by their digest, and a missing directory is made again on `put`.
+    Nothing is changed in the environment: the worker, its store, sandbox manager and pool
+    are all built from the settings object this yields.
     """
-    names = ("TETHER_DATA_DIR", "TETHER_STORE_DIR", "TETHER_WORKER_ID")
-    saved = {key: os.environ.get(key) for key in names}
     data_dir = Path(tempfile.mkdtemp(prefix=f"tether-bench-{name}-"))
-    os.environ["TETHER_DATA_DIR"] = str(data_dir)
-    os.environ.pop("TETHER_STORE_DIR", None)
-    os.environ["TETHER_WORKER_ID"] = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     try:
-        yield data_dir
+        yield TetherSettings(data_dir=data_dir, store_dir=None, trace_file="off",
+                             worker_id=f"bench-{name}-{uuid.uuid4().hex[:8]}")
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @asynccontextmanager
 async def local_stack(
-    name: str, *, workflows: Sequence[type] = (), activities: Sequence[Any] = (),
+    name: str, *, workflows: Sequence[type] = (), activities: ExtraActivities | None = None,
 ) -> AsyncIterator[Stack]:
     """Starts a dev server and a tether worker; `workflows` and `activities`, when given,
     run on a worker of their own, so tether's worker only ever sees its own types."""
-    with isolated_environment(name):
+    with isolated_settings(name) as settings:
+        plugin = TetherPlugin(settings)
         port = free_port()
         server = await asyncio.to_thread(embedded.start, port=port, ui_port=None, db_file=None,
                                          wait_seconds=90)
         try:
-            client = await tether_client.connect(f"127.0.0.1:{port}")
-            async with _workers(client, name, workflows, activities) as (queue, extra_queue):
-                yield Stack(client, queue, extra_queue)
+            client = await tether_client.connect(settings, address=f"127.0.0.1:{port}")
+            queue = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+            # Built here rather than when the worker starts (which gets the same object), so
+            # the benchmark's own activities can share the worker's store and providers.
+            built = plugin.activities_for(client, queue)
+            extra = activities(built) if activities is not None else ()
+            async with _workers(client, plugin, built, queue, workflows, extra) as extra_queue:
+                yield Stack(client, queue, extra_queue, plugin, built)
         finally:
             server.terminate()
             await asyncio.to_thread(server.wait, 30)
@@ -90,12 +98,12 @@ async def local_stack(
 
 @asynccontextmanager
 async def _workers(
-    client: Client, name: str, workflows: Sequence[type], activities: Sequence[Any],
-) -> AsyncIterator[tuple[str, str]]:
-    queue = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    client: Client, plugin: TetherPlugin, built: HostActivities, queue: str,
+    workflows: Sequence[type], activities: Sequence[Callable[..., Any]],
+) -> AsyncIterator[str]:
     extra_queue = f"{queue}-extra"
     stop = asyncio.Event()
-    serving = asyncio.create_task(serve(client, stop, task_queue=queue))
+    serving = asyncio.create_task(serve(client, stop, task_queue=queue, plugin=plugin))
     extra = Worker(client, task_queue=extra_queue, workflows=list(workflows),
                    activities=list(activities)) if workflows or activities else None
     extra_run = asyncio.create_task(extra.run()) if extra else None
@@ -105,11 +113,14 @@ async def _workers(
         for task in running:
             if task.done():
                 task.result()  # a worker that failed to start says why
-        yield queue, extra_queue
+        yield extra_queue
     finally:
         stop.set()
         if extra is not None:
             await extra.shutdown()
         await asyncio.gather(*running, return_exceptions=True)
-        for container in sandboxes().managed(**{"tether.worker": os.environ["TETHER_WORKER_ID"]}):
-            sandboxes().remove(container.id)
+        sandboxes = built.sandboxes.sandboxes
+        leftovers = await asyncio.to_thread(
+            sandboxes.managed, **{LABEL_WORKER: plugin.settings.worker_id})
+        for container in leftovers:
+            await asyncio.to_thread(sandboxes.remove, container.id)
