@@ -48,17 +48,15 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 @dataclass
 class HostActivities:
-    """The activities of one worker, built with their dependencies, and its warm pool."""
+    """The activities that need this host's Docker engine, built with it, and the warm pool."""
 
-    model: ModelActivities
     sandboxes: SandboxActivities
     tools: ToolActivities
     pool: WarmPool | None
 
     def shared(self) -> list[Callable[..., object]]:
-        """Served on the shared queue: any worker may take them."""
-        return [self.model.start_conversation, self.model.call_model, self.sandboxes.acquire,
-                self.sandboxes.reap]
+        """Served on the shared queue: any worker with an engine may take them."""
+        return [self.sandboxes.acquire, self.sandboxes.reap]
 
     def on_host(self) -> list[Callable[..., object]]:
         """Served on this worker's own queue: they need the engine that holds the sandbox."""
@@ -73,7 +71,9 @@ class TetherPlugin(SimplePlugin):
         self.settings = settings or TetherSettings()
         self.with_workflows = workflows
         self.with_activities = activities
-        self._built: HostActivities | None = None
+        self._conversations: Conversations | None = None
+        self._model: ModelActivities | None = None
+        self._host: HostActivities | None = None
         super().__init__(
             "tether.TetherPlugin",
             data_converter=pydantic_data_converter,
@@ -91,64 +91,82 @@ class TetherPlugin(SimplePlugin):
             config.get("graceful_shutdown_timeout") or SHUTDOWN_GRACE, SHUTDOWN_GRACE)
         config["max_heartbeat_throttle_interval"] = min(
             config.get("max_heartbeat_throttle_interval") or HEARTBEAT_THROTTLE, HEARTBEAT_THROTTLE)
-        if self.with_activities:
-            built = self.activities_for(config["client"], config["task_queue"])
-            config["activities"] = [*(config.get("activities") or []), *built.shared()]
+        added: list[Callable[..., object]] = []
+        if self.with_workflows:
+            # A local activity runs on the worker that runs the workflow.
+            added.append(self.model_activities().start_conversation)
+        if not self.with_activities:
+            # Workflows and their local activity only: activity tasks are a sandbox host's.
+            config["no_remote_activities"] = True
+        else:
+            added.append(self.model_activities().call_model)
+            added += self.host_activities(config["client"], config["task_queue"]).shared()
+        config["activities"] = [*(config.get("activities") or []), *added]
         return config
 
-    def activities_for(self, client: Client, task_queue: str) -> HostActivities:
-        """This worker's activities, built once, on the Docker engine that answers here."""
-        if self._built is None:
+    def model_activities(self) -> ModelActivities:
+        if self._model is None:
+            settings = self.settings
+            self._model = ModelActivities(
+                conversations=self._store(),
+                providers=Providers(ProviderOptions(
+                    timeout_seconds=settings.model_timeout_seconds,
+                    max_output_tokens=settings.max_output_tokens)))
+        return self._model
+
+    def host_activities(self, client: Client, task_queue: str) -> HostActivities:
+        """This worker's sandbox and tool activities, built once, on the Docker engine that
+        answers here (failing fast, saying what to do, when none does)."""
+        if self._host is None:
             settings = self.settings
             sandboxes = SandboxManager(connect_engine())
-            conversations = Conversations(LocalContentStore(settings.store_path))
             pool = (WarmPool(sandboxes, worker=settings.worker_id, size=settings.pool_size)
                     if settings.pool_size else None)
-            self._built = HostActivities(
-                model=ModelActivities(
-                    conversations=conversations,
-                    providers=Providers(ProviderOptions(
-                        timeout_seconds=settings.model_timeout_seconds,
-                        max_output_tokens=settings.max_output_tokens))),
+            self._host = HostActivities(
                 sandboxes=SandboxActivities(
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
                     host_queue=settings.host_task_queue(task_queue), pool=pool,
                     ttl_seconds=settings.sandbox_ttl_seconds),
-                tools=ToolActivities(conversations=conversations, sandboxes=sandboxes),
+                tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes),
                 pool=pool,
             )
-        return self._built
+        return self._host
+
+    def _store(self) -> Conversations:
+        if self._conversations is None:
+            self._conversations = Conversations(LocalContentStore(self.settings.store_path))
+        return self._conversations
 
     def _is_host_worker(self, config: WorkerConfig) -> bool:
         # A client that carries this plugin hands it to every worker made from it,
         # the host queue's own included.
-        return self._built is not None and config.get("task_queue") == self._built.sandboxes.host_queue
+        return self._host is not None and config.get("task_queue") == self._host.sandboxes.host_queue
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         config = worker.config()
         if not self.with_activities or self._is_host_worker(config):
             await next(worker)
             return
-        built = self.activities_for(config["client"], config["task_queue"])
-        async with self._host_worker(config["client"], built):
+        host = self.host_activities(config["client"], config["task_queue"])
+        async with self._host_worker(config["client"], host):
             await next(worker)
 
     @contextlib.asynccontextmanager
-    async def _host_worker(self, client: Client, built: HostActivities) -> AsyncIterator[None]:
+    async def _host_worker(self, client: Client, parts: HostActivities) -> AsyncIterator[None]:
         """Sweeps what a predecessor left, starts the warm pool, and serves the host queue
         for as long as the main worker runs."""
         # Before the pool starts, so every unclaimed pool container found is a dead worker's.
-        report = await built.sandboxes.sweep()
+        report = await parts.sandboxes.sweep()
         if report.removed:
             log.info("removed %d orphaned sandbox(es): %s", len(report.removed), report.removed)
         # The tracing interceptors the main worker got, unless the client already has them.
         on_client = client.config().get("interceptors") or []
         traced = [i for i in self.interceptors or []
                   if isinstance(i, WorkerInterceptor) and i not in on_client]
-        host = Worker(client, task_queue=built.sandboxes.host_queue, activities=built.on_host(),
+        host = Worker(client, task_queue=parts.sandboxes.host_queue, activities=parts.on_host(),
                       interceptors=traced, graceful_shutdown_timeout=SHUTDOWN_GRACE)
-        if built.pool is not None:
-            built.pool.start()
+        if parts.pool is not None:
+            parts.pool.start()
         serving = asyncio.create_task(host.run())
         try:
             yield
@@ -157,5 +175,5 @@ class TetherPlugin(SimplePlugin):
                 await host.shutdown()
             with contextlib.suppress(Exception):
                 await serving
-            if built.pool is not None:
-                await built.pool.drain()
+            if parts.pool is not None:
+                await parts.pool.drain()

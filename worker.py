@@ -87,12 +87,14 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = TetherSettings()
-    client = await connect(settings)
+    # First of all: a signal that arrives while the worker connects must stop it, not be
+    # swallowed with a cancelled connection attempt.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    settings = TetherSettings()
+    client = await connect(settings)
     await serve(client, stop, settings=settings)
 
 

@@ -18,9 +18,8 @@ from typing import Any
 
 from temporalio.api.history.v1 import HistoryEvent
 from tether import client as tether
-from tether.activities.model import SCRIPT_REF_PREFIX
+from tether.activities.model import SCRIPT_REF_PREFIX, ModelActivities
 from tether.contracts import AgentRunInput, AgentRunResult, Script
-from tether.plugin import HostActivities
 
 from bench.by_value import ByValueAgentRun, ByValueInput, ByValueModel
 from bench.history_bytes import around, bytes_by_event_type, step_sizes, step_starts, total_bytes
@@ -102,7 +101,7 @@ async def tether_run(stack: Stack) -> tuple[Measured, dict[str, float]]:
 async def by_value_run(stack: Stack) -> Measured:
     """The same workload with the conversation passed by value."""
     # Into the store the worker's model activities read, where tether's own run keeps its script.
-    blobs = stack.activities.model.conversations.blobs
+    blobs = stack.model.conversations.blobs
     digest = blobs.put(Script.model_validate(script(MEASURED_STEPS)).model_dump_json().encode())
     defaults = AgentRunInput(task=TASK)
     handle = await stack.client.start_workflow(
@@ -152,10 +151,9 @@ async def long_run(stack: Stack) -> LongRun:
     return LongRun(seconds, result, await executions(stack, handle.id))
 
 
-def by_value_activities(built: HostActivities) -> list[Callable[..., Any]]:
+def by_value_activities(model: ModelActivities) -> list[Callable[..., Any]]:
     """The baseline's model activity, on the tether worker's own store and providers."""
-    model = ByValueModel(conversations=built.model.conversations, providers=built.model.providers)
-    return [model.call_model]
+    return [ByValueModel(conversations=model.conversations, providers=model.providers).call_model]
 
 
 async def run(report: Report) -> None:

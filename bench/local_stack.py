@@ -21,15 +21,16 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 from tether import client as tether_client
+from tether.activities.model import ModelActivities
 from tether.embedded import temporal as embedded
 from tether.plugin import HostActivities, TetherPlugin
 from tether.sandbox.manager import LABEL_WORKER
 from tether.settings import TetherSettings
 from tether.worker import serve
 
-ExtraActivities = Callable[[HostActivities], Sequence[Callable[..., Any]]]
-"""The benchmark's own activities, made from the tether worker's built parts (its store,
-providers and sandbox manager), so both see the same store."""
+ExtraActivities = Callable[[ModelActivities], Sequence[Callable[..., Any]]]
+"""The benchmark's own activities, made from the tether worker's model activities (its store
+and providers), so both see the same store."""
 
 
 @dataclass
@@ -42,10 +43,10 @@ class Stack:
     """The queue of the benchmark's own workflows and activities, if it gave any."""
     plugin: TetherPlugin
     """The tether worker's plugin, with the settings it was built from."""
-    activities: HostActivities
-    """The tether worker's activities, built with their dependencies: `activities.model.
-    conversations` is the store the worker reads, `activities.sandboxes.sandboxes` its
-    sandbox manager."""
+    model: ModelActivities
+    """The tether worker's model activities: `model.conversations` is the store it reads."""
+    host: HostActivities
+    """Its sandbox and tool activities: `host.sandboxes.sandboxes` is its sandbox manager."""
 
 
 def free_port() -> int:
@@ -87,10 +88,10 @@ async def local_stack(
             queue = f"bench-{name}-{uuid.uuid4().hex[:8]}"
             # Built here rather than when the worker starts (which gets the same object), so
             # the benchmark's own activities can share the worker's store and providers.
-            built = plugin.activities_for(client, queue)
-            extra = activities(built) if activities is not None else ()
-            async with _workers(client, plugin, built, queue, workflows, extra) as extra_queue:
-                yield Stack(client, queue, extra_queue, plugin, built)
+            model, host = plugin.model_activities(), plugin.host_activities(client, queue)
+            extra = activities(model) if activities is not None else ()
+            async with _workers(client, plugin, host, queue, workflows, extra) as extra_queue:
+                yield Stack(client, queue, extra_queue, plugin, model, host)
         finally:
             server.terminate()
             await asyncio.to_thread(server.wait, 30)
@@ -98,7 +99,7 @@ async def local_stack(
 
 @asynccontextmanager
 async def _workers(
-    client: Client, plugin: TetherPlugin, built: HostActivities, queue: str,
+    client: Client, plugin: TetherPlugin, host: HostActivities, queue: str,
     workflows: Sequence[type], activities: Sequence[Callable[..., Any]],
 ) -> AsyncIterator[str]:
     extra_queue = f"{queue}-extra"
@@ -119,7 +120,7 @@ async def _workers(
         if extra is not None:
             await extra.shutdown()
         await asyncio.gather(*running, return_exceptions=True)
-        sandboxes = built.sandboxes.sandboxes
+        sandboxes = host.sandboxes.sandboxes
         leftovers = await asyncio.to_thread(
             sandboxes.managed, **{LABEL_WORKER: plugin.settings.worker_id})
         for container in leftovers:
