@@ -9,15 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
-from tether.display import print_result
+from rich.text import Text
+from tether.display import clipped, literal, print_result
 from tether.embedded import temporal as embedded
 from tether.settings import TetherSettings
 
@@ -53,9 +54,11 @@ def main() -> None:
 
 
 def fail(message: str, hint: str | None = None) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    """Prints an error and leaves with code 2. The message and hint are printed literally:
+    they often carry what a run produced (a reason, a call id, a tool's error)."""
+    err.print(Text("error: ", "bold red") + literal(message), soft_wrap=True)
     if hint:
-        err.print(f"[dim]→ {hint}[/]")
+        err.print(Text("→ ", "dim") + literal(hint, "dim"), soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -132,10 +135,12 @@ async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: boo
         if as_json:
             print(json.dumps(links))
         else:
-            console.print(f"started [bold]{handle.id}[/]\n  web UI: {links['ui']}")
+            console.print(Text("started ") + literal(handle.id, "bold")
+                          + Text("\n  web UI: ") + literal(links["ui"]))
         return
     if not as_json:
-        console.print(f"started [bold]{handle.id}[/] · waiting for the result…")
+        console.print(Text("started ") + literal(handle.id, "bold")
+                      + Text(" · waiting for the result…"))
     try:
         with console.status("running", spinner="dots") if not as_json else nullcontext():
             result = await handle.result()
@@ -163,12 +168,12 @@ def status(
         return (await client.get_status(connection, workflow_id),
                 await client.partial_text(connection, workflow_id))
 
-    current, writing = asyncio.run(go())
+    current, writing = _read(workflow_id, "the status", go)
     if as_json:
         print(json.dumps({**current.model_dump(mode="json"), "partial_text": writing}))
         return
     b = current.budget
-    table = Table(title=f"{workflow_id} · {current.state} · step {current.step}")
+    table = Table(title=literal(f"{workflow_id} · {current.state} · step {current.step}"))
     table.add_column("budget")
     table.add_column("used", justify="right")
     table.add_column("limit", justify="right")
@@ -177,14 +182,16 @@ def status(
                               ("seconds", b.seconds, b.max_seconds)]:
         table.add_row(name, f"{used:g}", "∞" if limit is None else f"{limit:g}")
     console.print(table)
+    # A call waiting for a person is shown whole: what they approve is what runs.
     for pending in current.pending_approvals:
-        console.print(f"[yellow]awaiting approval[/] {pending.call_id}: {pending.tool} "
-                      f"{json.dumps(pending.arguments)[:200]}")
+        console.print(Text("awaiting approval ", "yellow") + literal(pending.call_id)
+                      + Text(": ") + literal(pending.tool) + Text(" ")
+                      + literal(json.dumps(pending.arguments)), soft_wrap=True)
     if current.last_error:
-        console.print(f"[red]last error:[/] {current.last_error}")
+        console.print(Text("last error: ", "red") + literal(current.last_error), soft_wrap=True)
     if writing:
-        console.print(f"[cyan]{current.model} is writing:[/] …{escape(writing[-500:])}",
-                      highlight=False)
+        console.print(literal(current.model, "cyan") + Text(" is writing: ", "cyan")
+                      + literal("…" + writing[-500:]), soft_wrap=True)
 
 
 @app.command()
@@ -198,24 +205,41 @@ def transcript(
     async def go() -> Any:
         return await client.get_transcript(await _connect(), workflow_id)
 
-    steps = asyncio.run(go())
+    steps = _read(workflow_id, "the transcript", go)
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in steps]))
         return
     for step in steps:
-        console.rule(f"step {step.step} · {step.model}" + (f" · {step.note}" if step.note else ""))
+        console.rule(literal(f"step {step.step} · {step.model}"
+                             + (f" · {step.note}" if step.note else "")))
         if step.text:
-            console.print(step.text)
+            console.print(literal(step.text), soft_wrap=True)
         for call, result in zip(step.tool_calls, step.tool_results, strict=False):
             colour = "green" if result.exit_code == 0 else "red"
-            console.print(f"[bold]{call.name}[/] {json.dumps(call.arguments)[:300]}")
-            console.print(f"  [{colour}]exit {result.exit_code}[/]"
-                          + (" [yellow]timed out[/]" if result.timed_out else "")
-                          + (" [yellow]truncated[/]" if result.truncated else ""))
+            console.print(literal(call.name, "bold") + Text(" ")
+                          + clipped(json.dumps(call.arguments), 300), soft_wrap=True)
+            status_line = Text(f"  exit {result.exit_code}", colour)
+            if result.timed_out:
+                status_line.append(" timed out", "yellow")
+            if result.truncated:
+                status_line.append(" truncated", "yellow")
+            console.print(status_line)
             for stream in (result.stdout, result.stderr):
                 if stream:
-                    console.print("  " + stream.strip().replace("\n", "\n  ")[:2000],
-                                  markup=False, highlight=False)
+                    console.print(Text("  ") + clipped(stream.strip().replace("\n", "\n  "), 2000),
+                                  soft_wrap=True)
+
+
+def _read(workflow_id: str, what: str, go: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Runs a read of a run; a run that can't be read (no such id, a query the run refused)
+    is a clear error, not a traceback."""
+    try:
+        return asyncio.run(go())
+    except typer.Exit:
+        raise
+    except Exception as error:
+        fail(f"cannot read {what} of run {workflow_id}: {_cause(error)}",
+             "check the workflow id: temporal workflow list")
 
 
 def _update(workflow_id: str, name: str, *args: Any) -> None:
@@ -228,9 +252,12 @@ def _update(workflow_id: str, name: str, *args: Any) -> None:
 
     try:
         changed = asyncio.run(go())
+    except typer.Exit:
+        raise
     except Exception as error:
         fail(f"{name} refused: {_cause(error)}", f"check the run: tether status {workflow_id}")
-    console.print(changed if isinstance(changed, str) else json.dumps(changed))
+    console.print(literal(changed if isinstance(changed, str) else json.dumps(changed)),
+                  soft_wrap=True)
 
 
 @app.command()

@@ -1,11 +1,64 @@
-"""How results read on a terminal: shared by the `tether` CLI and the demo."""
+"""How results read on a terminal: shared by the `tether` CLI and the demo.
+
+Everything a run produced (tool arguments and outputs, model text, error messages, a reason a
+person typed) reaches the terminal through `literal`: it is never read as Rich markup, and
+terminal control and escape sequences in it are shown as visible escapes (`\\x1b`, `\\r`,
+`\\u202e`) instead of acting on the terminal. What an operator reads, and approves, is what
+the run holds: a model or a tool can neither hide text nor forge it.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+_KEPT = frozenset("\n\t")
+"""Controls that lay text out without hiding any of it: kept as they are."""
+_NAMED = {"\r": "\\r", "\x08": "\\b"}
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Controls (C0, DEL, C1), format characters (bidi overrides and isolates, zero-width
+characters, soft hyphen, byte-order mark, tag characters), lone surrogates, and the line and
+paragraph separators: each can move the cursor, recolour, hide, reorder or fake text."""
+
+
+def _visible(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _unsafe(char: str) -> bool:
+    return char not in _KEPT and unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """Run-produced text, safe to print: a `Text` (never parsed as markup), with every
+    terminal control, escape and invisible format character written out as a visible
+    escape. Newlines and tabs stay. Non-strings are printed as `str(value)`."""
+    text = value if isinstance(value, str) else str(value)
+    if any(_unsafe(char) for char in text):
+        text = "".join(_visible(char) if _unsafe(char) else char for char in text)
+    return Text(text, style=style)
+
+
+def clipped(value: Any, limit: int) -> Text:
+    """`literal(value)`, cut to `limit` characters with a note saying how much was cut, so a
+    shortened view never passes for the whole."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return literal(text)
+    shown = literal(text[:limit])
+    shown.append(f" … ({len(text) - limit} more characters)", style="dim")
+    return shown
 
 
 def print_result(console: Console, result: Any, links: dict[str, str]) -> None:
@@ -13,15 +66,17 @@ def print_result(console: Console, result: Any, links: dict[str, str]) -> None:
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="dim")
     table.add_column(overflow="fold")
-    table.add_row("status", f"[bold {colour}]{result.status}[/]")
-    table.add_row("stop reason", result.stop_reason)
-    table.add_row("output", f"[bold]{result.output}[/]" if result.output else "[dim]—[/]")
+    table.add_row("status", literal(result.status, f"bold {colour}"))
+    table.add_row("stop reason", literal(result.stop_reason))
+    table.add_row("output", literal(result.output, "bold") if result.output else Text("—", "dim"))
     table.add_row("steps", str(result.steps))
     u = result.usage
-    cost = f"${u.cost_usd:.4f}" + ("" if result.cost_known else " [yellow](price unknown for some steps)[/]")
-    table.add_row("usage", f"{u.input_tokens} in · {u.output_tokens} out · {cost}")
+    cost = Text(f"${u.cost_usd:.4f}")
+    if not result.cost_known:
+        cost.append(" (price unknown for some steps)", style="yellow")
+    table.add_row("usage", Text(f"{u.input_tokens} in · {u.output_tokens} out · ") + cost)
     table.add_row("seconds", f"{result.seconds:.2f}")
-    table.add_row("workflow id", links["workflow_id"])
-    table.add_row("web UI", links["ui"])
-    table.add_row("history", links["show"])
+    table.add_row("workflow id", literal(links["workflow_id"]))
+    table.add_row("web UI", literal(links["ui"]))
+    table.add_row("history", literal(links["show"]))
     console.print(table)
