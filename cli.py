@@ -9,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from tether.display import clipped, literal, print_result
@@ -326,6 +327,9 @@ def server(
 @app.command()
 def dev() -> None:
     """Run the dev server and a worker together; Ctrl-C stops both."""
+    # Ctrl-C is this command's way out, even when started from a shell that ignores it
+    # (a background job), whose children would inherit the ignoring.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     data = settings().data_path
     data.mkdir(parents=True, exist_ok=True)
     address = settings().temporal_address
@@ -339,13 +343,24 @@ def dev() -> None:
     try:
         worker_process.wait()
     except KeyboardInterrupt:
-        worker_process.send_signal(signal.SIGINT)
-        worker_process.wait()
+        stop_process(worker_process)
     finally:
         if server_process is not None:
             server_process.terminate()
             server_process.wait()
     console.print("stopped")
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 20) -> None:
+    """Asks a worker to stop as Ctrl-C would; a worker still starting up may have lost that
+    signal inside an import, so it is then asked again with SIGTERM, and killed last."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=grace_seconds)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @app.command()
@@ -356,6 +371,90 @@ def demo(
     from tether.demo import run_demo
 
     raise typer.Exit(asyncio.run(run_demo(script, console, settings())))
+
+
+image_app = typer.Typer(help="Sandbox images with your own packages.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    tag: Annotated[str, typer.Argument(help="The new image's tag, such as my-sandbox:1.")],
+    pip: Annotated[list[str] | None, typer.Option(
+        "--pip", metavar="PKG", help="A pip package to add, such as pandas==2.2.3 (repeat).")] = None,
+    apt: Annotated[list[str] | None, typer.Option(
+        "--apt", metavar="PKG", help="A Debian package to add, such as git (repeat).")] = None,
+    base: Annotated[str, typer.Option(
+        "--from", metavar="IMAGE", help="The tether sandbox image to build on.")] = "tether-sandbox:latest",
+    network: Annotated[str | None, typer.Option(
+        help="The build's network for apt; default: the engine's, or the host's when the "
+             "engine has no bridge network.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+) -> None:
+    """Build a sandbox image with more packages, for a run's "sandbox": {"image": TAG}.
+
+    The image is tether's sandbox image (or --from another one tether made)
+    plus the packages: same executor, same non-root user, no setuid files.
+    The network is used while building only; its sandboxes have none.
+    """
+    from tether.sandbox.engine import EngineUnavailable, connect_engine
+    from tether.sandbox.image_build import ImageBuildError, build_image
+
+    def failed(message: str, hint: str | None, **more: Any) -> NoReturn:
+        if as_json:
+            print(json.dumps({"tag": tag, "status": "failed", "error": message, "hint": hint, **more}))
+            raise typer.Exit(2)
+        fail(message, hint)
+
+    try:
+        engine = connect_engine()
+    except EngineUnavailable as error:
+        failed(str(error), None)
+    build = functools.partial(build_image, engine, tag, pip=pip or [], apt=apt or [], base=base,
+                              network=network)
+    try:
+        if as_json:
+            built = build()
+        else:
+            with _BuildProgress(console) as shown:
+                built = build(progress=shown.event)
+    except ImageBuildError as error:
+        if not as_json:
+            for line in error.log[-12:]:
+                err.print(literal("  " + line, "dim"), soft_wrap=True)
+        failed(error.message, error.hint, package=error.package, log=error.log)
+    if as_json:
+        print(json.dumps({**built.as_dict(), "status": "built"}))
+        return
+    console.print(Text("built ", "green") + literal(built.tag, "bold")
+                  + Text(f" in {built.seconds:.1f} s · use it in a run: ")
+                  + literal(json.dumps({"sandbox": {"image": built.tag}})), soft_wrap=True)
+
+
+class _BuildProgress(Progress):
+    """A spinner with what the build does now and for how long, the last line pip, apt or the
+    engine wrote under it, and a line for each step done. Their text is printed literally."""
+
+    def __init__(self, console: Console) -> None:
+        self.line = ""
+        super().__init__(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                         TimeElapsedColumn(), console=console, transient=True)
+        self.task_id = self.add_task("starting")
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.line:
+            yield literal(self.line.strip()[:200], "dim")
+
+    def event(self, kind: str, text: str) -> None:
+        if kind == "phase":
+            self.line = ""
+            self.reset(self.task_id, description=literal(text).plain)
+        elif kind == "done":
+            self.console.print(Text("✓ ", "green") + literal(text), soft_wrap=True)
+        elif text.strip():
+            self.line = text
+        self.refresh()
 
 
 @app.command("stop-server")
