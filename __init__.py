@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
     from tether.plugin import TetherPlugin
     from tether.settings import TetherSettings
+    from tether.tools import ToolContext, tool, tool_context
     from tether.workflows.agent import AgentRun
 
 _PUBLIC = {
@@ -30,6 +31,9 @@ _PUBLIC = {
     "StepRecord": "tether.contracts",
     "TetherPlugin": "tether.plugin",
     "TetherSettings": "tether.settings",
+    "ToolContext": "tether.tools",
+    "tool": "tether.tools",
+    "tool_context": "tether.tools",
     "connect": "tether.client",
     "get_run": "tether.client",
     "get_status": "tether.client",
@@ -39,7 +43,8 @@ _PUBLIC = {
 
 __all__ = [
     "AgentRun", "AgentRunInput", "AgentRunResult", "RunStatus", "StepRecord", "TetherPlugin",
-    "TetherSettings", "connect", "get_run", "get_status", "get_transcript", "start_run",
+    "TetherSettings", "ToolContext", "connect", "get_run", "get_status", "get_transcript",
+    "start_run", "tool", "tool_context",
 ]
 
 

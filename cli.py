@@ -302,11 +302,18 @@ def extend(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    tools: Annotated[list[str] | None, typer.Option(
+        "--tools", metavar="ENTRY",
+        help="Function tools to serve: `module` or `module:function` (repeat), with TETHER_TOOLS.")] = None,
+) -> None:
     """Run one worker in the foreground (the same as `python worker.py`)."""
     from tether import worker as worker_module
 
-    asyncio.run(worker_module.main())
+    chosen = settings()
+    if tools:
+        chosen = chosen.model_copy(update={"tools": [*chosen.tools, *tools]})
+    asyncio.run(worker_module.main(chosen))
 
 
 @app.command()

@@ -28,6 +28,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
 from tether import tracing
+from tether.activities.functions import FunctionActivities
 from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
 from tether.activities.tools import ToolActivities
@@ -37,6 +38,7 @@ from tether.sandbox.manager import SandboxManager
 from tether.sandbox.pool import WarmPool
 from tether.settings import TetherSettings
 from tether.store import Conversations, LocalContentStore
+from tether.tools import FunctionTools
 from tether.workflows.agent import AgentRun
 from tether.workflows.reaper import SandboxReaper
 
@@ -73,6 +75,8 @@ class TetherPlugin(SimplePlugin):
         self.with_activities = activities
         self._conversations: Conversations | None = None
         self._model: ModelActivities | None = None
+        self._function_tools: FunctionTools | None = None
+        self._function_calls: FunctionActivities | None = None
         self._host: HostActivities | None = None
         super().__init__(
             "tether.TetherPlugin",
@@ -99,7 +103,7 @@ class TetherPlugin(SimplePlugin):
             # Workflows and their local activity only: activity tasks are a sandbox host's.
             config["no_remote_activities"] = True
         else:
-            added.append(self.model_activities().call_model)
+            added += [self.model_activities().call_model, self.function_activities().call_function]
             added += self.host_activities(config["client"], config["task_queue"]).shared()
         config["activities"] = [*(config.get("activities") or []), *added]
         return config
@@ -108,7 +112,7 @@ class TetherPlugin(SimplePlugin):
         if self._model is None:
             settings = self.settings
             self._model = ModelActivities(
-                conversations=self._store(),
+                conversations=self._store(), functions=self._functions(),
                 providers=Providers(ProviderOptions(
                     timeout_seconds=settings.model_timeout_seconds,
                     max_output_tokens=settings.max_output_tokens)))
@@ -131,6 +135,18 @@ class TetherPlugin(SimplePlugin):
                 pool=pool,
             )
         return self._host
+
+    def function_activities(self) -> FunctionActivities:
+        if self._function_calls is None:
+            self._function_calls = FunctionActivities(
+                tools=self._functions(), conversations=self._store())
+        return self._function_calls
+
+    def _functions(self) -> FunctionTools:
+        """The worker's function tools, loaded once: a bad entry stops the worker at start."""
+        if self._function_tools is None:
+            self._function_tools = FunctionTools.load(self.settings.tools)
+        return self._function_tools
 
     def _store(self) -> Conversations:
         if self._conversations is None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TASK_QUEUE = "agents"
 DEFAULT_NAMESPACE = "default"
@@ -54,8 +55,18 @@ class TetherSettings(BaseSettings):
     `<data_dir>/traces.jsonl` when unset."""
     ui_port: int = Field(default=8233, gt=0, lt=65536)
     """The embedded dev server's Web UI port."""
+    tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Function tools this worker serves: comma-separated `module` or `module:function`
+    entries, importable on the worker (`tether worker --tools` adds to them)."""
     ui_url: str | None = None
     """The Web UI links tether prints; `http://localhost:<ui_port>` when unset."""
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
 
     @property
     def data_path(self) -> Path:

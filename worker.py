@@ -85,7 +85,7 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
     await running
 
 
-async def main() -> None:
+async def main(settings: TetherSettings | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # First of all: a signal that arrives while the worker connects must stop it, not be
     # swallowed with a cancelled connection attempt.
@@ -93,7 +93,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    settings = TetherSettings()
+    settings = settings or TetherSettings()
     client = await connect(settings)
     await serve(client, stop, settings=settings)
 

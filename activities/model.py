@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import timedelta
 
+from pydantic import TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tether.contracts import (
@@ -20,10 +21,12 @@ from tether.contracts import (
 )
 from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
 from tether.contracts.caps import cap_arguments
+from tether.contracts.tools import BUILTIN_TOOLS, ToolSpec
 from tether.llm import Providers
 from tether.llm.pricing import cost_usd, price_known
 from tether.llm.provider import PermanentModelError, TransientModelError
 from tether.store import BlobNotFound, Conversations
+from tether.tools import FunctionTools
 
 HEARTBEAT_EVERY_S = 2.0
 STREAM_BEAT_EVERY_S = 0.5
@@ -32,11 +35,14 @@ SCRIPT_REF_PREFIX = "store:"
 
 
 class ModelActivities:
-    """Starting a conversation and calling a model on it, with the store and providers given."""
+    """Starting a conversation and calling a model on it, with the store, the providers and
+    the worker's function tools given."""
 
-    def __init__(self, *, conversations: Conversations, providers: Providers) -> None:
+    def __init__(self, *, conversations: Conversations, providers: Providers,
+                 functions: FunctionTools | None = None) -> None:
         self.conversations = conversations
         self.providers = providers
+        self.functions = functions or FunctionTools()
 
     @activity.defn(name=START_CONVERSATION)
     async def start_conversation(self, input: StartConversationInput) -> StartConversationOutput:
@@ -48,7 +54,29 @@ class ModelActivities:
         ])
         assert head is not None
         models = [self._script_by_reference(spec) for spec in input.models]
-        return StartConversationOutput(head=head, models=models)
+        specs = self._tool_specs(input.tools)
+        toolset = self.conversations.blobs.put(
+            TypeAdapter(list[ToolSpec]).dump_json(specs, exclude_defaults=True))
+        return StartConversationOutput(head=head, models=models, toolset=toolset,
+                                       routes={spec.name: spec.route() for spec in specs})
+
+    def _tool_specs(self, names: list[str]) -> list[ToolSpec]:
+        """The run's tools, as this worker knows them; an unknown name refuses the run."""
+        specs, unknown = [], []
+        for name in names:
+            function = self.functions.get(name)
+            spec = BUILTIN_TOOLS.get(name) or (function.spec if function else None)
+            if spec is None:
+                unknown.append(name)
+            else:
+                specs.append(spec)
+        if unknown:
+            available = [*BUILTIN_TOOLS, *self.functions.names()]
+            raise ApplicationError(
+                f"unknown tool(s) {', '.join(map(repr, unknown))}; this worker has: "
+                f"{', '.join(available)} (function tools come from the worker's TETHER_TOOLS)",
+                type="UnknownTool", non_retryable=True)
+        return specs
 
     @activity.defn(name=MODEL_CALL)
     async def call_model(self, input: ModelCallInput) -> ModelCallOutput:
@@ -58,13 +86,14 @@ class ModelActivities:
             head = conversations.append(input.head, new) or input.head
             messages = conversations.load(head)
             spec = self._script_from_reference(input.model)
+            tools = self._offered(input)
         except BlobNotFound as error:
             raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
 
         provider = self.providers.get(spec.provider)
         progress = Progress(input.step, spec.label)
         call = asyncio.ensure_future(
-            provider.complete(spec, messages, input.tools, on_text=progress.on_text))
+            provider.complete(spec, messages, tools, on_text=progress.on_text))
         try:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
@@ -105,6 +134,13 @@ class ModelActivities:
             return spec
         raw = self.conversations.blobs.get(spec.name.removeprefix(SCRIPT_REF_PREFIX))
         return spec.model_copy(update={"script": Script.model_validate_json(raw)})
+
+    def _offered(self, input: ModelCallInput) -> list[ToolSpec]:
+        """The specs of the tools the model may call now, from the run's stored toolset."""
+        if input.toolset is None:  # a run started before toolsets: built-in tools only
+            return [BUILTIN_TOOLS[name] for name in input.tools if name in BUILTIN_TOOLS]
+        specs = TypeAdapter(list[ToolSpec]).validate_json(self.conversations.blobs.get(input.toolset))
+        return [spec for spec in specs if spec.name in input.tools]
 
     def _resolve(self, item: NewMessage) -> Message:
         if item.message is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tether.contracts import Message, ToolCallInput, ToolCallOutput, ToolResult
@@ -24,7 +22,7 @@ class ToolActivities:
     @activity.defn(name=TOOL_CALL)
     async def call_tool(self, input: ToolCallInput) -> ToolCallOutput:
         try:
-            arguments = self._full_arguments(input)
+            arguments = self.conversations.full_arguments(input.assistant_ref, input.call)
             result = await self.sandboxes.run_tool(
                 input.container_id,
                 tool=input.call.name,
@@ -50,18 +48,6 @@ class ToolActivities:
         )
         ref = self.conversations.blobs.put(message.model_dump_json(exclude_defaults=True).encode())
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
-
-    def _full_arguments(self, input: ToolCallInput) -> dict[str, Any]:
-        if input.assistant_ref is None:
-            return input.call.arguments
-        message = self.conversations.message_at(input.assistant_ref)
-        for call in message.tool_calls:
-            if call.id == input.call.id and call.name == input.call.name:
-                return call.arguments
-        raise ApplicationError(
-            f"call {input.call.id} is not in the stored message {input.assistant_ref[:12]}",
-            type="StoreMissing", non_retryable=True)
-
 
 def render_for_model(result: ToolResult) -> str:
     return result.model_dump_json()

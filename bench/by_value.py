@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.activities.model import SCRIPT_REF_PREFIX
     from tether.activities.tools import render_for_model
     from tether.contracts import (
+        BUILTIN_TOOLS,
         AcquireInput,
         Message,
         ModelSpec,
@@ -71,7 +72,8 @@ class ByValueModel:
         digest = input.model.name.removeprefix(SCRIPT_REF_PREFIX)
         script = Script.model_validate_json(self.conversations.blobs.get(digest))
         spec = input.model.model_copy(update={"script": script})
-        return await self.providers.get(spec.provider).complete(spec, input.messages, input.tools)
+        tools = [BUILTIN_TOOLS[name] for name in input.tools]
+        return await self.providers.get(spec.provider).complete(spec, input.messages, tools)
 
 
 @workflow.defn(name="ByValueAgentRun")

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from tether.contracts.messages import Message, ToolCall, ToolResult, Usage
 from tether.contracts.run import ModelSpec, SandboxSpec
+from tether.contracts.tools import ToolRoute, call_key
 
 START_CONVERSATION = "start_conversation"
 MODEL_CALL = "model_call"
 TOOL_CALL = "tool_call"
+FUNCTION_CALL = "function_call"
 ACQUIRE_SANDBOX = "acquire_sandbox"
 RELEASE_SANDBOX = "release_sandbox"
 REAP_SANDBOXES = "reap_sandboxes"
@@ -24,12 +26,18 @@ class StartConversationInput(BaseModel):
     models: list[ModelSpec]
     max_cost_usd: float | None = None
     """With a dollar budget, every model must have a known price, or the run is refused."""
+    tools: list[str] = Field(default_factory=list)
+    """The tools the run asks for, by name: each must be known to the worker."""
 
 
 class StartConversationOutput(BaseModel):
     head: str
     models: list[ModelSpec]
     """The same models, with scripts moved into the store so history holds them once."""
+    toolset: str | None = None
+    """The digest of the run's tool specs in the store, for its model calls."""
+    routes: dict[str, ToolRoute] = Field(default_factory=dict)
+    """Where each of the run's tools runs: recorded once, read by the workflow."""
 
 
 class NewMessage(BaseModel):
@@ -48,6 +56,9 @@ class ModelCallInput(BaseModel):
     append: list[NewMessage] = Field(default_factory=list)
     """Messages to add to the conversation before the call, in order."""
     tools: list[str] = Field(default_factory=list)
+    """The tools the model may call this time, by name (none for a final answer)."""
+    toolset: str | None = None
+    """The digest of the run's tool specs; None: the built-in tools'."""
 
 
 class ModelCallOutput(BaseModel):
@@ -73,8 +84,7 @@ class ToolCallInput(BaseModel):
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across retries, workers and continue-as-new: the same call, the same key."""
-        return f"{self.workflow_id}/{self.step}/{self.index}"
+        return call_key(self.workflow_id, self.step, self.index)
 
 
 class ToolCallOutput(BaseModel):

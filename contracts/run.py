@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
 
-ToolName = Literal["python", "shell", "read_file", "write_file"]
-ALL_TOOLS: tuple[ToolName, ...] = ("python", "shell", "read_file", "write_file")
+ALL_TOOLS: tuple[str, ...] = ("python", "shell", "read_file", "write_file")
+"""The built-in sandbox tools, every run's by default."""
 Provider = Literal["scripted", "openai", "anthropic"]
 RunPhase = Literal[
     "starting", "thinking", "running_tools", "awaiting_approval",
@@ -109,7 +109,7 @@ class SandboxSpec(Strict):
 
 
 class ApprovalPolicy(Strict):
-    tools: list[ToolName] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
     timeout_seconds: float | None = Field(default=None, gt=0)
     """An approval not given in time counts as a denial."""
 
@@ -120,7 +120,9 @@ class AgentRunInput(Strict):
     task: str = Field(min_length=1)
     model: ModelSpec = Field(default_factory=lambda: ModelSpec(provider="openai", name="gpt-4o-mini"))
     fallback_models: list[ModelSpec] = Field(default_factory=list)
-    tools: list[ToolName] = Field(default_factory=lambda: list(ALL_TOOLS))
+    tools: list[str] = Field(default_factory=lambda: list(ALL_TOOLS))
+    """Built-in sandbox tools and the worker's function tools, by name; an unknown name
+    fails the run at start, listing the tools there are."""
     budget: Budget = Field(default_factory=Budget)
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)

@@ -15,11 +15,10 @@ from typing import Any
 
 import anthropic
 from anthropic.types import Message as AnthropicMessage
-from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, ToolSpec, Usage
 from tether.llm import errors
 from tether.llm.anthropic_stream import read_stream
 from tether.llm.connection import Connection, connection_for
-from tether.llm.provider import TOOL_SCHEMAS
 from tether.llm.sdk_client import sdk_client
 
 
@@ -32,7 +31,7 @@ class AnthropicProvider:
         self,
         spec: ModelSpec,
         messages: list[Message],
-        tools: list[str],
+        tools: list[ToolSpec],
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
@@ -104,11 +103,10 @@ def _blocks_of(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def to_anthropic_tools(tools: list[str]) -> list[dict[str, Any]]:
+def to_anthropic_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     return [
-        {"name": name, "description": TOOL_SCHEMAS[name]["description"],
-         "input_schema": TOOL_SCHEMAS[name]["parameters"]}
-        for name in tools
+        {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
+        for tool in tools
     ]
 
 

@@ -14,11 +14,10 @@ from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
-from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, ToolSpec, Usage
 from tether.llm import errors
 from tether.llm.connection import Connection, connection_for
 from tether.llm.openai_stream import read_stream
-from tether.llm.provider import TOOL_SCHEMAS
 from tether.llm.sdk_client import sdk_client
 
 
@@ -30,7 +29,7 @@ class OpenAIProvider:
         self,
         spec: ModelSpec,
         messages: list[Message],
-        tools: list[str],
+        tools: list[ToolSpec],
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
@@ -86,9 +85,11 @@ def to_chat_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def to_chat_tools(tools: list[str]) -> list[dict[str, Any]]:
+def to_chat_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     return [
-        {"type": "function", "function": {"name": name, **TOOL_SCHEMAS[name]}} for name in tools
+        {"type": "function", "function": {
+            "name": tool.name, "description": tool.description, "parameters": tool.parameters}}
+        for tool in tools
     ]
 
 

@@ -11,42 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from tether.contracts import Message, ModelSpec, ModelTurn
-
-TOOL_SCHEMAS: dict[str, dict] = {
-    "python": {
-        "description": "Run a Python 3 program in the sandbox. Returns exit code, stdout and stderr.",
-        "parameters": {
-            "type": "object",
-            "properties": {"code": {"type": "string", "description": "The program's source."}},
-            "required": ["code"],
-        },
-    },
-    "shell": {
-        "description": "Run a shell command (sh -c) in the sandbox's /workspace.",
-        "parameters": {
-            "type": "object",
-            "properties": {"command": {"type": "string"}},
-            "required": ["command"],
-        },
-    },
-    "read_file": {
-        "description": "Read a text file from the sandbox workspace.",
-        "parameters": {
-            "type": "object",
-            "properties": {"path": {"type": "string"}},
-            "required": ["path"],
-        },
-    },
-    "write_file": {
-        "description": "Write a text file into the sandbox workspace.",
-        "parameters": {
-            "type": "object",
-            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-            "required": ["path", "content"],
-        },
-    },
-}
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolSpec
 
 
 class ModelError(Exception):
@@ -70,11 +35,11 @@ class ModelProvider(Protocol):
         self,
         spec: ModelSpec,
         messages: list[Message],
-        tools: list[str],
+        tools: list[ToolSpec],
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
-        """One model call. `tools` names the tools the model may call (maybe none).
+        """One model call. `tools` are the tools the model may call (maybe none).
 
         With `on_text`, the answer is streamed and `on_text` receives the whole text so far
         each time it grows, so a caller can show a long answer while it is being written. The

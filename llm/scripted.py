@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, ToolSpec, Usage
 from tether.llm.provider import PermanentModelError
 
 CHARS_PER_TOKEN = 4
@@ -31,7 +31,7 @@ class ScriptedProvider:
         self,
         spec: ModelSpec,
         messages: list[Message],
-        tools: list[str],
+        tools: list[ToolSpec],
         *,
         on_text: Callable[[str], None] | None = None,  # a script's turn arrives whole
     ) -> ModelTurn:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from typing import Any
 
-from tether.contracts.messages import Message
-from tether.store.content import ContentStore
+from tether.contracts.messages import Message, ToolCall
+from tether.store.content import BlobNotFound, ContentStore
 
 CACHE_SIZE = 64
 
@@ -55,6 +56,16 @@ class Conversations:
     def message_at(self, node: str) -> Message:
         """The one message a node adds to its conversation."""
         return Message.model_validate(json.loads(self.blobs.get(node))["message"])
+
+    def full_arguments(self, node: str | None, call: ToolCall) -> dict[str, Any]:
+        """A call's arguments whole: history holds them capped, the stored assistant message
+        (`node`) as the model gave them."""
+        if node is None:
+            return call.arguments
+        for stored in self.message_at(node).tool_calls:
+            if stored.id == call.id and stored.name == call.name:
+                return stored.arguments
+        raise BlobNotFound(f"call {call.id} is not in the stored message {node[:12]}")
 
     def _remember(self, head: str, messages: tuple[Message, ...]) -> None:
         self._cache[head] = messages

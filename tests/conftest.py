@@ -20,6 +20,8 @@ import pytest
 _DATA = tempfile.mkdtemp(prefix="tether-tests-")
 os.environ["TETHER_DATA_DIR"] = _DATA
 os.environ.setdefault("TETHER_WORKER_ID", f"tests-{uuid.uuid4().hex[:8]}")
+# The function tools the suite's workers serve (tests/tools_*.py).
+os.environ.setdefault("TETHER_TOOLS", "tests.tools_plain,tests.tools_decorated")
 
 from temporalio.client import Client  # noqa: E402
 from tether import client as tether_client  # noqa: E402

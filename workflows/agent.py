@@ -200,7 +200,7 @@ class AgentRun:
                     MODEL_CALL,
                     ModelCallInput(workflow_id=workflow.info().workflow_id, step=state.step,
                                    model=spec, head=state.head or "", append=append,
-                                   tools=list(tools)),
+                                   tools=list(tools), toolset=state.toolset),
                     result_type=ModelCallOutput,
                     start_to_close_timeout=self.options.model_timeout,
                     heartbeat_timeout=self.options.model_heartbeat,
@@ -400,7 +400,7 @@ class AgentRun:
                 StartConversationInput(
                     system_prompt=self._input.system_prompt, task=self._input.task,
                     models=[self._input.model, *self._input.fallback_models],
-                    max_cost_usd=self._input.budget.max_cost_usd),
+                    max_cost_usd=self._input.budget.max_cost_usd, tools=self._input.tools),
                 result_type=StartConversationOutput,
                 start_to_close_timeout=self.options.start_timeout,
                 retry_policy=self.options.start_retry,
@@ -411,6 +411,7 @@ class AgentRun:
             raise ApplicationError(root_message(error), type="RunRefused",
                                    non_retryable=True) from None
         self._state.head, self._state.models = started.head, started.models
+        self._state.toolset, self._state.routes = started.toolset, started.routes
         self._state.phase = "thinking"
 
 

@@ -38,6 +38,8 @@ class ActivityOptions:
     """How long a call may wait for the worker that holds the sandbox before the run
     concludes that worker is gone and continues in a new sandbox."""
     reap_timeout: timedelta = timedelta(minutes=5)
+    function_timeout: timedelta = timedelta(seconds=60)
+    """A function tool's attempt, when the tool names no timeout of its own."""
 
 
 DEFAULT_OPTIONS = ActivityOptions()

@@ -21,6 +21,7 @@ from tether.contracts import (
     Usage,
 )
 from tether.contracts.caps import cap_record
+from tether.contracts.tools import ToolRoute
 
 TRANSCRIPT_KEPT = 50
 
@@ -41,6 +42,10 @@ class RunState(BaseModel):
     models: list[ModelSpec] = Field(default_factory=list)
     head: str | None = None
     """The digest of the conversation so far, in the content store."""
+    toolset: str | None = None
+    """The digest of the run's tool specs in the content store, read at its start."""
+    routes: dict[str, ToolRoute] = Field(default_factory=dict)
+    """Where each of the run's tools runs (sandbox or worker function), read at its start."""
     step: int = 0
     usage: Usage = Field(default_factory=Usage)
     cost_known: bool = True

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 from tether.contracts import (
     AgentRunInput,
@@ -23,8 +24,9 @@ from tether.contracts import (
     ToolCallOutput,
     ToolResult,
 )
-from tether.contracts.activities import TOOL_CALL
+from tether.contracts.activities import FUNCTION_CALL, TOOL_CALL
 from tether.contracts.caps import cap_arguments
+from tether.contracts.tools import FunctionCallInput, ToolRoute
 from tether.workflows.failures import root_message, sandbox_lost, stop_if_cancelled
 from tether.workflows.options import ActivityOptions
 from tether.workflows.sandbox_lease import SandboxLease
@@ -55,6 +57,9 @@ class ToolRunner:
             problem = await self._await_approval(index, call)
         if problem is not None:
             return refused(call, problem)
+        route = self.state.routes.get(call.name)
+        if route is not None and route.kind == "function":
+            return await self._run_function(index, call, route)
         for attempt in range(2):
             sandbox = await self.lease.get()
             try:
@@ -92,6 +97,26 @@ class ToolRunner:
                     continue
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _run_function(
+        self, index: int, call: ToolCall, route: ToolRoute,
+    ) -> tuple[ToolResult, NewMessage]:
+        """A function tool: an activity on the shared queue, run by any worker that has it."""
+        try:
+            output = await workflow.execute_activity(
+                FUNCTION_CALL,
+                FunctionCallInput(workflow_id=workflow.info().workflow_id, step=self.state.step,
+                                  index=index, call=call, assistant_ref=self.state.head),
+                result_type=ToolCallOutput,
+                start_to_close_timeout=(timedelta(seconds=route.timeout_seconds)
+                                        if route.timeout_seconds else self.options.function_timeout),
+                retry_policy=RetryPolicy(maximum_attempts=route.retries + 1),
+                summary=f"step {self.state.step} · {call.name}",
+            )
+        except ActivityError as error:
+            stop_if_cancelled(error)
+            return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
+        return output.result, NewMessage(ref=output.message_ref)
 
     async def _await_approval(self, index: int, call: ToolCall) -> str | None:
         """Waits, durably, for a person's decision. Returns why the call may not run, or None."""

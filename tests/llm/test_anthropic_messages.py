@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.contracts import Message, ModelSpec, ToolCall
-from tether.llm.provider import TOOL_SCHEMAS
+from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ToolCall
 
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
@@ -70,7 +69,8 @@ async def test_several_tool_calls_in_one_turn_keep_their_ids_and_arguments(
         tool_use("toolu_02", "read_file", {"path": "notes.md"}),
     ))
     turn = await providers().get("anthropic").complete(
-        spec_for(anthropic_server), [Message(role="user", content="go")], ["shell", "read_file"]
+        spec_for(anthropic_server), [Message(role="user", content="go")],
+        [BUILTIN_TOOLS["shell"], BUILTIN_TOOLS["read_file"]],
     )
     assert turn.text == "I'll look around."
     assert turn.tool_calls == [
@@ -95,16 +95,16 @@ async def test_the_request_carries_the_tools_and_the_results_of_earlier_calls(
         Message(role="user", content="And now?"),
     ]
     await providers().get("anthropic").complete(
-        spec_for(anthropic_server), conversation, ["shell", "python"]
+        spec_for(anthropic_server), conversation, [BUILTIN_TOOLS["shell"], BUILTIN_TOOLS["python"]]
     )
 
     [request] = anthropic_server.requests
     assert request.body["system"] == "You are terse."
     assert request.body["tools"] == [
-        {"name": "shell", "description": TOOL_SCHEMAS["shell"]["description"],
-         "input_schema": TOOL_SCHEMAS["shell"]["parameters"]},
-        {"name": "python", "description": TOOL_SCHEMAS["python"]["description"],
-         "input_schema": TOOL_SCHEMAS["python"]["parameters"]},
+        {"name": "shell", "description": BUILTIN_TOOLS["shell"].description,
+         "input_schema": BUILTIN_TOOLS["shell"].parameters},
+        {"name": "python", "description": BUILTIN_TOOLS["python"].description,
+         "input_schema": BUILTIN_TOOLS["python"].parameters},
     ]
     # Both results and the next user text share one user message, results first.
     assert request.body["messages"] == [

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tether.contracts import Message, ModelSpec, ToolCall
-from tether.llm.provider import TOOL_SCHEMAS
+from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ToolCall
 
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
@@ -70,7 +69,7 @@ async def test_several_tool_calls_in_one_turn_keep_their_ids_and_arguments(
     ]))
     turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="go")],
-        ["shell", "write_file", "python"],
+        [BUILTIN_TOOLS[name] for name in ("shell", "write_file", "python")],
     )
     assert turn.text is None
     assert turn.tool_calls == [
@@ -95,13 +94,16 @@ async def test_the_request_carries_the_tools_and_the_results_of_earlier_calls(
         Message(role="tool", tool_call_id="call_2", name="read_file", content="hello"),
     ]
     await providers().get("openai").complete(
-        spec_for(openai_server), conversation, ["shell", "read_file"]
+        spec_for(openai_server), conversation, [BUILTIN_TOOLS["shell"], BUILTIN_TOOLS["read_file"]]
     )
 
     [request] = openai_server.requests
     assert request.body["tools"] == [
-        {"type": "function", "function": {"name": "shell", **TOOL_SCHEMAS["shell"]}},
-        {"type": "function", "function": {"name": "read_file", **TOOL_SCHEMAS["read_file"]}},
+        {"type": "function", "function": {"name": "shell", "description": BUILTIN_TOOLS["shell"].description,
+                                          "parameters": BUILTIN_TOOLS["shell"].parameters}},
+        {"type": "function", "function": {"name": "read_file",
+                                          "description": BUILTIN_TOOLS["read_file"].description,
+                                          "parameters": BUILTIN_TOOLS["read_file"].parameters}},
     ]
     assert request.body["messages"] == [
         {"role": "system", "content": "You are terse."},
@@ -150,7 +152,7 @@ async def test_malformed_tool_arguments_are_kept_raw_instead_of_failing_the_turn
     ]))
     turn = await providers().get("openai").complete(
         spec_for(openai_server), [Message(role="user", content="go")],
-        ["python", "shell", "read_file"],
+        [BUILTIN_TOOLS[name] for name in ("python", "shell", "read_file")],
     )
     assert [call.arguments for call in turn.tool_calls] == [
         {"_raw": '{"code": "print(1)"'}, {"_raw": "[1, 2]"}, {},

@@ -8,13 +8,13 @@ import threading
 from typing import Any
 
 import pytest
-from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, Usage
+from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ModelTurn, ToolCall, Usage
 
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
 
 ASK = [Message(role="user", content="go")]
-TOOLS = ["python", "shell", "read_file", "write_file"]
+TOOLS = list(BUILTIN_TOOLS.values())
 
 
 def answer(

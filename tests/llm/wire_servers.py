@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 import pytest
-from tether.contracts import Message, ModelSpec
+from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec
 from tether.llm.provider import ModelError
 
 from tests.helpers import providers
@@ -230,7 +230,8 @@ class Endpoint:
 
     async def call(self) -> None:
         on_text = self.seen.append if self.streaming else None
-        await providers().get(self.flavor).complete(self.spec, HELLO, ["shell"], on_text=on_text)
+        await providers().get(self.flavor).complete(
+            self.spec, HELLO, [BUILTIN_TOOLS["shell"]], on_text=on_text)
 
     async def failure(self) -> ModelError:
         with pytest.raises(ModelError) as caught:

@@ -1,0 +1,78 @@
+"""What a tool is to a run: its name, what the model is told of it, and where it runs.
+
+A run's tools are resolved once, when it starts, from the names in its input: the built-in
+sandbox tools below, and the functions the worker was given (`TETHER_TOOLS`). The specs are
+stored by digest and their routes recorded in the run's history, so a replay never depends on
+what a worker's registry holds today.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from tether.contracts.messages import ToolCall
+
+ToolKind = Literal["sandbox", "function"]
+
+
+class ToolRoute(BaseModel):
+    """What the workflow needs to send a call to its tool: no description, no schema."""
+
+    kind: ToolKind = "sandbox"
+    timeout_seconds: float | None = None
+    """A function tool's own timeout; sandbox tools use the run's `tool_timeout_seconds`."""
+    retries: int = Field(default=0, ge=0)
+    """How often a function tool's transient failures are retried."""
+
+
+class ToolSpec(ToolRoute):
+    """A tool as the model is told of it."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """The arguments' JSON Schema."""
+
+    def route(self) -> ToolRoute:
+        return ToolRoute.model_validate(self.model_dump(include=set(ToolRoute.model_fields)))
+
+
+def _sandbox_tool(name: str, description: str, **properties: dict[str, Any]) -> ToolSpec:
+    return ToolSpec(name=name, description=description, parameters={
+        "type": "object", "properties": properties, "required": list(properties)})
+
+
+BUILTIN_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in (
+    _sandbox_tool("python", "Run a Python 3 program in the sandbox. Returns exit code, stdout and stderr.",
+                  code={"type": "string", "description": "The program's source."}),
+    _sandbox_tool("shell", "Run a shell command (sh -c) in the sandbox's /workspace.",
+                  command={"type": "string"}),
+    _sandbox_tool("read_file", "Read a text file from the sandbox workspace.",
+                  path={"type": "string"}),
+    _sandbox_tool("write_file", "Write a text file into the sandbox workspace.",
+                  path={"type": "string"}, content={"type": "string"}),
+)}
+"""The tools every sandbox has, run by its executor."""
+
+
+class FunctionCallInput(BaseModel):
+    """One call of a function tool, run on a worker in the worker's own environment."""
+
+    workflow_id: str
+    step: int
+    index: int
+    call: ToolCall
+    """As history holds it: long arguments capped."""
+    assistant_ref: str | None = None
+    """The stored assistant message that asked for the call: the full arguments are in it."""
+
+    @property
+    def idempotency_key(self) -> str:
+        return call_key(self.workflow_id, self.step, self.index)
+
+
+def call_key(workflow_id: str, step: int, index: int) -> str:
+    """A tool call's idempotency key: stable across retries, workers and continue-as-new, so
+    the same call always has the same key, whatever kind of tool runs it."""
+    return f"{workflow_id}/{step}/{index}"
