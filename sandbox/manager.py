@@ -184,14 +184,14 @@ class SandboxManager:
     def managed(self, **label_filters: str) -> list[Container]:
         """Every container tether created on this engine (running or not)."""
         filters = [f"{LABEL_MANAGED}=1", *(f"{k}={v}" for k, v in label_filters.items())]
-        return self.engine.containers.list(all=True, filters={"label": filters})
+        return self.engine.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
 
     def for_run(self, workflow_id: str) -> list[Container]:
         """Every container of the run on this engine, created for it or claimed from a pool.
 
         Both kinds are named by `run_name`, so one query by the run's digest finds them all.
         """
-        return self.engine.containers.list(all=True, filters={
+        return self.engine.containers.list(all=True, ignore_removed=True, filters={
             "label": [f"{LABEL_MANAGED}=1"], "name": f"^/{_run_prefix(workflow_id)}"})
 
     def identity_of(self, container: Container) -> RunIdentity | None:

@@ -238,8 +238,10 @@ class AgentRun:
         return state.answer
 
     async def _continue_as_new(self) -> None:
-        # Updates in flight finish in this execution rather than being cut off.
+        # Updates in flight and removals of lost sandboxes finish in this execution rather
+        # than being cut off.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._lease.removals_done()
         if self._state.cancel_reason is not None:
             raise CancelRequested(self._state.cancel_reason)
         state = self._state

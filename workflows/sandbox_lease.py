@@ -25,6 +25,8 @@ class SandboxLease:
         self.options = options
         self.on_change = on_change
         self.acquiring: asyncio.Task[SandboxHandle] | None = None
+        self.removing: list[asyncio.Task[None]] = []
+        """Removals of lost sandboxes, started when they were lost; the run's end awaits them."""
 
     async def get(self) -> SandboxHandle:
         """The run's sandbox, created by the first caller; concurrent callers share it."""
@@ -55,21 +57,37 @@ class SandboxLease:
         return self._adopt(handle)
 
     def lose(self, sandbox: SandboxHandle) -> None:
-        """Forgets a sandbox whose worker or container is gone: the next call gets a new one.
-        Calls that lose the same sandbox at once replace it once, not once each."""
-        if self.state.sandbox == sandbox:
-            self.state.sandbox = None
-            self.on_change()
+        """Forgets a sandbox whose worker or container is gone: the next call gets a new one,
+        and the lost one is removed at once (a container restarted by its engine, or one
+        whose stream broke, must not stay behind). Calls that lose the same sandbox at once
+        replace it once, not once each."""
+        if self.state.sandbox != sandbox:
+            return
+        self.state.sandbox = None
+        self.on_change()
+        if workflow.patched("remove-lost-sandbox"):
+            self.removing.append(asyncio.ensure_future(
+                self._remove(sandbox, summary="remove lost sandbox")))
 
     async def release(self) -> None:
+        """Removes the run's sandbox, and waits for lost ones being removed."""
         if self.acquiring is not None:
             try:
                 self._adopt(await self.acquiring)
             except ActivityError:
                 self.acquiring = None  # nothing was made
         sandbox, self.state.sandbox = self.state.sandbox, None
-        if sandbox is None:
-            return
+        if sandbox is not None:
+            await self._remove(sandbox)
+        await self.removals_done()
+
+    async def removals_done(self) -> None:
+        """Waits for the lost sandboxes' removals: before the run ends or continues as new."""
+        if self.removing:
+            await asyncio.gather(*self.removing)
+            self.removing.clear()
+
+    async def _remove(self, sandbox: SandboxHandle, summary: str = "release sandbox") -> None:
         try:
             await workflow.execute_activity(
                 RELEASE_SANDBOX, ReleaseInput(container_id=sandbox.container_id),
@@ -78,7 +96,7 @@ class SandboxLease:
                 start_to_close_timeout=self.options.release_timeout,
                 schedule_to_start_timeout=self.options.host_worker_wait,
                 retry_policy=self.options.sandbox_retry,
-                summary="release sandbox",
+                summary=summary,
             )
         except ActivityError as error:
             # Its worker is gone: the reaper on that host removes the container.

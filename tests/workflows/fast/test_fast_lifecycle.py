@@ -54,7 +54,7 @@ async def test_a_lost_sandbox_is_replaced_and_the_call_runs_again_in_the_new_one
         "sandbox on stand-in lost (SandboxGone: container box-1 is gone); continuing in a new sandbox")
     assert steps[0].tool_results[0].exit_code == 0
     assert steps[0].tool_results[0].stdout == "ran 'make' in box-2"
-    assert fakes.released == ["box-2"]
+    assert fakes.released == ["box-1", "box-2"]  # the lost one at once, the other at the end
 
 
 async def test_two_calls_that_lose_the_same_sandbox_at_once_replace_it_once(fast_client: Client):
@@ -69,7 +69,7 @@ async def test_two_calls_that_lose_the_same_sandbox_at_once_replace_it_once(fast
         (f"{handle.id}/1/0", "box-1"), (f"{handle.id}/1/0", "box-2"),
         (f"{handle.id}/1/1", "box-1"), (f"{handle.id}/1/1", "box-2"),
     ]
-    assert fakes.released == ["box-2"]
+    assert sorted(fakes.released) == ["box-1", "box-2"]  # box-1 once, though both calls lost it
 
 
 async def test_an_invalid_input_fails_the_run_at_once_with_a_non_retryable_error(fast_client: Client):
