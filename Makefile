@@ -15,6 +15,9 @@ $(INSTALLED): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# A real third-party MCP server for the tests (streamable HTTP), where npm is installed.
+	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/npm \
+		@modelcontextprotocol/server-everything@2026.8.31 || echo "npm not found: MCP HTTP tests will say so"
 	@touch $@
 
 docker:

@@ -29,6 +29,7 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
 from tether import tracing
 from tether.activities.functions import FunctionActivities
+from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
 from tether.activities.tools import ToolActivities
@@ -54,15 +55,19 @@ class HostActivities:
 
     sandboxes: SandboxActivities
     tools: ToolActivities
+    mcp: McpActivities
     pool: WarmPool | None
 
     def shared(self) -> list[Callable[..., object]]:
-        """Served on the shared queue: any worker with an engine may take them."""
-        return [self.sandboxes.acquire, self.sandboxes.reap]
+        """Served on the shared queue: any worker with an engine may take them (MCP servers
+        reached over HTTP among them)."""
+        return [self.sandboxes.acquire, self.sandboxes.reap, self.mcp.list_tools, self.mcp.call]
 
     def on_host(self) -> list[Callable[..., object]]:
-        """Served on this worker's own queue: they need the engine that holds the sandbox."""
-        return [self.tools.call_tool, self.sandboxes.release, self.sandboxes.reap]
+        """Served on this worker's own queue: they need the engine that holds the sandbox
+        (MCP servers that run in it among them)."""
+        return [self.tools.call_tool, self.sandboxes.release, self.sandboxes.reap,
+                self.mcp.list_tools, self.mcp.call]
 
 
 class TetherPlugin(SimplePlugin):
@@ -132,6 +137,7 @@ class TetherPlugin(SimplePlugin):
                     host_queue=settings.host_task_queue(task_queue), pool=pool,
                     ttl_seconds=settings.sandbox_ttl_seconds),
                 tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes),
+                mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes),
                 pool=pool,
             )
         return self._host

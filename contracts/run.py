@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
+from tether.contracts.tools import McpServer
 
 ALL_TOOLS: tuple[str, ...] = ("python", "shell", "read_file", "write_file")
 """The built-in sandbox tools, every run's by default."""
@@ -126,6 +127,8 @@ class AgentRunInput(Strict):
     budget: Budget = Field(default_factory=Budget)
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+    """MCP servers whose tools the run may call, offered as `<server>__<tool>`."""
     continue_as_new_after_steps: int | None = Field(default=500, ge=1)
     """Steps per workflow execution before the run continues as new (also when Temporal
     suggests it). Invisible in the result; keeps any run's history small."""

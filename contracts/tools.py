@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tether.contracts.messages import ToolCall
 
-ToolKind = Literal["sandbox", "function"]
+ToolKind = Literal["sandbox", "function", "mcp"]
+MCP_SEPARATOR = "__"
+"""An MCP server's tools are offered to the model as `<server>__<tool>`."""
 
 
 class ToolRoute(BaseModel):
@@ -24,6 +26,10 @@ class ToolRoute(BaseModel):
     """A function tool's own timeout; sandbox tools use the run's `tool_timeout_seconds`."""
     retries: int = Field(default=0, ge=0)
     """How often a function tool's transient failures are retried."""
+    server: str | None = None
+    """An MCP tool's server, by its name in the run's `mcp_servers`."""
+    remote_name: str | None = None
+    """An MCP tool's own name on its server."""
 
 
 class ToolSpec(ToolRoute):
@@ -76,3 +82,57 @@ def call_key(workflow_id: str, step: int, index: int) -> str:
     """A tool call's idempotency key: stable across retries, workers and continue-as-new, so
     the same call always has the same key, whatever kind of tool runs it."""
     return f"{workflow_id}/{step}/{index}"
+
+
+class McpServer(BaseModel):
+    """An MCP server whose tools a run may call: a stdio server started inside the run's own
+    sandbox (`command`, `where: "sandbox"`), or a streamable-HTTP server the worker reaches
+    (`url`, header values read from the worker's environment by variable name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    command: list[str] | None = Field(default=None, min_length=1)
+    where: Literal["sandbox"] | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    """Header name → the name of the worker's environment variable holding its value."""
+    tools: list[str] | None = None
+    """Only these of the server's tools; all of them when unset."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"MCP server {self.name!r} needs either a command or a url")
+        if self.command is not None and self.where != "sandbox":
+            raise ValueError(
+                f"MCP server {self.name!r}: a command runs in the run's sandbox: add \"where\": \"sandbox\"")
+        if self.url is not None and self.where is not None:
+            raise ValueError(f"MCP server {self.name!r}: a url server runs where it is; drop \"where\"")
+        return self
+
+
+class McpListInput(BaseModel):
+    """Lists the tools of a run's MCP servers, adds them to its toolset, and returns both."""
+
+    toolset: str
+    servers: list[McpServer]
+    container_id: str | None = None
+    """The run's sandbox, for servers that run in it."""
+
+
+class McpListOutput(BaseModel):
+    toolset: str
+    routes: dict[str, ToolRoute]
+
+
+class McpCallInput(BaseModel):
+    workflow_id: str
+    step: int
+    index: int
+    call: ToolCall
+    assistant_ref: str | None = None
+    server: McpServer
+    remote_name: str
+    container_id: str | None = None
+    timeout_seconds: float = 60.0

@@ -30,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
         StartConversationOutput,
         StepRecord,
     )
-    from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
+    from tether.contracts.activities import MCP_LIST_TOOLS, MODEL_CALL, START_CONVERSATION
+    from tether.contracts.tools import McpListInput, McpListOutput
     from tether.workflows import budget as budgets
     from tether.workflows import visibility
     from tether.workflows.budget import BudgetExhausted, Spent
@@ -94,6 +95,8 @@ class AgentRun:
         try:
             if self._state.head is None:
                 await self._start_conversation()
+                if self._input.mcp_servers:
+                    await self._list_mcp_tools()
             return await self._loop()
         except workflow.ContinueAsNewError:
             release = False  # the next execution carries the sandbox on
@@ -146,7 +149,8 @@ class AgentRun:
         state = self._state
         state.step += 1
         try:
-            turn, served_by, note = await self._model_turn(tools=[] if final else self._input.tools)
+            turn, served_by, note = await self._model_turn(
+                tools=[] if final else state.tool_names(self._input.tools))
         except asyncio.CancelledError:
             state.record(StepRecord(step=state.step, model=self._model_label(),
                                     note="interrupted during the model call"))
@@ -392,6 +396,29 @@ class AgentRun:
 
     def _spent(self) -> Spent:
         return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed())
+
+    async def _list_mcp_tools(self) -> None:
+        """Lists the run's MCP servers' tools once, at its start, and adds them to its tools;
+        a server that runs in the sandbox is started there to be asked."""
+        state = self._state
+        in_sandbox = any(server.command for server in self._input.mcp_servers)
+        sandbox = await self._lease.get() if in_sandbox else None
+        try:
+            listed = await workflow.execute_activity(
+                MCP_LIST_TOOLS,
+                McpListInput(toolset=state.toolset or "", servers=self._input.mcp_servers,
+                             container_id=sandbox.container_id if sandbox else None),
+                result_type=McpListOutput,
+                task_queue=sandbox.task_queue if sandbox else None,
+                start_to_close_timeout=self.options.mcp_list_timeout,
+                schedule_to_start_timeout=self.options.host_worker_wait if sandbox else None,
+                retry_policy=self.options.mcp_list_retry,
+                summary="list MCP tools",
+            )
+        except ActivityError as error:
+            raise ApplicationError(f"the run's MCP servers could not be listed: {root_message(error)}",
+                                   type="RunRefused", non_retryable=True) from None
+        state.toolset, state.routes = listed.toolset, listed.routes
 
     async def _start_conversation(self) -> None:
         try:

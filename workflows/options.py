@@ -38,6 +38,10 @@ class ActivityOptions:
     """How long a call may wait for the worker that holds the sandbox before the run
     concludes that worker is gone and continues in a new sandbox."""
     reap_timeout: timedelta = timedelta(minutes=5)
+    mcp_list_timeout: timedelta = timedelta(minutes=2)
+    """Starting a run's MCP servers (in its sandbox, or over HTTP) and listing their tools."""
+    mcp_list_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        maximum_attempts=3, non_retryable_error_types=["McpUnavailable"]))
     function_timeout: timedelta = timedelta(seconds=60)
     """A function tool's attempt, when the tool names no timeout of its own."""
 

@@ -72,6 +72,10 @@ class RunState(BaseModel):
     """How many times this run has continued as new."""
     continued_at_step: int = 0
 
+    def tool_names(self, asked: list[str]) -> list[str]:
+        """The tools the model may call: those the run asked for, and its MCP servers'."""
+        return [*asked, *(name for name, route in self.routes.items() if route.kind == "mcp")]
+
     def record(self, entry: StepRecord) -> None:
         self.transcript.append(cap_record(entry))
         del self.transcript[:-TRANSCRIPT_KEPT]

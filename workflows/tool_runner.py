@@ -24,9 +24,9 @@ from tether.contracts import (
     ToolCallOutput,
     ToolResult,
 )
-from tether.contracts.activities import FUNCTION_CALL, TOOL_CALL
+from tether.contracts.activities import FUNCTION_CALL, MCP_CALL, TOOL_CALL
 from tether.contracts.caps import cap_arguments
-from tether.contracts.tools import FunctionCallInput, ToolRoute
+from tether.contracts.tools import FunctionCallInput, McpCallInput, ToolRoute
 from tether.workflows.failures import root_message, sandbox_lost, stop_if_cancelled
 from tether.workflows.options import ActivityOptions
 from tether.workflows.sandbox_lease import SandboxLease
@@ -52,7 +52,7 @@ class ToolRunner:
         return [result for result, _ in outcomes]
 
     async def _run_one(self, index: int, call: ToolCall) -> tuple[ToolResult, NewMessage]:
-        problem = invalid_call_reason(call, self.input.tools)
+        problem = invalid_call_reason(call, self.state.tool_names(self.input.tools))
         if problem is None and call.name in self.input.approval.tools:
             problem = await self._await_approval(index, call)
         if problem is not None:
@@ -60,6 +60,8 @@ class ToolRunner:
         route = self.state.routes.get(call.name)
         if route is not None and route.kind == "function":
             return await self._run_function(index, call, route)
+        if route is not None and route.kind == "mcp":
+            return await self._run_mcp(index, call, route)
         for attempt in range(2):
             sandbox = await self.lease.get()
             try:
@@ -117,6 +119,42 @@ class ToolRunner:
             stop_if_cancelled(error)
             return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
         return output.result, NewMessage(ref=output.message_ref)
+
+    async def _run_mcp(self, index: int, call: ToolCall, route: ToolRoute) -> tuple[ToolResult, NewMessage]:
+        """An MCP server's tool: on the worker that holds the run's sandbox for a server that
+        runs in it (started again in a new sandbox when one is lost), on any worker for a
+        server reached over HTTP."""
+        [server] = [s for s in self.input.mcp_servers if s.name == route.server]
+        in_sandbox = server.command is not None
+        for attempt in range(2):
+            sandbox = await self.lease.get() if in_sandbox else None
+            try:
+                output = await workflow.execute_activity(
+                    MCP_CALL,
+                    McpCallInput(workflow_id=workflow.info().workflow_id, step=self.state.step,
+                                 index=index, call=call, assistant_ref=self.state.head, server=server,
+                                 remote_name=route.remote_name or call.name,
+                                 container_id=sandbox.container_id if sandbox else None,
+                                 timeout_seconds=self.input.sandbox.tool_timeout_seconds),
+                    result_type=ToolCallOutput,
+                    task_queue=sandbox.task_queue if sandbox else None,
+                    start_to_close_timeout=timedelta(
+                        seconds=self.input.sandbox.tool_timeout_seconds) + self.options.tool_grace,
+                    schedule_to_start_timeout=self.options.host_worker_wait if sandbox else None,
+                    retry_policy=self.options.tool_retry,
+                    summary=f"step {self.state.step} · {server.name}.{route.remote_name}",
+                )
+                return output.result, NewMessage(ref=output.message_ref)
+            except ActivityError as error:
+                stop_if_cancelled(error)
+                if sandbox is not None and attempt == 0 and sandbox_lost(error):
+                    self.state.last_error = (
+                        f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
+                        f"starting MCP server {server.name!r} again in a new sandbox")
+                    self.lease.lose(sandbox)
+                    continue
+                return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _await_approval(self, index: int, call: ToolCall) -> str | None:
         """Waits, durably, for a person's decision. Returns why the call may not run, or None."""

@@ -1,0 +1,168 @@
+"""MCP servers' tools in runs, end to end through a real worker and engine, against real
+third-party servers: `mcp-server-time` (PyPI) as a stdio server inside the run's own sandbox,
+and `@modelcontextprotocol/server-everything` (npm) over streamable HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from tether import client as tether
+from tether.sandbox.image_build import build_image
+
+from tests.helpers import free_port, sandboxes, sandboxes_of, wait_for
+from tests.scripts import scripted_run
+from tests.workflows.histories import activities
+
+ROOT = Path(__file__).resolve().parents[1]
+EVERYTHING = ROOT / ".venv" / "npm" / "node_modules" / "@modelcontextprotocol" / "server-everything"
+LOOPBACK_ONLY = ROOT / "tests" / "loopback_only.cjs"
+TIME_SERVER = {"name": "time", "command": ["python3", "-m", "mcp_server_time", "--local-timezone", "UTC"],
+               "where": "sandbox"}
+
+
+def call(name: str, **arguments: object) -> dict:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+ANSWER = {"text": "{{last_output}}"}
+
+
+@pytest.fixture(scope="module")
+def time_image(docker_engine) -> Iterator[str]:
+    """A sandbox image with the third-party time server installed (`tether image build`)."""
+    tag = f"tether-test-mcp-time:{uuid.uuid4().hex[:8]}"
+    build_image(docker_engine, tag, pip=["mcp-server-time"])
+    yield tag
+    docker_engine.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def everything_url() -> Iterator[str]:
+    """server-everything over streamable HTTP, kept on loopback (see tests/loopback_only.cjs)."""
+    node = shutil.which("node")
+    if node is None or not EVERYTHING.exists():
+        pytest.fail("server-everything is not installed: `make setup` installs it with npm")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "NODE_OPTIONS": f"--require {LOOPBACK_ONLY}"}
+    process = subprocess.Popen([node, str(EVERYTHING / "dist" / "index.js"), "streamableHttp"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if b"listening" in line:
+                break
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_a_stdio_server_runs_in_the_runs_own_sandbox_and_its_tool_answers(
+    temporal_client: Client, worker: str, time_image: str
+):
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "what time is it?", call("time__get_current_time", timezone="Europe/Paris"), ANSWER,
+        tools=[], mcp_servers=[TIME_SERVER], sandbox={"image": time_image}), task_queue=worker)
+    result = await handle.result()
+    assert result.status == "completed"
+    answer = json.loads(result.output or "")
+    assert answer["timezone"] == "Europe/Paris" and "datetime" in answer
+    summaries = [a.summary for a in await activities(temporal_client, handle)]
+    assert summaries[:3] == ["acquire sandbox", "list MCP tools", "step 1 · scripted"]
+    assert "step 1 · time.get_current_time" in summaries
+    assert sandboxes_of(handle.id) == []
+
+
+async def test_the_model_is_offered_the_servers_tools_by_prefixed_name_and_only_those_chosen(
+    temporal_client: Client, worker: str, everything_url: str
+):
+    server = {"name": "every", "url": everything_url, "tools": ["echo", "get-sum"]}
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "add", call("every__get-sum", a=2, b=40), ANSWER, tools=[], mcp_servers=[server]),
+        task_queue=worker)
+    result = await handle.result()
+    assert result.output == "The sum of 2 and 40 is 42."
+    ran = await activities(temporal_client, handle)
+    [listed] = [a for a in ran if a.type == "mcp_list_tools"]
+    assert sorted(listed.result["routes"]) == ["every__echo", "every__get-sum"]
+    assert not [a for a in ran if a.type == "acquire_sandbox"]  # an HTTP server needs no sandbox
+
+
+async def test_an_http_servers_headers_come_from_the_workers_environment(
+    temporal_client: Client, worker: str, everything_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    server = {"name": "every", "url": everything_url, "headers_env": {"X-Team-Token": "MISSING_TOKEN_VAR"}}
+    monkeypatch.delenv("MISSING_TOKEN_VAR", raising=False)
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "echo", call("every__echo", message="x"), ANSWER, tools=[], mcp_servers=[server]),
+        task_queue=worker)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert "needs $MISSING_TOKEN_VAR set on the worker" in str(failure.value.cause)
+
+
+async def test_an_mcp_tool_waits_for_approval_and_an_error_reaches_the_model(
+    temporal_client: Client, worker: str, everything_url: str
+):
+    server = {"name": "every", "url": everything_url}
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "sum", call("every__get-sum", a="two", b=1), {"text": "could not"}, tools=[],
+        mcp_servers=[server], approval={"tools": ["every__get-sum"]}), task_queue=worker)
+
+    async def waiting() -> bool:
+        status = await tether.get_status(temporal_client, handle.id)
+        return [p.tool for p in status.pending_approvals] == ["every__get-sum"]
+
+    await wait_for(waiting, what="the approval")
+    await handle.execute_update("approve", args=["1-0", True])
+    assert (await handle.result()).status == "completed"
+    [step, _] = await tether.get_transcript(temporal_client, handle.id)
+    assert step.tool_results[0].exit_code == 1 and step.tool_results[0].stderr
+
+
+async def test_a_lost_sandbox_starts_its_mcp_server_again_in_the_new_one(
+    temporal_client: Client, worker: str, time_image: str
+):
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "time twice", call("shell", command="sleep 3"),
+        call("time__get_current_time", timezone="UTC"), ANSWER,
+        tools=["shell"], mcp_servers=[TIME_SERVER], sandbox={"image": time_image}), task_queue=worker)
+    await wait_for(lambda: sandboxes_of(handle.id), what="the sandbox")
+    [first] = sandboxes_of(handle.id)
+    await asyncio.sleep(1)
+    await asyncio.to_thread(sandboxes().remove, first.id)  # the engine loses it mid-run
+    result = await handle.result()
+    assert result.status == "completed"
+    assert json.loads(result.output or "")["timezone"] == "UTC"
+    summaries = [a.summary for a in await activities(temporal_client, handle)]
+    assert summaries.count("acquire sandbox") == 2
+
+
+async def test_an_unknown_server_tool_name_in_the_input_fails_the_run_at_start(
+    temporal_client: Client, worker: str, everything_url: str
+):
+    server = {"name": "every", "url": everything_url, "tools": ["no-such-tool"]}
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "x", ANSWER, tools=[], mcp_servers=[server]), task_queue=worker)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert "has no tool 'no-such-tool'" in str(failure.value.cause)
+
+
+def test_a_server_is_either_a_sandboxed_command_or_a_url():
+    from pydantic import ValidationError
+    from tether.contracts import AgentRunInput
+
+    with pytest.raises(ValidationError, match="either a command or a url"):
+        AgentRunInput.model_validate({"task": "x", "mcp_servers": [{"name": "a"}]})
+    with pytest.raises(ValidationError, match='add "where": "sandbox"'):
+        AgentRunInput.model_validate({"task": "x", "mcp_servers": [{"name": "a", "command": ["x"]}]})
