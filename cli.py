@@ -122,7 +122,13 @@ def run(
         run_input = AgentRunInput.model_validate(raw)
     except ValidationError as error:
         fail(f"invalid run input: {error}")
-    asyncio.run(_run(run_input, workflow_id, wait, as_json))
+    try:
+        asyncio.run(_run(run_input, workflow_id, wait, as_json))
+    except typer.Exit:
+        raise
+    except Exception as error:
+        _unreachable(error)
+        raise
 
 
 async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: bool) -> None:
@@ -146,6 +152,7 @@ async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: boo
         with console.status("running", spinner="dots") if not as_json else nullcontext():
             result = await handle.result()
     except Exception as error:
+        _unreachable(error)  # the server went away while waiting: not the run's failure
         if as_json:
             print(json.dumps({**links, "status": "failed", "error": _cause(error)}))
             raise typer.Exit(1) from None
@@ -239,6 +246,7 @@ def _read(workflow_id: str, what: str, go: Callable[[], Coroutine[Any, Any, Any]
     except typer.Exit:
         raise
     except Exception as error:
+        _unreachable(error)
         fail(f"cannot read {what} of run {workflow_id}: {_cause(error)}",
              "check the workflow id: temporal workflow list")
 
@@ -256,6 +264,7 @@ def _update(workflow_id: str, name: str, *args: Any) -> None:
     except typer.Exit:
         raise
     except Exception as error:
+        _unreachable(error)
         fail(f"{name} refused: {_cause(error)}", f"check the run: tether status {workflow_id}")
     console.print(literal(changed if isinstance(changed, str) else json.dumps(changed)),
                   soft_wrap=True)
@@ -377,7 +386,12 @@ def demo(
     """Run the demo agent end to end on the embedded default."""
     from tether.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(script, console, settings())))
+    try:
+        code = asyncio.run(run_demo(script, console, settings()))
+    except Exception as error:
+        _unreachable(error)
+        raise
+    raise typer.Exit(code)
 
 
 image_app = typer.Typer(help="Sandbox images with your own packages.", no_args_is_help=True)
@@ -471,15 +485,43 @@ def stop_server() -> None:
     console.print("stopped the dev server" if stopped else "no background dev server")
 
 
+UNREACHABLE_HINT = ("check that it runs: start one with `tether server` (or `tether dev`), "
+                    "or set TEMPORAL_ADDRESS to the address of one")
+
+
 async def _connect() -> Any:
     from tether import client
 
-    address = settings().temporal_address
     try:
         return await client.connect(settings())
+    except ConnectionError as error:  # no Temporal server answers there
+        _unreachable(error)
+        raise
     except Exception as error:
-        fail(f"cannot reach Temporal at {address}: {error}",
-             "start one with `tether server` (or `tether dev`), or set TEMPORAL_ADDRESS")
+        fail(f"cannot connect to the Temporal server at {settings().temporal_address}: "
+             f"{_cause(error).splitlines()[0][:300]} — {UNREACHABLE_HINT}")
+
+
+def _unreachable(error: BaseException) -> None:
+    """Fails with one line, exit code 2, when `error` (or what caused it) is the Temporal
+    server being unreachable: at connection, or lost in the middle of a command."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    address = settings().temporal_address
+    seen: BaseException | None = error
+    for _ in range(20):  # a chain of causes; never a cycle's endless walk
+        if seen is None:
+            return
+        if isinstance(seen, ConnectionError) and "Temporal server at" in str(seen):
+            fail(f"{seen} — {UNREACHABLE_HINT}")  # from tether.client.connect
+        if isinstance(seen, RPCError) and seen.status == RPCStatusCode.UNAVAILABLE:
+            fail(f"the Temporal server at {address} is unreachable: "
+                 f"{seen.message.splitlines()[0][:200] if seen.message else 'unavailable'}"
+                 f" — {UNREACHABLE_HINT}")
+        if isinstance(seen, embedded.ServerUnavailable):  # `tether demo` finding its server
+            fail(f"the Temporal server at {address} is unreachable — {UNREACHABLE_HINT}"
+                 if "does not answer" in str(seen) else str(seen))
+        seen = seen.__cause__ or seen.__context__
 
 
 def _cause(error: BaseException) -> str:

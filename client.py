@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -28,14 +29,28 @@ async def connect(
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     """A Temporal client with the pydantic data converter tether's contracts need, for the
-    server `settings` name (TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE by default)."""
+    server `settings` name (TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE by default).
+
+    Raises `ConnectionError` ("the Temporal server at ADDRESS is unreachable: why", one
+    line) when no Temporal server answers there; its cause is the SDK's own error."""
     settings = settings or TetherSettings()
-    return await Client.connect(
-        address or settings.temporal_address,
-        namespace=namespace or settings.namespace,
-        data_converter=pydantic_data_converter,
-        interceptors=interceptors,
-    )
+    address = address or settings.temporal_address
+    try:
+        return await Client.connect(
+            address,
+            namespace=namespace or settings.namespace,
+            data_converter=pydantic_data_converter,
+            interceptors=interceptors,
+        )
+    except RuntimeError as error:
+        # The SDK's connection failures are a RuntimeError wrapping a Rust error dump; its
+        # first quoted message ("Connection refused", a DNS error, "Timeout expired") says why.
+        text = str(error)
+        if not text.startswith("Failed client connect"):
+            raise
+        why = re.search(r'(?:message|error): "([^"]+)"', text)
+        reason = why.group(1) if why else text.removeprefix("Failed client connect: ")[:200]
+        raise ConnectionError(f"the Temporal server at {address} is unreachable: {reason}") from error
 
 
 async def start_run(

@@ -24,7 +24,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from tether.client import connect
 from tether.contracts import ReapInput
@@ -85,6 +85,90 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
     await running
 
 
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 10.0
+"""Backoff between attempts to reach an unreachable Temporal server: 1 s, doubling, at most 10 s."""
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+async def connect_until_reachable(settings: TetherSettings, stop: asyncio.Event) -> Client | None:
+    """Connects to the Temporal server, retrying with backoff for as long as it is
+    unreachable, one log line per attempt; None when `stop` is set first."""
+    delay = RETRY_FIRST_SECONDS
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        connecting = asyncio.create_task(connect(settings))
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([connecting, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if stop.is_set():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            return None
+        try:
+            client = connecting.result()
+        except ConnectionError as error:  # tether.client.connect: no server answers
+            log.warning("%s; retrying in %g s (attempt %d)", error, delay, attempt)
+        else:
+            if attempt > 1:
+                log.info("connected to the Temporal server at %s", settings.temporal_address)
+            return client
+        if await _stopped_within(stop, delay):
+            return None
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
+    return None
+
+
+def lost_the_server(error: BaseException) -> bool:
+    """Whether a worker failure came from the Temporal server being unreachable (rather than,
+    say, a missing Docker engine or a bad tools module, which must stop the worker)."""
+    seen: BaseException | None = error
+    for _ in range(20):  # a chain of causes; never a cycle's endless walk
+        if seen is None:
+            return False
+        if isinstance(seen, RPCError) and seen.status in (
+                RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return True
+        text = str(seen)
+        if any(mark in text for mark in (
+                "code: Unavailable", "tcp connect error", "Failed client connect",
+                "Temporal server at")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def run_until_stopped(settings: TetherSettings, stop: asyncio.Event) -> None:
+    """Connects (waiting for an unreachable server) and serves until `stop` is set. The
+    SDK's worker rides out a server outage by itself, retrying its polls; should it fail
+    anyway because the server is gone, this reconnects and starts a new worker."""
+    delay = RETRY_FIRST_SECONDS
+    while not stop.is_set():
+        client = await connect_until_reachable(settings, stop)
+        if client is None:
+            return
+        try:
+            await serve(client, stop, settings=settings)
+            return
+        except Exception as error:
+            if stop.is_set() or not lost_the_server(error):
+                raise
+            log.warning("the worker stopped: the Temporal server at %s was lost (%s); "
+                        "starting again in %g s", settings.temporal_address,
+                        str(error).splitlines()[0][:300] if str(error) else type(error).__name__,
+                        delay)
+        if await _stopped_within(stop, delay):
+            return
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
 async def main(settings: TetherSettings | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # First of all: a signal that arrives while the worker connects must stop it, not be
@@ -93,9 +177,7 @@ async def main(settings: TetherSettings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    settings = settings or TetherSettings()
-    client = await connect(settings)
-    await serve(client, stop, settings=settings)
+    await run_until_stopped(settings or TetherSettings(), stop)
 
 
 if __name__ == "__main__":
