@@ -14,8 +14,24 @@ from tether.contracts import SandboxSpec
 SANDBOX_UID = 10001
 WORKSPACE = "/workspace"
 TMP_MB = 64
+SHM_MB = 64
+FILES_PER_MB = 128
+"""Files a memory-backed mount may hold per MiB of its size (room for files of 8 KiB on
+average): without a cap, empty files cost no space yet pin about a KiB of kernel memory each."""
+INODE_BYTES = 1536
+"""What the kernel charges a container for one tmpfs file (inode and dentry), rounded up."""
 NOFILE = 1024
 HOST_NPROC = 8192
+# The executor lowers its own OOM score to this (an unprivileged process may, down to 0) and
+# starts every tool at 1000: within the sandbox's memory limit, the kernel kills a tool first.
+# Under host memory pressure, tools and then executors still die before anything outside.
+EXECUTOR_OOM_SCORE_ADJ = 500
+# gVisor's kernel (the Sentry), its file proxy and, on the ptrace platform, host stub
+# processes for every sandboxed process (about 5 each, measured) run in the container's
+# cgroup: they need room of their own.
+GVISOR_MEMORY_MB = 64
+GVISOR_HOST_PIDS_PER_PROCESS = 8
+GVISOR_HOST_PIDS = 128
 # Half the engine's default weight: when the CPU is contended, the runtime's own containers
 # (Temporal, its database) win over sandboxes. `cpus` still caps each sandbox outright.
 CPU_SHARES = 512
@@ -25,42 +41,88 @@ CPU_SHARES = 512
 RESTART_POLICY = {"Name": "on-failure", "MaximumRetryCount": 5}
 
 
+def is_gvisor(runtime: str | None) -> bool:
+    """Whether the OCI runtime is gVisor's `runsc` (under the names engines usually give it)."""
+    return runtime is not None and (runtime.startswith("runsc") or "gvisor" in runtime)
+
+
+def files_for(size_mb: int) -> int:
+    return max(1024, size_mb * FILES_PER_MB)
+
+
+def tmpfs_mb(size_mb: int) -> int:
+    """The memory a tmpfs of `size_mb` can take, full of data or full of files."""
+    return size_mb + -(-files_for(size_mb) * INODE_BYTES // (1 << 20))
+
+
+def memory_limit_mb(spec: SandboxSpec) -> int:
+    """The container's memory limit: `memory_mb` for the executor and the tools, plus all the
+    memory-backed space (workspace, /tmp, /dev/shm), whose pages the kernel charges to the
+    container too. A full workspace then gives the tool ENOSPC and leaves `memory_mb` whole."""
+    limit = spec.memory_mb + tmpfs_mb(spec.disk_mb) + tmpfs_mb(TMP_MB) + tmpfs_mb(SHM_MB)
+    return limit + (GVISOR_MEMORY_MB if is_gvisor(spec.runtime) else 0)
+
+
+def executor_environment(spec: SandboxSpec) -> dict[str, str]:
+    """The executor's environment: tether's own non-secret values, nothing from the host.
+    Tools never see it (the executor gives them an environment of their own)."""
+    env = {"TETHER_MEMORY_MB": str(spec.memory_mb)}
+    if is_gvisor(spec.runtime):
+        # gVisor (this release) has no OOM killer of its own: past the cgroup's limit the host
+        # kills the whole sandbox. A per-process address-space cap stops one runaway tool first.
+        env["TETHER_ADDRESS_SPACE_MB"] = str(spec.memory_mb)
+    return env
+
+
+def _tmpfs(size_mb: int, options: str) -> str:
+    return f"{options},size={size_mb}m,nr_inodes={files_for(size_mb)}"
+
+
 def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) -> dict[str, Any]:
     """Keyword arguments for `containers.create` that make a hardened sandbox."""
+    gvisor = is_gvisor(spec.runtime)
+    memory = f"{memory_limit_mb(spec)}m"
     kwargs: dict[str, Any] = dict(
         image=spec.image,
         name=name,
         labels=labels,
         hostname="sandbox",
         # No network at all: not even loopback to the host. Nothing from the host's
-        # environment either: the container's env is the image's alone.
+        # environment either: the image's, and the limits the executor reports.
         network_mode="none",
-        environment={},
+        environment=executor_environment(spec),
         user=f"{SANDBOX_UID}:{SANDBOX_UID}",
         read_only=True,
         tmpfs={
-            # The workspace is the only sizeable writable place, bounded by disk_mb. Like
-            # /tmp and /dev/shm it lives in memory, so its bytes also count against memory_mb.
-            WORKSPACE: f"rw,nosuid,nodev,exec,size={spec.disk_mb}m,uid={SANDBOX_UID},"
-            f"gid={SANDBOX_UID},mode=0700",
-            "/tmp": f"rw,noexec,nosuid,nodev,size={TMP_MB}m,mode=1777",
+            # The workspace is the only sizeable writable place, bounded by disk_mb (and in
+            # files). Like /tmp and /dev/shm it lives in memory: the memory limit has room for
+            # all three on top of memory_mb (`memory_limit_mb`).
+            WORKSPACE: _tmpfs(spec.disk_mb, f"rw,nosuid,nodev,exec,uid={SANDBOX_UID},"
+                              f"gid={SANDBOX_UID},mode=0700"),
+            "/tmp": _tmpfs(TMP_MB, "rw,noexec,nosuid,nodev,mode=1777"),
+            "/dev/shm": _tmpfs(SHM_MB, "rw,noexec,nosuid,nodev,mode=1777"),
         },
         cap_drop=["ALL"],
         # The engine's default seccomp profile stays on: we only add no-new-privileges.
         security_opt=["no-new-privileges:true"],
         init=True,
-        mem_limit=f"{spec.memory_mb}m",
-        memswap_limit=f"{spec.memory_mb}m",
+        mem_limit=memory,
+        memswap_limit=memory,
         nano_cpus=int(spec.cpus * 1e9),
         cpu_shares=CPU_SHARES,
-        pids_limit=spec.pids,
+        # Under gVisor the cgroup also holds the Sentry's threads and the platform's stub
+        # processes; the sandbox's own kernel holds the tools to `pids` (RLIMIT_NPROC below).
+        pids_limit=spec.pids * GVISOR_HOST_PIDS_PER_PROCESS + GVISOR_HOST_PIDS if gvisor else spec.pids,
         ulimits=[
             Ulimit(name="nofile", soft=NOFILE, hard=NOFILE),
-            # RLIMIT_NPROC counts every process of the uid on the host, and all sandboxes
-            # share one uid: this is a host-wide ceiling, the per-run cap is pids_limit.
-            Ulimit(name="nproc", soft=HOST_NPROC, hard=HOST_NPROC),
+            # Under runc, RLIMIT_NPROC counts every process of the uid on the host, and all
+            # sandboxes share one uid: a host-wide ceiling, the per-run cap is pids_limit.
+            # Under gVisor it counts the sandbox's own processes: the per-run cap.
+            Ulimit(name="nproc", soft=spec.pids if gvisor else HOST_NPROC,
+                   hard=spec.pids if gvisor else HOST_NPROC),
         ],
-        # Under host memory pressure, a sandbox dies before anything else.
+        # Under host memory pressure, a sandbox's tools die before anything else; its
+        # executor lowers itself to EXECUTOR_OOM_SCORE_ADJ (see there).
         oom_score_adj=1000,
         # The executor speaks over stdin/stdout; stdin stays open across attaches so a
         # restarted worker can reattach.

@@ -11,7 +11,10 @@ Guarantees it gives the host:
   every process the calls left behind (daemons, `setsid` escapees) is killed too, and gone,
   before the call's result is sent;
 - output is capped while it is read: head and tail kept, the middle counted and dropped;
-- a container taken from a warm pool is bound to one run, once: it never serves another.
+- a container taken from a warm pool is bound to one run, once: it never serves another;
+- a tool that runs out of memory is killed, not the executor: the executor lowers its own OOM
+  score and starts every tool at the highest, and the memory-backed workspace has room of
+  its own beside `memory_mb` (the host sizes the container so).
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+
+# What the host promised the sandbox (its SandboxSpec), from the executor's environment.
+MEMORY_MB = os.environ.get("TETHER_MEMORY_MB", "")
+ADDRESS_SPACE_MB = os.environ.get("TETHER_ADDRESS_SPACE_MB", "")
+EXECUTOR_OOM_SCORE_ADJ = 500
+TOOL_OOM_SCORE_ADJ = 1000
+PR_SET_DUMPABLE = 4
+OUT_OF_MEMORY = ("MemoryError", "Cannot allocate memory", "out of memory")
 
 _out_lock = threading.Lock()
 
@@ -264,7 +275,8 @@ class Executor:
         else:
             return _result(2, stderr=f"unknown tool {kind!r}")
         env = dict(CHILD_ENV, TETHER_IDEMPOTENCY_KEY=call.key)
-        return self.spawn(call, argv, stdin, env, float(request.get("timeout", 60)), limit)
+        return self.spawn(call, [*TOOL_PRELUDE, *argv], stdin, env,
+                          float(request.get("timeout", 60)), limit)
 
     def spawn(self, call, argv, stdin, env, timeout, limit) -> dict:
         started = time.monotonic()
@@ -292,6 +304,9 @@ class Executor:
         elif call.cancelled:
             stderr += "\n[tether: cancelled]"
         stderr += _limit_notes(oom_before, refused_before)
+        if ADDRESS_SPACE_MB and code != 0 and any(sign in stderr for sign in OUT_OF_MEMORY):
+            stderr += (f"\n[tether: a process ran out of memory at the sandbox's limit"
+                       f" ({ADDRESS_SPACE_MB} MiB per process)]")
         return _result(
             code, stdout=out.text(), stderr=stderr, truncated=out.truncated or err.truncated,
             timed_out=timed_out, duration_ms=int((time.monotonic() - started) * 1000),
@@ -326,12 +341,53 @@ def _first_line(paths) -> str:
     return "?"
 
 
+def _tool_prelude() -> list[str]:
+    """What every tool starts through: a shell that puts the tool first in line for the OOM
+    killer (it inherited the executor's lowered score) and, where the host asks, caps its
+    address space, then becomes the tool (`exec`: no extra process stays)."""
+    script = f"echo {TOOL_OOM_SCORE_ADJ} >/proc/self/oom_score_adj;"
+    if ADDRESS_SPACE_MB.isdigit():
+        script += f" ulimit -v {int(ADDRESS_SPACE_MB) * 1024};"
+    # `unset PWD`: the shell exports it, and a tool's environment is CHILD_ENV alone.
+    return ["/bin/sh", "-c", f'{{ {script} }} 2>/dev/null; unset PWD; exec "$@"', "tether-tool"]
+
+
+TOOL_PRELUDE = _tool_prelude()
+
+
+def _guard_self() -> None:
+    """Makes the executor (and init) the last processes of the sandbox the OOM killer picks,
+    and keeps tools (the same uid) out of its /proc entries: not dumpable, its score, memory
+    and file descriptors (the host's stream) are root's, so no tool can raise the score again,
+    read the requests or forge a response. Unprivileged, a process may lower its score down
+    to 0; where something is refused, the executor runs as it was."""
+    # The container's init (docker-init, our parent) too: tiny, it would otherwise come
+    # before the last tools, and the container ends with it.
+    for pid in ("self", "1") if os.getppid() == 1 else ("self",):
+        try:
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write(str(EXECUTOR_OOM_SCORE_ADJ))
+        except OSError:
+            pass
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _limit_notes(oom_before: int, refused_before: int) -> str:
     """Says which of the sandbox's limits the call ran into, so the result explains itself."""
     notes = ""
     if _counter(OOM_KILLS) > oom_before:
-        limit = _first_line(MEMORY_LIMIT)
-        mib = f"{int(limit) // (1 << 20)} MiB" if limit.isdigit() else limit
+        # The limit a person set (memory_mb), not the container's: that one also holds the
+        # memory-backed workspace.
+        if MEMORY_MB.isdigit():
+            mib = f"{MEMORY_MB} MiB"
+        else:
+            limit = _first_line(MEMORY_LIMIT)
+            mib = f"{int(limit) // (1 << 20)} MiB" if limit.isdigit() else limit
         notes += f"\n[tether: a process was killed at the sandbox's memory limit ({mib})]"
     refused = _counter(PIDS_REFUSED) - refused_before
     if refused > 0:
@@ -440,6 +496,7 @@ def _write_file(path: str, content: str) -> dict:
 
 
 def main() -> None:
+    _guard_self()
     executor = Executor()
     for raw in sys.stdin.buffer:
         try:

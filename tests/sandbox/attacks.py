@@ -6,15 +6,37 @@ model reads them (the event history keeps a capped copy).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from tether import client as tether
 from tether.activities.tools import ToolCallInput, ToolCallOutput
 from tether.contracts import Message, ToolResult
 
-from tests.helpers import conversations, sandboxes_of
+from tests.helpers import conversations, sandboxes, sandboxes_of
 from tests.scripts import scripted_run, turn
+
+RUNTIMES = ["runc", "runsc"]
+"""The OCI runtimes every hostile test runs under: runc (the engine's default) and gVisor."""
+
+
+@functools.cache
+def engine_runtimes() -> frozenset[str]:
+    return frozenset((sandboxes().engine.info().get("Runtimes") or {}).keys())
+
+
+def require(runtime: str) -> str:
+    """The runtime, or skips the test when this engine has none of that name."""
+    if runtime not in engine_runtimes():
+        pytest.skip(f"the Docker engine has no {runtime} runtime (scripts/ensure_docker.sh, as root"
+                    f" on Debian, installs gVisor and registers it)")
+    return runtime
+
+
+def gvisor(runtime: str) -> bool:
+    return runtime.startswith("runsc")
 
 SMALL = {"memory_mb": 128, "pids": 64, "disk_mb": 16, "tool_timeout_seconds": 3,
          "output_limit_bytes": 4096}
@@ -50,12 +72,14 @@ def leftovers(processes: list[list[str]]) -> list[list[str]]:
 
 
 async def attack(
-    client: Client, queue: str, *turns: dict[str, Any], sandbox: dict[str, Any] | None = None
+    client: Client, queue: str, *turns: dict[str, Any], sandbox: dict[str, Any] | None = None,
+    runtime: str = "runc",
 ) -> list[ToolResult]:
-    """Runs the attack's turns (then a final answer) while a benign run computes 6 * 7."""
+    """Runs the attack's turns (then a final answer) in a sandbox under `runtime` while a
+    benign run computes 6 * 7."""
+    spec = {**SMALL, "runtime": require(runtime), **(sandbox or {})}
     hostile = await tether.start_run(
-        client, scripted_run("attack", *turns, turn("done"), sandbox={**SMALL, **(sandbox or {})}),
-        task_queue=queue)
+        client, scripted_run("attack", *turns, turn("done"), sandbox=spec), task_queue=queue)
     benign = await tether.start_run(
         client, scripted_run("benign", turn(python="print(6 * 7)"), turn("{{last_output}}")),
         task_queue=queue)

@@ -1,6 +1,7 @@
 """Hostile inputs that try to reach past the sandbox: the network, the host's environment and
 secrets, the Docker socket, another run's files, the filesystem outside the workspace, and
-privileges. Each runs as a real AgentRun beside a benign one (`attack`)."""
+privileges. Each runs as a real AgentRun beside a benign one (`attack`), under runc and under
+gVisor (runsc)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from temporalio.client import Client
 from tether import client as tether
 
 from tests.helpers import wait_for
-from tests.sandbox.attacks import attack, tool_results
+from tests.sandbox.attacks import RUNTIMES, attack, gvisor, require, tool_results
 from tests.scripts import scripted_run, turn
+
+pytestmark = pytest.mark.parametrize("runtime", RUNTIMES)
 
 NETWORK = """
 import errno, json, os, socket, time
@@ -35,18 +38,20 @@ print(json.dumps(seen))
 
 
 async def test_the_network_is_none_the_hosts_loopback_unreachable_and_a_public_connect_fails_fast(
-    temporal_client: Client, worker: str, temporal_address: str
+    temporal_client: Client, worker: str, runtime: str, temporal_address: str
 ):
     port = int(temporal_address.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # from the host, the Temporal frontend answers on loopback
-    [probe] = await attack(temporal_client, worker, turn(python=NETWORK.replace("PORT", str(port))))
+    [probe] = await attack(temporal_client, worker, turn(python=NETWORK.replace("PORT", str(port))),
+                           runtime=runtime)
     seen = json.loads(probe.stdout)
     assert seen["interfaces"] == ["lo"]
     # The sandbox's loopback is its own: nothing of the host's listens there.
     assert seen["host_loopback"] == "ECONNREFUSED"
-    # No route at all: the connect fails before a packet could leave.
-    assert seen["public"] == "ENETUNREACH"
+    # No route at all: the connect fails before a packet could leave (gVisor's own network
+    # stack says so as "host unreachable").
+    assert seen["public"] == ("EHOSTUNREACH" if gvisor(runtime) else "ENETUNREACH")
     assert seen["public_seconds"] < 1
 
 
@@ -64,13 +69,14 @@ print(json.dumps({"env": dict(os.environ), "environs": environs,
 
 
 async def test_the_hosts_environment_and_the_workers_secrets_stay_out(
-    temporal_client: Client, worker: str, monkeypatch: pytest.MonkeyPatch
+    temporal_client: Client, worker: str, runtime: str, monkeypatch: pytest.MonkeyPatch
 ):
     secret = f"s3cret-{uuid.uuid4().hex}"
     monkeypatch.setenv("TETHER_TEST_SECRET", secret)  # in the worker's own environment
     data_dir = os.environ["TETHER_DATA_DIR"]  # where the worker keeps its store
     [probe] = await attack(
-        temporal_client, worker, turn(python=ENVIRONMENT.replace("DATA_DIR", repr(data_dir))))
+        temporal_client, worker, turn(python=ENVIRONMENT.replace("DATA_DIR", repr(data_dir))),
+        runtime=runtime)
     seen = json.loads(probe.stdout)
     assert secret not in probe.stdout + probe.stderr
     assert sorted(seen["env"]) == ["HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE",
@@ -106,9 +112,9 @@ print(json.dumps({"sockets": sockets, "attempts": attempts,
 """
 
 
-async def test_there_is_no_docker_socket_to_find(temporal_client: Client, worker: str):
+async def test_there_is_no_docker_socket_to_find(temporal_client: Client, worker: str, runtime: str):
     [probe] = await attack(temporal_client, worker, turn(python=DOCKER_SOCKET),
-                           sandbox={"tool_timeout_seconds": 30})
+                           sandbox={"tool_timeout_seconds": 30}, runtime=runtime)
     seen = json.loads(probe.stdout)
     assert seen == {"sockets": [], "docker_host": None, "attempts": {
         "/var/run/docker.sock": "FileNotFoundError", "/run/docker.sock": "FileNotFoundError"}}
@@ -133,11 +139,11 @@ print(json.dumps({"found": found, "workspace": os.listdir("/workspace"), "proces
 """
 
 
-async def test_a_run_cannot_read_another_runs_workspace(temporal_client: Client, worker: str):
+async def test_a_run_cannot_read_another_runs_workspace(temporal_client: Client, worker: str, runtime: str):
     token = f"token-{uuid.uuid4().hex}"
     victim = await tether.start_run(temporal_client, scripted_run(
         "victim", turn(write_file={"path": "secret.txt", "content": token}),
-        turn(shell="sleep 20"), turn("done")), task_queue=worker)
+        turn(shell="sleep 20"), turn("done"), sandbox={"runtime": require(runtime)}), task_queue=worker)
 
     async def victim_wrote() -> bool:
         return len(await tool_results(temporal_client, victim)) >= 1
@@ -146,7 +152,7 @@ async def test_a_run_cannot_read_another_runs_workspace(temporal_client: Client,
     # The search holds the token only in its own code, which lives in no file it can read.
     code = SEARCH.replace("TOKEN", repr(token.encode()))
     [search] = await attack(temporal_client, worker, turn(python=code),
-                            sandbox={"tool_timeout_seconds": 30})
+                            sandbox={"tool_timeout_seconds": 30}, runtime=runtime)
     seen = json.loads(search.stdout)
     assert seen["found"] == [] and seen["workspace"] == []
     assert "sleep" not in seen["processes"]  # the victim's `sleep 20` is in another pid namespace
@@ -162,7 +168,9 @@ ln -s /etc /workspace/etc-link && ln -s /etc/passwd /workspace/passwd-link && ec
 """
 
 
-async def test_writing_outside_the_workspace_is_refused(temporal_client: Client, worker: str):
+async def test_writing_outside_the_workspace_is_refused(
+    temporal_client: Client, worker: str, runtime: str
+):
     shell, *files = await attack(
         temporal_client, worker,
         turn(shell=ESCAPES),
@@ -171,11 +179,14 @@ async def test_writing_outside_the_workspace_is_refused(temporal_client: Client,
                          {"path": "etc-link/evil", "content": "x"},
                          {"path": "sub/../../evil", "content": "x"}],
              read_file=["passwd-link", "../etc/passwd", "etc-link/passwd", "/proc/1/environ"]),
+        runtime=runtime,
     )
     lines = shell.stdout.splitlines()
-    # The root is read-only; the executor's own file is also root's.
+    # The root is read-only; the executor's own file is also root's. (gVisor checks the
+    # permission before the read-only mount, and says so.)
     assert sum(line.startswith("touch: cannot touch") for line in lines) == 5, shell.stdout
-    assert sum(line.endswith("Read-only file system") for line in lines) >= 4, shell.stdout
+    refusal = "Permission denied" if gvisor(runtime) else "Read-only file system"
+    assert sum(line.endswith(refusal) for line in lines) >= 4, shell.stdout
     assert any("/tmp/run.sh: Permission denied" in line for line in lines), shell.stdout
     assert lines[-1] == "linked"
     for result in files:
@@ -187,7 +198,7 @@ async def test_writing_outside_the_workspace_is_refused(temporal_client: Client,
 CAPABILITIES = """
 import ctypes, errno, json, os, socket, stat
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
-seen = {key: status[key].strip() for key in
+seen = {key: status.get(key, "").strip() for key in
         ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")}
 seen["uid"] = os.getuid()
 seen["setuid_files"] = []
@@ -213,6 +224,7 @@ def attempt(action):
 open("/workspace/mine", "w").close()
 seen["chown_to_root"] = attempt(lambda: os.chown("/workspace/mine", 0, 0))
 seen["mknod"] = attempt(lambda: os.mknod("/workspace/mem", stat.S_IFCHR | 0o600, os.makedev(1, 1)))
+seen["open_mem"] = attempt(lambda: os.open("/workspace/mem", os.O_RDONLY))
 seen["raw_socket"] = attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
 seen["setuid_0"] = attempt(lambda: os.setuid(0))
 seen["new_user_namespace"] = attempt(lambda: libc.unshare(0x10000000))
@@ -222,16 +234,29 @@ print(json.dumps(seen))
 
 
 async def test_setuid_and_capability_tricks_find_nothing_to_escalate_through(
-    temporal_client: Client, worker: str
+    temporal_client: Client, worker: str, runtime: str
 ):
     [probe] = await attack(temporal_client, worker, turn(python=CAPABILITIES),
-                           sandbox={"tool_timeout_seconds": 30})
+                           sandbox={"tool_timeout_seconds": 30}, runtime=runtime)
     seen = json.loads(probe.stdout)
-    for capabilities in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-        assert int(seen[capabilities], 16) == 0, capabilities
-    assert seen["NoNewPrivs"] == "1"
-    assert seen["Seccomp"] == "2"  # the engine's default seccomp filter
     assert seen["uid"] == 10001
     assert seen["setuid_files"] == []
-    for trick in ("chown_to_root", "mknod", "raw_socket", "setuid_0", "new_user_namespace", "mount"):
+    tricks = ["chown_to_root", "mknod", "raw_socket", "setuid_0", "new_user_namespace", "mount"]
+    if gvisor(runtime):
+        # The tools' system calls reach gVisor's own kernel, not the host's: it reports no
+        # ambient set, no-new-privileges or seccomp filter (the host's filter is on gVisor).
+        # It lets a process make a device node or a user namespace of its own, inside it: the
+        # node opens none of the host's devices.
+        for capabilities in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
+            assert int(seen[capabilities], 16) == 0, capabilities
+        assert seen["mknod"] == "allowed" and seen["open_mem"] == "ENXIO"
+        assert seen["new_user_namespace"] == "allowed"
+        tricks = [t for t in tricks if t not in ("mknod", "new_user_namespace")]
+    else:
+        for capabilities in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(seen[capabilities], 16) == 0, capabilities
+        assert seen["NoNewPrivs"] == "1"
+        assert seen["Seccomp"] == "2"  # the engine's default seccomp filter
+        assert seen["open_mem"] == "ENOENT"  # never made
+    for trick in tricks:
         assert seen[trick] == "EPERM", (trick, seen[trick])

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import resource
 import uuid
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.contracts import SandboxSpec
+from tether.sandbox.hardening import HOST_NPROC, memory_limit_mb
 from tether.sandbox.manager import SandboxBroken
 
 from tests.helpers import sandboxes, sandboxes_of
-from tests.sandbox.direct import direct_labels
+from tests.sandbox.attacks import RUNTIMES, gvisor, require
+from tests.sandbox.direct import call, direct_labels
 from tests.scripts import scripted_run, turn
 
 
@@ -54,3 +58,36 @@ async def test_an_unknown_runtime_fails_the_run_once_with_a_clear_message(
     # start_conversation, model call, one acquire attempt: the error is not retried.
     assert attempts and max(attempts) == 1
     assert sandboxes_of(handle.id) == []
+
+
+LIMITS = """
+import json, resource
+print(json.dumps({"address_space": resource.getrlimit(resource.RLIMIT_AS)[0],
+                  "processes": resource.getrlimit(resource.RLIMIT_NPROC)[0]}))
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_each_runtime_gets_the_limits_that_hold_under_it(docker_engine, runtime: str):
+    spec = SandboxSpec(memory_mb=128, pids=64, disk_mb=16, runtime=require(runtime))
+    container = await asyncio.to_thread(
+        sandboxes().create, spec, direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}")
+    try:
+        host = container.attrs["HostConfig"]
+        assert host["Runtime"] == runtime
+        assert host["Memory"] == memory_limit_mb(spec) << 20
+        env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+        assert env["TETHER_MEMORY_MB"] == "128"
+        seen = json.loads((await call(container.id, LIMITS, tool="python")).stdout)
+        if gvisor(runtime):
+            # The host's pids limit also holds gVisor's own threads and stub processes; its
+            # kernel holds the tools to `pids`, and each tool to memory_mb of address space.
+            assert host["PidsLimit"] > spec.pids
+            assert seen == {"address_space": 128 << 20, "processes": 64}
+            assert env["TETHER_ADDRESS_SPACE_MB"] == "128"
+        else:
+            assert host["PidsLimit"] == spec.pids
+            assert seen == {"address_space": resource.RLIM_INFINITY, "processes": HOST_NPROC}
+            assert "TETHER_ADDRESS_SPACE_MB" not in env
+    finally:
+        await asyncio.to_thread(sandboxes().remove, container.id)
