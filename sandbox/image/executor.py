@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import queue
 import selectors
 import signal
 import subprocess
@@ -33,6 +34,7 @@ WORKSPACE = "/workspace"
 LEDGER_RESULTS_KEPT = 256
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 LEADER_GONE_GRACE = 0.25
+MCP_SESSION_BYTES = 16 * 1024 * 1024
 CHILD_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE,
@@ -150,6 +152,61 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+class ServerEnded(RuntimeError):
+    """The MCP server exited, or wrote more than a session may."""
+
+
+class McpServer:
+    """An MCP stdio server process, fed one JSON-RPC line at a time."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        assert process.stdin is not None and process.stdout is not None  # opened with pipes
+        self.process = process
+        self.stdin, self.stdout = process.stdin, process.stdout
+        self.lines: queue.Queue = queue.Queue()
+        self.write_lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        read = 0
+        for raw in self.stdout:
+            read += len(raw)
+            if read > MCP_SESSION_BYTES:
+                self.lines.put(ServerEnded(f"the server wrote over {MCP_SESSION_BYTES} bytes"))
+                return
+            self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        self.lines.put(ServerEnded(f"the server exited (code {self.process.wait()})"))
+
+    def exchange(self, line: str, expect, timeout: float) -> dict:
+        """Writes one message; for a request (`expect` is its id), returns every line the
+        server wrote until its answer."""
+        with self.write_lock:
+            self.stdin.write(line.encode() + b"\n")
+            self.stdin.flush()
+        got = []
+        deadline = time.monotonic() + timeout
+        while expect is not None:
+            try:
+                item = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"the server did not answer within {timeout:g} s") from None
+            if isinstance(item, ServerEnded):
+                raise item
+            got.append(item)
+            try:
+                message = json.loads(item)
+            except ValueError:
+                continue
+            if (isinstance(message, dict) and message.get("id") == expect
+                    and ("result" in message or "error" in message)):
+                break
+        return {"lines": got}
+
+    def stop(self) -> None:
+        _killpg(self.process.pid)
+        self.process.wait()
+
+
 class Call:
     """One tool call in flight, keyed by its idempotency key."""
 
@@ -181,6 +238,8 @@ class Executor:
         self.forgotten: set[str] = set()
         self.running = 0
         self.binding: dict | None = None
+        self.servers: dict[str, McpServer] = {}
+        """MCP stdio servers open for a session, by name: no sweep runs while one is."""
 
     def bind(self, request: dict) -> None:
         """Records the run this container serves. A warm-pool container learns its run here
@@ -209,6 +268,8 @@ class Executor:
             except RuntimeError as error:  # the pids limit is reached: not even a thread starts
                 send({"id": request.get("id"), "ok": False,
                       "error": f"the sandbox is at its process limit, the call can't start: {error}"})
+        elif op in ("mcp_open", "mcp_send", "mcp_close"):
+            threading.Thread(target=self.mcp, args=(op, request), daemon=True).start()
         elif op == "cancel":
             with self.lock:
                 call = self.calls.get(request.get("key", ""))
@@ -217,6 +278,55 @@ class Executor:
             send({"id": request.get("id"), "ok": True, "result": {"cancelled": bool(call)}})
         else:
             send({"id": request.get("id"), "ok": False, "error": f"unknown op {op!r}"})
+
+    # --- MCP stdio servers --------------------------------------------------------------
+    def mcp(self, op: str, request: dict) -> None:
+        name = str(request.get("name", ""))
+        try:
+            if op == "mcp_open":
+                result = self.open_server(name, [str(part) for part in request.get("argv") or []])
+            elif op == "mcp_send":
+                server = self.servers.get(name)
+                if server is None:
+                    raise ServerEnded(f"no MCP server {name!r} is open")
+                result = server.exchange(str(request.get("line", "")), request.get("expect"),
+                                         float(request.get("timeout", 60)))
+            else:
+                result = self.close_server(name)
+        except (OSError, TimeoutError, ServerEnded) as error:
+            send({"id": request.get("id"), "ok": False, "error": str(error) or type(error).__name__})
+            return
+        send({"id": request.get("id"), "ok": True, "result": result})
+
+    def open_server(self, name: str, argv: list) -> dict:
+        """Starts the server, as a tool is started; one a crashed worker left is replaced."""
+        self.close_server(name)
+        with self.lock:
+            self.running += 1
+        try:
+            process = subprocess.Popen(
+                [*TOOL_PRELUDE, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, cwd=WORKSPACE, env=dict(CHILD_ENV),
+                start_new_session=True, close_fds=True)
+        except OSError:
+            self.server_closed()
+            raise
+        self.servers[name] = McpServer(process)
+        return {"pid": process.pid}
+
+    def close_server(self, name: str) -> dict:
+        server = self.servers.pop(name, None)
+        if server is None:
+            return {"closed": False}
+        server.stop()
+        self.server_closed()
+        return {"closed": True}
+
+    def server_closed(self) -> None:
+        with self.lock:
+            self.running -= 1
+            if self.running == 0:
+                _kill_strays()
 
     def run(self, request: dict) -> None:
         key = request["key"]
