@@ -23,7 +23,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import tomllib
@@ -39,6 +38,12 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the suite's own run builders and history readers
+
+from tests.helpers import free_port  # noqa: E402
+from tests.scripts import scripted_run, turn  # noqa: E402
+from tests.workflows.histories import executions  # noqa: E402
+
 HISTORIES = ROOT / "tests" / "workflows" / "histories"
 WORKFLOW_ID_PREFIX = "replay-gate-"
 """A recorded run's workflow id is this and its path: the gate replays it under that id."""
@@ -51,18 +56,6 @@ def version() -> str:
 
 def workflow_id(path: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{path}"
-
-
-def turn(text: str | None = None, **tools: str) -> dict[str, Any]:
-    """One scripted model turn; keyword arguments are tool calls: shell="ls"."""
-    keys = {"shell": "command", "python": "code", "read_file": "path"}
-    return {"text": text,
-            "tool_calls": [{"name": name, "arguments": {keys[name]: value}} for name, value in tools.items()]}
-
-
-def scripted_run(task: str, *turns: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    return {"task": task, "model": {"provider": "scripted", "script": {"turns": list(turns)}},
-            **overrides}
 
 
 # --- steering -------------------------------------------------------------------------
@@ -148,19 +141,6 @@ PATHS: dict[str, RunPath] = {
 
 # --- recording ------------------------------------------------------------------------
 
-async def executions(client: Client, handle: WorkflowHandle) -> list[WorkflowHistory]:
-    """Every execution of a run, first to last, following continue-as-new."""
-    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
-    histories = []
-    while run_id:
-        history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        histories.append(history)
-        last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else None)
-    return histories
-
-
 async def record(client: Client, name: str, path: RunPath, task_queue: str) -> list[WorkflowHistory]:
     from tether.client import start_run
 
@@ -240,12 +220,6 @@ async def record_crash(client: Client, name: str, path: RunPath, *, worker_id: s
     finally:
         for worker in workers:
             await worker.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def remove_sandboxes(worker_ids: list[str]) -> list[str]:
