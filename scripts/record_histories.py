@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import tomllib
@@ -32,9 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +40,7 @@ sys.path.insert(0, str(ROOT))  # the suite's own run builders and history reader
 from tests.helpers import free_port  # noqa: E402
 from tests.scripts import scripted_run, turn  # noqa: E402
 from tests.workflows.histories import executions  # noqa: E402
+from tests.workflows.worker_process import WorkerProcess  # noqa: E402
 
 HISTORIES = ROOT / "tests" / "workflows" / "histories"
 WORKFLOW_ID_PREFIX = "replay-gate-"
@@ -155,48 +153,6 @@ async def record(client: Client, name: str, path: RunPath, task_queue: str) -> l
     if len(histories) != path.executions:
         raise RuntimeError(f"{name}: {len(histories)} executions, not {path.executions}")
     return histories
-
-
-class WorkerProcess:
-    """`python -m tether.worker` in a process of its own, so it can be killed -9."""
-
-    def __init__(self, client: Client, *, task_queue: str, worker_id: str, log_file: Path) -> None:
-        self.client, self.task_queue, self.worker_id = client, task_queue, worker_id
-        self.log_file = log_file
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = {**os.environ, "TETHER_TASK_QUEUE": self.task_queue, "TETHER_WORKER_ID": self.worker_id}
-        with self.log_file.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tether.worker", env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
-        await wait_for(self._polling, f"worker {self.process.pid} to poll", timeout=60)
-
-    async def _polling(self) -> bool:
-        # Pollers are named "<pid>@<host>": a dead predecessor's linger in the list a while.
-        assert self.process is not None
-        if self.process.returncode is not None:
-            raise RuntimeError(f"the worker exited with {self.process.returncode}; see {self.log_file}")
-        described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=self.client.namespace,
-            task_queue=TaskQueue(name=f"{self.task_queue}@{self.worker_id}"),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY))
-        return any(p.identity.startswith(f"{self.process.pid}@") for p in described.pollers)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout=30)
-        except TimeoutError:
-            await self.kill()
 
 
 async def record_crash(client: Client, name: str, path: RunPath, *, worker_id: str,
