@@ -29,11 +29,16 @@ class ActivityOptions:
     """The tool activity heartbeats every second: a dead worker's call is retried after this."""
     tool_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
         initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10),
-        maximum_attempts=5, non_retryable_error_types=["SandboxGone", "SandboxBroken"]))
+        maximum_attempts=8, non_retryable_error_types=["SandboxGone", "SandboxBroken"]))
+    """Eight attempts span about 35 s of backoff: long enough for a Docker engine that
+    restarts under a run to come back before a call gives up."""
     sandbox_timeout: timedelta = timedelta(minutes=2)
     release_timeout: timedelta = timedelta(minutes=1)
     sandbox_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
-        maximum_attempts=3, non_retryable_error_types=["SandboxBroken"]))
+        initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+        maximum_attempts=8, non_retryable_error_types=["SandboxBroken"]))
+    """An engine that is briefly away (restarting) is worth waiting for, about 45 s; settings
+    it refuses or a missing image (SandboxBroken) are not."""
     host_worker_wait: timedelta = timedelta(seconds=60)
     """How long a call may wait for the worker that holds the sandbox before the run
     concludes that worker is gone and continues in a new sandbox."""
