@@ -50,6 +50,11 @@ class SandboxActivities:
     async def acquire(self, input: AcquireInput) -> SandboxHandle:
         """Claims a container from this worker's warm pool when the run's spec fits it, or
         creates one for the run."""
+        # The run holds no sandbox when it asks for one: whatever of it this engine still has
+        # is an earlier attempt's half-made container (its engine went away mid-create) or a
+        # lost one on its way out. None of it may outlive the run.
+        for leftover in await asyncio.to_thread(self.sandboxes.for_run, input.workflow_id):
+            await asyncio.to_thread(self.sandboxes.remove, leftover.id)
         container_id = self.pool and await self.pool.acquire(input.spec, input.workflow_id, input.run_id)
         if not container_id:
             labels = labels_for(input.workflow_id, input.run_id, self.worker_id)
@@ -59,8 +64,9 @@ class SandboxActivities:
             except SandboxBroken as error:
                 raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
             container_id = container.id
+        started_at = await asyncio.to_thread(self.sandboxes.started_at, container_id)
         return SandboxHandle(container_id=container_id, task_queue=self.host_queue,
-                             worker=self.worker_id)
+                             worker=self.worker_id, started_at=started_at)
 
     @activity.defn(name=RELEASE_SANDBOX)
     async def release(self, input: ReleaseInput) -> bool:

@@ -31,6 +31,7 @@ class ToolActivities:
                 timeout_s=input.timeout_seconds,
                 limit_bytes=input.output_limit_bytes,
                 tick=lambda: activity.heartbeat(input.call.name),
+                started_at=input.started_at,
             )
         except SandboxGone as error:
             raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None

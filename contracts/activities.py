@@ -81,6 +81,8 @@ class ToolCallInput(BaseModel):
     """The stored conversation node of the assistant message that asked for the call: the
     full arguments are read from it, so they are not in history twice."""
     container_id: str
+    started_at: str | None = None
+    """The sandbox's start, as acquired: a restart since means the sandbox is lost."""
     timeout_seconds: float
     output_limit_bytes: int
 
@@ -110,6 +112,9 @@ class SandboxHandle(BaseModel):
     task_queue: str
     """The queue of the worker whose engine holds the container: tool calls go there."""
     worker: str
+    started_at: str | None = None
+    """When the engine started the container: a container started again since is not the
+    run's sandbox any more (it came back empty)."""
 
 
 class ReleaseInput(BaseModel):

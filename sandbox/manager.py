@@ -169,7 +169,9 @@ class SandboxManager:
                 return True
             raise
 
-    def find(self, container_id: str) -> Container:
+    def find(self, container_id: str, started_at: str | None = None) -> Container:
+        """The running container; SandboxGone when it is gone, stopped, or was started again
+        since `started_at` (when the run got it): a restarted sandbox comes back empty."""
         try:
             container = self.engine.containers.get(container_id)
         except NotFound:
@@ -179,7 +181,15 @@ class SandboxManager:
         if container.attrs.get("RestartCount"):
             raise SandboxGone(
                 f"sandbox {container_id[:12]} restarted after its executor died; what it held is gone")
+        if started_at and container.attrs["State"]["StartedAt"] != started_at:
+            # The engine itself restarted it (after its own restart): RestartCount stays 0.
+            raise SandboxGone(
+                f"sandbox {container_id[:12]} was restarted by its engine; what it held is gone")
         return container
+
+    def started_at(self, container_id: str) -> str:
+        """When the container last started, as the engine says: a later start means a restart."""
+        return str(self.engine.api.inspect_container(container_id)["State"]["StartedAt"])
 
     def managed(self, **label_filters: str) -> list[Container]:
         """Every container tether created on this engine (running or not)."""
@@ -240,6 +250,7 @@ class SandboxManager:
         timeout_s: float,
         limit_bytes: int,
         tick: Callable[[], Awaitable[None] | None] | None = None,
+        started_at: str | None = None,
     ) -> ToolResult:
         """Runs one tool call exactly once per `key`, calling `tick` about once a second.
 
@@ -249,7 +260,7 @@ class SandboxManager:
         if stream is None:
             # First call from this process, or the stream broke: check the container before
             # attaching. An open stream needs no check: it ends when the container stops.
-            container = await asyncio.to_thread(self.find, container_id)
+            container = await asyncio.to_thread(self.find, container_id, started_at)
             if not has_executor(container):
                 return await asyncio.to_thread(
                     run_with_docker_exec, container, tool, arguments, key, timeout_s, limit_bytes

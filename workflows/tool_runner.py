@@ -70,7 +70,7 @@ class ToolRunner:
                     ToolCallInput(
                         workflow_id=workflow.info().workflow_id, step=self.state.step,
                         index=index, call=call, assistant_ref=self.state.head,
-                        container_id=sandbox.container_id,
+                        container_id=sandbox.container_id, started_at=sandbox.started_at,
                         timeout_seconds=self.input.sandbox.tool_timeout_seconds,
                         output_limit_bytes=self.input.sandbox.output_limit_bytes,
                     ),
