@@ -12,7 +12,6 @@ without one the benchmark says so and records nothing.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 
@@ -20,6 +19,7 @@ from tether.contracts import SandboxSpec
 from tether.sandbox.engine import connect_engine
 from tether.sandbox.manager import LABEL_MANAGED, LABEL_WORKER, SandboxManager
 
+from bench.bench_sandbox import p50_ms, timed
 from bench.report import Report
 
 RUNTIMES = ("runc", "runsc")
@@ -41,16 +41,6 @@ while n < 300_000:
 print(count)
 """
 """About a second of pure CPU in one python process; 25,997 primes."""
-
-
-def p50_ms(seconds: list[float]) -> float:
-    return statistics.median(seconds) * 1000
-
-
-async def timed(action) -> float:
-    started = time.perf_counter()
-    await action
-    return time.perf_counter() - started
 
 
 class Bench:
