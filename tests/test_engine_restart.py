@@ -22,6 +22,7 @@ from tests.scripts import scripted_run, turn
 ROOT = Path(__file__).resolve().parents[1]
 PID_FILE = Path("/var/run/docker.pid")
 ENGINE_AWAY_S = 5
+TOOL_STEPS = 12  # of a second each: the runs outlast the engine's stop, absence and start
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -51,25 +52,35 @@ async def test_runs_in_flight_wait_out_an_engine_restart_and_leave_nothing_behin
     temporal_client: Client, worker: str
 ):
     runs = [await tether.start_run(temporal_client, scripted_run(
-        f"run {n}", *[turn(shell=f"sleep 2; echo {n}-{step}") for step in range(3)], turn("{{last_output}}")),
-        task_queue=worker) for n in range(3)]
-    await wait_for(lambda: all(sandboxes_of(run.id) for run in runs), timeout=60, what="every sandbox")
+        f"run {n}", *[turn(shell=f"sleep 1; echo {n}-{step}") for step in range(TOOL_STEPS)],
+        turn("{{last_output}}")), task_queue=worker) for n in range(3)]
+
+    async def steps_done(run) -> int:
+        return (await tether.get_status(temporal_client, run.id)).budget.steps
+
+    async def all_under_way() -> bool:  # each run holds its sandbox and has made a call in it
+        return all([await steps_done(run) >= 2 for run in runs])
+
+    await wait_for(all_under_way, timeout=60, what="every run's first call")
     # One more run, whose sandbox is asked for while the engine is away.
-    late = scripted_run("run 3", {**turn(shell="echo 3-2"), "delay_seconds": 1}, turn("{{last_output}}"))
+    late = scripted_run("run 3", {**turn(shell=f"echo 3-{TOOL_STEPS - 1}"), "delay_seconds": 1},
+                        turn("{{last_output}}"))
     runs.append(await tether.start_run(temporal_client, late, task_queue=worker))
     try:
         await restart_engine()
     finally:
         if local_dockerd() is None:  # whatever happened, the rest of the suite needs an engine
             subprocess.run([str(ROOT / "scripts" / "ensure_docker.sh")], check=False)
+    # A run with two or more calls still to make when the engine answers again makes at
+    # least one of them in a container the restart took: that call must say so.
+    behind = [run for run in runs[:3] if await steps_done(run) < TOOL_STEPS - 1]
+    assert behind, "every run had finished its calls before the engine came back: make them longer"
     results = await asyncio.wait_for(asyncio.gather(*(run.result() for run in runs)), timeout=180)
     assert [r.status for r in results] == ["completed"] * 4
-    assert [r.output for r in results] == [f"{n}-2" for n in range(4)]
-    notes = []
-    for run in runs:
-        status = await tether.get_status(temporal_client, run.id)
-        notes.append(status.last_error or "")
-    assert any("lost" in note for note in notes), notes  # the restart took the sandboxes in use
+    assert [r.output for r in results] == [f"{n}-{TOOL_STEPS - 1}" for n in range(4)]
+    for run in behind:
+        note = (await tether.get_status(temporal_client, run.id)).last_error or ""
+        assert "lost" in note, (run.id, note)
     await wait_for(lambda: all(sandboxes_of(run.id) == [] for run in runs), timeout=30,
                    what="no container of the runs left")
     assert sandboxes().engine.ping()
