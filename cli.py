@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from tether.display import clipped, literal, print_result
 from tether.embedded import temporal as embedded
-from tether.settings import TetherSettings
+from tether.settings import TetherSettings, host_and_port
 
 app = typer.Typer(help="tether: durable, sandboxed, budgeted AI agent runs on Temporal.",
                   no_args_is_help=True, add_completion=False,
@@ -315,6 +315,9 @@ def worker(
     tools: Annotated[list[str] | None, typer.Option(
         "--tools", metavar="ENTRY",
         help="Function tools to serve: `module` or `module:function` (repeat), with TETHER_TOOLS.")] = None,
+    metrics_bind: Annotated[str | None, typer.Option(
+        "--metrics-bind", metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (TETHER_METRICS_BIND).")] = None,
 ) -> None:
     """Run one worker in the foreground (the same as `python worker.py`)."""
     from tether import worker as worker_module
@@ -322,6 +325,11 @@ def worker(
     chosen = settings()
     if tools:
         chosen = chosen.model_copy(update={"tools": [*chosen.tools, *tools]})
+    if metrics_bind:
+        try:
+            chosen = chosen.model_copy(update={"metrics_bind": host_and_port(metrics_bind)})
+        except ValueError as error:
+            fail(f"--metrics-bind: {error}")
     asyncio.run(worker_module.main(chosen))
 
 

@@ -27,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
-from tether import tracing
+from tether import metrics, tracing
 from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
@@ -42,6 +42,7 @@ from tether.store import Conversations, LocalContentStore
 from tether.tools import FunctionTools
 from tether.workflows.agent import AgentRun
 from tether.workflows.reaper import SandboxReaper
+from tether.workflows.telemetry import RunTelemetry
 
 log = logging.getLogger("tether.worker")
 SHUTDOWN_GRACE = timedelta(seconds=10)
@@ -86,7 +87,9 @@ class TetherPlugin(SimplePlugin):
         super().__init__(
             "tether.TetherPlugin",
             data_converter=pydantic_data_converter,
-            interceptors=tracing.interceptors(self.settings.trace_path),
+            # Spans as the settings say; the run's metrics (and span) from RunTelemetry.
+            interceptors=[*tracing.interceptors(self.settings), RunTelemetry()],
+            workflow_runner=tracing.workflow_runner,
             workflows=[AgentRun, SandboxReaper] if workflows else None,
         )
 
@@ -190,6 +193,8 @@ class TetherPlugin(SimplePlugin):
         if parts.pool is not None:
             parts.pool.start()
         serving = asyncio.create_task(host.run())
+        metrics.watch_live_sandboxes(parts.sandboxes.sandboxes, self.settings.worker_id,
+                                     metrics.meter_of(client), until=serving)
         try:
             yield
         finally:

@@ -22,6 +22,14 @@ DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 
 
+def host_and_port(value: str) -> str:
+    """`HOST:PORT`, checked: a bind address for a server tether starts."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
+    return value
+
+
 class TetherSettings(BaseSettings):
     """Every setting a tether process reads. Unset variables take the defaults shown."""
 
@@ -53,6 +61,24 @@ class TetherSettings(BaseSettings):
     trace_file: str | None = None
     """Where workers append finished spans as JSON lines (`off`: nowhere);
     `<data_dir>/traces.jsonl` when unset."""
+    trace_content: bool = False
+    """Whether spans carry message contents, tool arguments and results (`1` to opt in)."""
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT",
+                                                    "otel_exporter_otlp_endpoint"))
+    """OpenTelemetry's standard variable: with it, workers export spans over OTLP/HTTP to
+    `<endpoint>/v1/traces` instead of the trace file."""
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                                    "otel_exporter_otlp_traces_endpoint"))
+    """OpenTelemetry's standard variable: the whole URL spans go to, over the one above."""
+    otel_exporter_otlp_protocol: str | None = Field(
+        default=None, validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "otel_exporter_otlp_protocol"))
+    """OpenTelemetry's standard variable; tether speaks `http/protobuf` only."""
+    metrics_bind: str | None = None
+    """`HOST:PORT` where a worker serves Prometheus metrics at `/metrics`; unset: none."""
     ui_port: int = Field(default=8233, gt=0, lt=65536)
     """The embedded dev server's Web UI port."""
     tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -68,6 +94,11 @@ class TetherSettings(BaseSettings):
             return [entry.strip() for entry in value.split(",") if entry.strip()]
         return value
 
+    @field_validator("metrics_bind")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        return None if value is None else host_and_port(value)
+
     @property
     def data_path(self) -> Path:
         return self.data_dir.resolve()
@@ -81,6 +112,15 @@ class TetherSettings(BaseSettings):
         if self.trace_file is not None and self.trace_file.lower() == "off":
             return None
         return Path(self.trace_file) if self.trace_file else self.data_path / "traces.jsonl"
+
+    @property
+    def otlp_traces_endpoint(self) -> str | None:
+        """Where spans go over OTLP, as OpenTelemetry's variables say; None: not over OTLP."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return None
 
     @property
     def address_configured(self) -> bool:

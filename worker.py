@@ -26,6 +26,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
+from tether import metrics
 from tether.client import connect
 from tether.contracts import ReapInput
 from tether.embedded.temporal import SEARCH_ATTRIBUTE_TYPES
@@ -177,6 +178,15 @@ async def main(settings: TetherSettings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    settings = settings or TetherSettings()
+    if settings.metrics_bind:
+        # Before any client connects: a client keeps the runtime it was made on.
+        try:
+            metrics.serve_prometheus(settings.metrics_bind)
+        except ValueError as error:  # the SDK's: "Failed starting Prometheus exporter: why"
+            raise SystemExit(f"tether worker: can't serve metrics on {settings.metrics_bind}: "
+                             f"{error}; choose another TETHER_METRICS_BIND / --metrics-bind") from None
+        log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     await run_until_stopped(settings or TetherSettings(), stop)
 
 

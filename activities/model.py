@@ -9,6 +9,7 @@ from datetime import timedelta
 from pydantic import TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tether.activities.observed import observed
 from tether.contracts import (
     Message,
     ModelCallInput,
@@ -92,8 +93,9 @@ class ModelActivities:
 
         provider = self.providers.get(spec.provider)
         progress = Progress(input.step, spec.label)
-        call = asyncio.ensure_future(
-            provider.complete(spec, messages, tools, on_text=progress.on_text))
+        call = asyncio.ensure_future(observed(
+            provider.complete(spec, messages, tools, on_text=progress.on_text),
+            spec, conversation_id=input.workflow_id, step=input.step, messages=messages))
         try:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)

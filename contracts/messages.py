@@ -72,3 +72,7 @@ class ModelTurn(BaseModel):
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
+    model: str | None = None
+    """The model the provider says answered (a dated version of the one asked for, say)."""
+    finish_reason: str | None = None
+    """Why the provider says the answer ended (`stop`, `tool_calls`, `end_turn`, `length`...)."""

@@ -117,7 +117,8 @@ def turn_from(response: AnthropicMessage) -> ModelTurn:
         for block in response.content
         if block.type == "tool_use"
     ]
-    return ModelTurn(text="\n".join(texts) or None, tool_calls=calls, usage=_usage(response))
+    return ModelTurn(text="\n".join(texts) or None, tool_calls=calls, usage=_usage(response),
+                     model=response.model or None, finish_reason=response.stop_reason or None)
 
 
 def _usage(response: AnthropicMessage) -> Usage:

@@ -94,7 +94,8 @@ def to_chat_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
 
 
 def turn_from(response: ChatCompletion) -> ModelTurn:
-    message = response.choices[0].message
+    choice = response.choices[0]
+    message = choice.message
     calls = []
     for call in message.tool_calls or []:
         function = getattr(call, "function", None)
@@ -111,6 +112,8 @@ def turn_from(response: ChatCompletion) -> ModelTurn:
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
         ),
+        model=response.model or None,
+        finish_reason=choice.finish_reason or None,
     )
 
 

@@ -12,6 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 from tether.contracts import AcquireInput, ReleaseInput, SandboxHandle, SandboxSpec
 from tether.contracts.activities import ACQUIRE_SANDBOX, RELEASE_SANDBOX
+from tether.workflows import telemetry
 from tether.workflows.failures import root_message
 from tether.workflows.options import ActivityOptions
 from tether.workflows.state import RunState
@@ -65,6 +66,7 @@ class SandboxLease:
             return
         self.state.sandbox = None
         self.on_change()
+        telemetry.sandbox_lost()
         if workflow.patched("remove-lost-sandbox"):
             self.removing.append(asyncio.ensure_future(
                 self._remove(sandbox, summary="remove lost sandbox")))

@@ -27,6 +27,7 @@ from tether.contracts import (
 from tether.contracts.activities import FUNCTION_CALL, MCP_CALL, TOOL_CALL
 from tether.contracts.caps import cap_arguments
 from tether.contracts.tools import FunctionCallInput, McpCallInput, ToolRoute
+from tether.workflows import telemetry
 from tether.workflows.failures import root_message, sandbox_lost, stop_if_cancelled
 from tether.workflows.options import ActivityOptions
 from tether.workflows.sandbox_lease import SandboxLease
@@ -49,7 +50,9 @@ class ToolRunner:
         """Runs the calls at once; their results go to the next model call, in order."""
         outcomes = await asyncio.gather(*(self._run_one(i, call) for i, call in enumerate(calls)))
         self.state.tool_results.extend(message for _, message in outcomes)
-        return [result for result, _ in outcomes]
+        results = [result for result, _ in outcomes]
+        telemetry.tool_calls(calls, results)
+        return results
 
     async def _run_one(self, index: int, call: ToolCall) -> tuple[ToolResult, NewMessage]:
         problem = invalid_call_reason(call, self.state.tool_names(self.input.tools))
