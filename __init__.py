@@ -16,7 +16,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tether.client import connect, get_run, get_status, get_transcript, start_run
+    from tether.client import (
+        connect,
+        download_artifacts,
+        get_artifacts,
+        get_run,
+        get_status,
+        get_transcript,
+        start_run,
+    )
     from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
     from tether.plugin import TetherPlugin
     from tether.settings import TetherSettings
@@ -35,6 +43,8 @@ _PUBLIC = {
     "tool": "tether.tools",
     "tool_context": "tether.tools",
     "connect": "tether.client",
+    "download_artifacts": "tether.client",
+    "get_artifacts": "tether.client",
     "get_run": "tether.client",
     "get_status": "tether.client",
     "get_transcript": "tether.client",
@@ -43,8 +53,8 @@ _PUBLIC = {
 
 __all__ = [
     "AgentRun", "AgentRunInput", "AgentRunResult", "RunStatus", "StepRecord", "TetherPlugin",
-    "TetherSettings", "ToolContext", "connect", "get_run", "get_status", "get_transcript",
-    "start_run", "tool", "tool_context",
+    "TetherSettings", "ToolContext", "connect", "download_artifacts", "get_artifacts", "get_run",
+    "get_status", "get_transcript", "start_run", "tool", "tool_context",
 ]
 
 

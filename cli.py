@@ -95,6 +95,10 @@ def run(
     max_cost_usd: Annotated[float | None, typer.Option()] = None,
     max_seconds: Annotated[float | None, typer.Option()] = None,
     workflow_id: Annotated[str | None, typer.Option("--id", help="Workflow id.")] = None,
+    file: Annotated[list[Path] | None, typer.Option(
+        help="A file or directory to place in the run's /workspace (repeat).")] = None,
+    artifact: Annotated[list[str] | None, typer.Option(
+        help="A glob in /workspace to collect when the run ends, e.g. 'out/**' (repeat).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
 ) -> None:
@@ -114,6 +118,10 @@ def run(
         raw["fallback_models"] = [model_option(f) for f in fallback]
     if tool:
         raw["tools"] = tool
+    if artifact:
+        raw["artifacts"] = artifact
+    if file:
+        raw["files"] = _upload(file)
     limits = {"max_steps": max_steps, "max_tokens": max_tokens,
               "max_cost_usd": max_cost_usd, "max_seconds": max_seconds}
     if any(v is not None for v in limits.values()):
@@ -236,6 +244,66 @@ def transcript(
                 if stream:
                     console.print(Text("  ") + clipped(stream.strip().replace("\n", "\n  "), 2000),
                                   soft_wrap=True)
+
+
+@app.command()
+def artifacts(
+    workflow_id: str,
+    download: Annotated[Path | None, typer.Option(
+        help="Write the artifacts under this directory (and nowhere else).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the files a run left (its input's `artifacts` globs), or download them."""
+    from tether import client
+
+    async def go() -> Any:
+        return await client.get_artifacts(await _connect(), workflow_id)
+
+    found = _read(workflow_id, "the artifacts", go)
+    downloaded = None
+    if download is not None:
+        from tether.store.files import write_artifacts
+
+        try:
+            downloaded = write_artifacts(client.content_store(settings()), found.artifacts, download)
+        except OSError as error:
+            fail(f"cannot write to {download}: {error.strerror or error}", "choose a directory you can write")
+    if as_json:
+        body = found.model_dump(mode="json")
+        if downloaded is not None:
+            body["written"] = [str(path) for path in downloaded.written]
+            body["not_written"] = [s.model_dump(mode="json") for s in downloaded.skipped]
+        print(json.dumps(body))
+        return
+    table = Table(title=literal(f"{workflow_id} · {len(found.artifacts)} artifact(s)"))
+    for column, justify in (("path", "left"), ("size", "right"), ("sha256", "left"), ("", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]  # rich's Literal
+    for record in found.artifacts:
+        table.add_row(literal(record.path), f"{record.size:,}", record.sha256[:12], "")
+    for skipped in found.skipped:
+        table.add_row(literal(skipped.path), "", "", literal(f"skipped: {skipped.reason}", "yellow"))
+    console.print(table)
+    if downloaded is not None:
+        console.print(Text(f"wrote {len(downloaded.written)} file(s) under ") + literal(str(download)))
+        for skipped in downloaded.skipped:
+            console.print(Text("not written ", "red") + literal(skipped.path) + Text(": ")
+                          + literal(skipped.reason), soft_wrap=True)
+    elif not found.artifacts and not found.skipped:
+        console.print(Text("none: the run is still going, never had a sandbox, or asked for no "
+                           "artifacts (tether run --artifact GLOB)", "dim"))
+
+
+def _upload(paths: list[Path]) -> dict[str, str]:
+    """Puts the files in the content store the workers read; what can't go is a clear error."""
+    from tether.client import content_store
+    from tether.store.files import FilesRefused, upload_paths
+
+    try:
+        return upload_paths(content_store(settings()), paths)
+    except FilesRefused as error:
+        fail(f"--file refused: {error}", "give existing regular files or directories, each under 16 MiB")
+    except OSError as error:
+        fail(f"--file: cannot store the files: {error}", "check TETHER_STORE_DIR (the workers' store)")
 
 
 def _read(workflow_id: str, what: str, go: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

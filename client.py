@@ -8,17 +8,31 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, Interceptor, WorkflowHandle
+from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
+from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunStatus, StepRecord
 from tether.settings import TetherSettings
+from tether.store import ContentStore, LocalContentStore
+from tether.store.files import Downloaded, upload_paths, write_artifacts
 
-__all__ = ["connect", "get_run", "get_status", "get_transcript", "partial_text", "run", "start_run"]
+__all__ = [
+    "connect",
+    "download_artifacts",
+    "get_artifacts",
+    "get_run",
+    "get_status",
+    "get_transcript",
+    "partial_text",
+    "run",
+    "start_run",
+]
 
 
 async def connect(
@@ -59,9 +73,19 @@ async def start_run(
     *,
     workflow_id: str | None = None,
     task_queue: str | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    settings: TetherSettings | None = None,
 ) -> WorkflowHandle[Any, AgentRunResult]:
-    """Starts an `AgentRun`. The input is validated here first, so mistakes show at once."""
+    """Starts an `AgentRun`. The input is validated here first, so mistakes show at once.
+
+    `files` (files and directories) are uploaded to the content store the workers read
+    (`settings`' store) and placed in the run's /workspace; a missing or unfit one raises
+    `FilesRefused` before anything starts."""
     run_input = input if isinstance(input, AgentRunInput) else AgentRunInput.model_validate(input)
+    if files:
+        uploaded = upload_paths(content_store(settings), files)
+        raw = run_input.model_dump(mode="json", exclude_unset=True)
+        run_input = AgentRunInput.model_validate({**raw, "files": {**run_input.files, **uploaded}})
     return await client.start_workflow(
         "AgentRun",
         run_input.model_dump(mode="json", exclude_unset=True),
@@ -100,3 +124,30 @@ async def partial_text(client: Client, workflow_id: str) -> str | None:
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
     return await get_run(client, workflow_id).query("transcript", result_type=list[StepRecord])
+
+
+def content_store(settings: TetherSettings | None = None) -> ContentStore:
+    """The content store the workers share, as `settings` (the environment) name it, opened
+    as `TetherPlugin` opens it."""
+    return LocalContentStore((settings or TetherSettings()).store_path)
+
+
+async def get_artifacts(client: Client, workflow_id: str) -> RunArtifacts:
+    """The artifacts a run collected when it ended (none while it runs): from its result when
+    it completed, otherwise (failed, cancelled, timed out) from its `artifacts` query."""
+    handle = get_run(client, workflow_id)
+    description = await handle.describe()
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        result = await handle.result()
+        return RunArtifacts(artifacts=result.artifacts, skipped=result.skipped_artifacts)
+    return await handle.query("artifacts", result_type=RunArtifacts)
+
+
+async def download_artifacts(
+    client: Client, workflow_id: str, directory: str | os.PathLike[str], *,
+    settings: TetherSettings | None = None,
+) -> Downloaded:
+    """Writes a run's artifacts under `directory`, and nowhere else: `written` lists the
+    files, `skipped` what could not be written there (and why)."""
+    found = await get_artifacts(client, workflow_id)
+    return write_artifacts(content_store(settings), found.artifacts, Path(directory))

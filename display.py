@@ -76,6 +76,10 @@ def print_result(console: Console, result: Any, links: dict[str, str]) -> None:
         cost.append(" (price unknown for some steps)", style="yellow")
     table.add_row("usage", Text(f"{u.input_tokens} in · {u.output_tokens} out · ") + cost)
     table.add_row("seconds", f"{result.seconds:.2f}")
+    if result.artifacts or result.skipped_artifacts:
+        skipped = f", {len(result.skipped_artifacts)} skipped" if result.skipped_artifacts else ""
+        table.add_row("artifacts", Text(f"{len(result.artifacts)} file(s){skipped} · ")
+                      + literal(f"tether artifacts {links['workflow_id']}"))
     table.add_row("workflow id", literal(links["workflow_id"]))
     table.add_row("web UI", literal(links["ui"]))
     table.add_row("history", literal(links["show"]))

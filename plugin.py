@@ -28,6 +28,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
 from tether import metrics, tracing
+from tether.activities.artifacts import ArtifactActivities
 from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
@@ -57,6 +58,7 @@ class HostActivities:
     sandboxes: SandboxActivities
     tools: ToolActivities
     mcp: McpActivities
+    artifacts: ArtifactActivities
     pool: WarmPool | None
 
     def shared(self) -> list[Callable[..., object]]:
@@ -68,7 +70,7 @@ class HostActivities:
         """Served on this worker's own queue: they need the engine that holds the sandbox
         (MCP servers that run in it among them)."""
         return [self.tools.call_tool, self.sandboxes.release, self.sandboxes.reap,
-                self.mcp.list_tools, self.mcp.call]
+                self.mcp.list_tools, self.mcp.call, self.artifacts.collect]
 
 
 class TetherPlugin(SimplePlugin):
@@ -138,9 +140,10 @@ class TetherPlugin(SimplePlugin):
                 sandboxes=SandboxActivities(
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
                     host_queue=settings.host_task_queue(task_queue), pool=pool,
-                    ttl_seconds=settings.sandbox_ttl_seconds),
+                    ttl_seconds=settings.sandbox_ttl_seconds, blobs=self._store().blobs),
                 tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes),
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes),
+                artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
                 pool=pool,
             )
         return self._host

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pydantic import TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tether.activities.artifacts import check_files
 from tether.activities.observed import observed
 from tether.contracts import (
     Message,
@@ -49,6 +50,8 @@ class ModelActivities:
     async def start_conversation(self, input: StartConversationInput) -> StartConversationOutput:
         if input.max_cost_usd is not None:
             refuse_unpriced(input.models)
+        if input.files:
+            check_files(self.conversations.blobs, input.files, input.disk_mb)
         head = self.conversations.append(None, [
             Message(role="system", content=input.system_prompt),
             Message(role="user", content=input.task),

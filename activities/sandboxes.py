@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from tether.activities.artifacts import place_files
 from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
 from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
 from tether.sandbox.channel import ChannelClosed
@@ -24,6 +25,7 @@ from tether.sandbox.manager import (
     run_name,
 )
 from tether.sandbox.pool import WarmPool
+from tether.store import ContentStore
 
 log = logging.getLogger("tether.reaper")
 
@@ -32,13 +34,16 @@ class SandboxActivities:
     """Makes and removes this worker's sandboxes, and sweeps what runs left behind.
 
     `worker_id` names this host (its containers carry it, and the reaper judges only those);
-    `host_queue` is where the run's tool calls must go to reach this engine.
+    `host_queue` is where the run's tool calls must go to reach this engine; `blobs` holds
+    the files runs are given.
     """
 
     def __init__(
         self, *, sandboxes: SandboxManager, client: Client, worker_id: str, host_queue: str,
         pool: WarmPool | None = None, ttl_seconds: float | None = None,
+        blobs: ContentStore | None = None,
     ) -> None:
+        self.blobs = blobs
         self.sandboxes = sandboxes
         self.client = client
         self.worker_id = worker_id
@@ -64,9 +69,23 @@ class SandboxActivities:
             except SandboxBroken as error:
                 raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
             container_id = container.id
+        if input.files:
+            await self._place(container_id, input.files)
         started_at = await asyncio.to_thread(self.sandboxes.started_at, container_id)
         return SandboxHandle(container_id=container_id, task_queue=self.host_queue,
                              worker=self.worker_id, started_at=started_at)
+
+    async def _place(self, container_id: str, files: dict[str, str]) -> None:
+        """Puts the run's files in before anyone sees the sandbox; one that can't have them is
+        removed at once (a retry starts from a fresh one)."""
+        try:
+            if self.blobs is None:
+                raise ApplicationError("this worker has no content store to take the run's files from",
+                                       type="FilesRefused", non_retryable=True)
+            await asyncio.to_thread(place_files, self.blobs, self.sandboxes, container_id, files)
+        except BaseException:
+            await asyncio.to_thread(self.sandboxes.remove, container_id)
+            raise
 
     @activity.defn(name=RELEASE_SANDBOX)
     async def release(self, input: ReleaseInput) -> bool:

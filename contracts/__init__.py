@@ -18,6 +18,7 @@ from tether.contracts.activities import (
     ToolCallInput,
     ToolCallOutput,
 )
+from tether.contracts.files import ArtifactRecord, CollectInput, RunArtifacts, SkippedArtifact
 from tether.contracts.messages import Message, ModelTurn, ToolCall, ToolResult, Usage
 from tether.contracts.run import (
     ALL_TOOLS,
@@ -46,8 +47,10 @@ __all__ = [
     "AgentRunInput",
     "AgentRunResult",
     "ApprovalPolicy",
+    "ArtifactRecord",
     "Budget",
     "BudgetView",
+    "CollectInput",
     "FinalStatus",
     "FunctionCallInput",
     "Message",
@@ -61,12 +64,14 @@ __all__ = [
     "ReapInput",
     "ReapReport",
     "ReleaseInput",
+    "RunArtifacts",
     "RunPhase",
     "RunStatus",
     "SandboxHandle",
     "SandboxSpec",
     "Script",
     "ScriptTurn",
+    "SkippedArtifact",
     "StartConversationInput",
     "StartConversationOutput",
     "StepRecord",

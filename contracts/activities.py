@@ -19,6 +19,7 @@ MCP_LIST_TOOLS = "mcp_list_tools"
 MCP_CALL = "mcp_call"
 ACQUIRE_SANDBOX = "acquire_sandbox"
 RELEASE_SANDBOX = "release_sandbox"
+COLLECT_ARTIFACTS = "collect_artifacts"
 REAP_SANDBOXES = "reap_sandboxes"
 
 
@@ -30,6 +31,9 @@ class StartConversationInput(BaseModel):
     """With a dollar budget, every model must have a known price, or the run is refused."""
     tools: list[str] = Field(default_factory=list)
     """The tools the run asks for, by name: each must be known to the worker."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """The files the run is given: each must be in the store, and all must fit `disk_mb`."""
+    disk_mb: int | None = None
 
 
 class StartConversationOutput(BaseModel):
@@ -103,6 +107,9 @@ class AcquireInput(BaseModel):
     workflow_id: str
     run_id: str
     spec: SandboxSpec
+    files: dict[str, str] = Field(default_factory=dict)
+    """Placed in the sandbox's /workspace before it is handed over (`{name: "sha256:..."}`),
+    so every sandbox a run gets, a replacement for a lost one too, starts with them."""
 
 
 class SandboxHandle(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from tether.contracts.files import MAX_FILES, ArtifactRecord, SkippedArtifact, digest_of, name_problem
 from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
 from tether.contracts.tools import McpServer
 
@@ -132,6 +133,12 @@ class AgentRunInput(Strict):
     continue_as_new_after_steps: int | None = Field(default=500, ge=1)
     """Steps per workflow execution before the run continues as new (also when Temporal
     suggests it). Invisible in the result; keeps any run's history small."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """Files placed in /workspace before the first tool call: `{name: "sha256:<digest>"}`,
+    the contents in the content store (`tether run --file`, `start_run(files=...)`)."""
+    artifacts: list[str] = Field(default_factory=list)
+    """Globs in /workspace (`out/**`, `*.md`) collected into the store when the run ends,
+    however it ends, and listed in its result."""
     system_prompt: str = (
         "You are an agent that solves tasks by running tools in an isolated Linux sandbox. "
         "Your working directory is /workspace. Answer with the result when you are done."
@@ -145,6 +152,26 @@ class AgentRunInput(Strict):
             raise ValueError(f"task must be a string, got {type(value).__name__}")
         return value
 
+    @field_validator("files")
+    @classmethod
+    def _files_stay_in_workspace(cls, files: dict[str, str]) -> dict[str, str]:
+        if len(files) > MAX_FILES:
+            raise ValueError(f"{len(files)} files; a run may be given at most {MAX_FILES}")
+        for name, reference in files.items():
+            problem = name_problem(name)
+            if problem:
+                raise ValueError(problem)
+            digest_of(reference)
+        return files
+
+    @field_validator("artifacts")
+    @classmethod
+    def _globs_stay_in_workspace(cls, globs: list[str]) -> list[str]:
+        for glob in globs:
+            problem = name_problem(glob, what="artifact glob")
+            if problem:
+                raise ValueError(problem)
+        return globs
 
 
 class StepRecord(Strict):
@@ -169,6 +196,10 @@ class AgentRunResult(Strict):
     cost_known: bool = True
     """False when a model with no known price served a step: `usage.cost_usd` counts only
     the steps whose price is known."""
+    artifacts: list[ArtifactRecord] = Field(default_factory=list)
+    """The files the input's `artifacts` globs matched, stored by digest."""
+    skipped_artifacts: list[SkippedArtifact] = Field(default_factory=list)
+    """Matched entries that were not collected (links, devices, oversized...), and why."""
 
 
 class PendingApproval(Strict):

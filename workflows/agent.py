@@ -30,7 +30,13 @@ with workflow.unsafe.imports_passed_through():
         StartConversationOutput,
         StepRecord,
     )
-    from tether.contracts.activities import MCP_LIST_TOOLS, MODEL_CALL, START_CONVERSATION
+    from tether.contracts.activities import (
+        COLLECT_ARTIFACTS,
+        MCP_LIST_TOOLS,
+        MODEL_CALL,
+        START_CONVERSATION,
+    )
+    from tether.contracts.files import CollectInput, RunArtifacts
     from tether.contracts.tools import McpListInput, McpListOutput
     from tether.workflows import budget as budgets
     from tether.workflows import visibility
@@ -80,7 +86,8 @@ class AgentRun:
             RunState.model_validate(carried) if carried
             else RunState(started_at=workflow.now(), budget=self.input.budget)
         )
-        self.lease = SandboxLease(self.state, self.input.sandbox, self.options, on_change=self._publish)
+        self.lease = SandboxLease(self.state, self.input.sandbox, self.options, on_change=self._publish,
+                                  files=self.input.files)
         self.tool_runner = ToolRunner(self.state, self.input, self.lease, self.options,
                                       on_change=self._publish)
         self.deadline.arm(budgets.seconds_left(self.state.budget, self._elapsed()))
@@ -97,12 +104,16 @@ class AgentRun:
                 await self._start_conversation()
                 if self._input.mcp_servers:
                     await self._list_mcp_tools()
-            return await self._loop()
+            result = await self._loop()
+            found = await self._collect_artifacts()
+            return result.model_copy(update={"artifacts": found.artifacts,
+                                             "skipped_artifacts": found.skipped})
         except workflow.ContinueAsNewError:
             release = False  # the next execution carries the sandbox on
             raise
         finally:
             if release:
+                await self._collect_artifacts()  # a failed or cancelled run's too
                 await self._lease.release()
 
     async def _loop(self) -> AgentRunResult:
@@ -307,6 +318,12 @@ class AgentRun:
         visibility.publish(self.status())
 
     @workflow.query
+    def artifacts(self) -> RunArtifacts:
+        """What the run's `artifacts` globs collected when it ended: also for a run that failed
+        or was cancelled from Temporal, which has no result to list them in."""
+        return (self.state.artifacts if self.state else None) or RunArtifacts()
+
+    @workflow.query
     def transcript(self) -> list[StepRecord]:
         """The run's steps, the most recent `state.TRANSCRIPT_KEPT` of them, each capped."""
         return list(self._state.transcript) if self.state else []
@@ -397,6 +414,35 @@ class AgentRun:
     def _spent(self) -> Spent:
         return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed())
 
+    async def _collect_artifacts(self) -> RunArtifacts:
+        """Takes the files the input's `artifacts` globs match from the sandbox into the store,
+        once, before the sandbox is released. A run that never had a sandbox has none."""
+        state = self._state
+        # Only a run that asks for artifacts issues this activity. The field is newer than
+        # every recorded history (an older worker refuses an input that has it), so those
+        # replay without the command and need no `workflow.patched` marker.
+        if not self._input.artifacts or state.artifacts is not None:
+            return state.artifacts or RunArtifacts()
+        state.artifacts = RunArtifacts()
+        sandbox = await self._lease.settle()
+        if sandbox is None:
+            return state.artifacts
+        try:
+            state.artifacts = await workflow.execute_activity(
+                COLLECT_ARTIFACTS,
+                CollectInput(workflow_id=workflow.info().workflow_id, container_id=sandbox.container_id,
+                             started_at=sandbox.started_at, globs=self._input.artifacts),
+                result_type=RunArtifacts,
+                task_queue=sandbox.task_queue,
+                start_to_close_timeout=self.options.collect_timeout,
+                schedule_to_start_timeout=self.options.host_worker_wait,
+                retry_policy=self.options.collect_retry,
+                summary="collect artifacts",
+            )
+        except ActivityError as error:
+            state.last_error = f"artifacts could not be collected: {root_message(error)}"
+        return state.artifacts
+
     async def _list_mcp_tools(self) -> None:
         """Lists the run's MCP servers' tools once, at its start, and adds them to its tools;
         a server that runs in the sandbox is started there to be asked."""
@@ -429,7 +475,8 @@ class AgentRun:
                 StartConversationInput(
                     system_prompt=self._input.system_prompt, task=self._input.task,
                     models=[self._input.model, *self._input.fallback_models],
-                    max_cost_usd=self._input.budget.max_cost_usd, tools=self._input.tools),
+                    max_cost_usd=self._input.budget.max_cost_usd, tools=self._input.tools,
+                    files=self._input.files, disk_mb=self._input.sandbox.disk_mb),
                 result_type=StartConversationOutput,
                 start_to_close_timeout=self.options.start_timeout,
                 retry_policy=self.options.start_retry,

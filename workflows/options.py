@@ -47,6 +47,10 @@ class ActivityOptions:
     """Starting a run's MCP servers (in its sandbox, or over HTTP) and listing their tools."""
     mcp_list_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
         maximum_attempts=3, non_retryable_error_types=["McpUnavailable"]))
+    collect_timeout: timedelta = timedelta(minutes=5)
+    """Collecting a run's artifacts: up to 1,000 files, 256 MiB, read through the executor."""
+    collect_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        maximum_attempts=3, non_retryable_error_types=["SandboxGone", "ArtifactsUnavailable"]))
     function_timeout: timedelta = timedelta(seconds=60)
     """A function tool's attempt, when the tool names no timeout of its own."""
 

@@ -20,9 +20,11 @@ from tether.workflows.state import RunState
 
 class SandboxLease:
     def __init__(self, state: RunState, spec: SandboxSpec, options: ActivityOptions, *,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], files: dict[str, str] | None = None) -> None:
         self.state = state
         self.spec = spec
+        self.files = files or {}
+        """The run's files: every sandbox it acquires has them in /workspace before first use."""
         self.options = options
         self.on_change = on_change
         self.acquiring: asyncio.Task[SandboxHandle] | None = None
@@ -38,7 +40,7 @@ class SandboxLease:
             self.acquiring = asyncio.ensure_future(workflow.execute_activity(
                 ACQUIRE_SANDBOX,
                 AcquireInput(workflow_id=info.workflow_id, run_id=info.first_execution_run_id,
-                             spec=self.spec),
+                             spec=self.spec, files=self.files),
                 result_type=SandboxHandle,
                 start_to_close_timeout=self.options.sandbox_timeout,
                 retry_policy=self.options.sandbox_retry,
@@ -71,13 +73,18 @@ class SandboxLease:
             self.removing.append(asyncio.ensure_future(
                 self._remove(sandbox, summary="remove lost sandbox")))
 
-    async def release(self) -> None:
-        """Removes the run's sandbox, and waits for lost ones being removed."""
+    async def settle(self) -> SandboxHandle | None:
+        """The run's sandbox once an acquisition in flight has ended; None if it has none."""
         if self.acquiring is not None:
             try:
                 self._adopt(await self.acquiring)
             except ActivityError:
                 self.acquiring = None  # nothing was made
+        return self.state.sandbox
+
+    async def release(self) -> None:
+        """Removes the run's sandbox, and waits for lost ones being removed."""
+        await self.settle()
         sandbox, self.state.sandbox = self.state.sandbox, None
         if sandbox is not None:
             await self._remove(sandbox)

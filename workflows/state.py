@@ -21,6 +21,7 @@ from tether.contracts import (
     Usage,
 )
 from tether.contracts.caps import cap_record
+from tether.contracts.files import RunArtifacts
 from tether.contracts.tools import ToolRoute
 
 TRANSCRIPT_KEPT = 50
@@ -68,6 +69,8 @@ class RunState(BaseModel):
     transcript: list[StepRecord] = Field(default_factory=list)
     last_error: str | None = None
     last_model: str | None = None
+    artifacts: RunArtifacts | None = None
+    """What the run's `artifacts` globs collected when it ended (None before)."""
     continued: int = 0
     """How many times this run has continued as new."""
     continued_at_step: int = 0

@@ -19,12 +19,15 @@ Guarantees it gives the host:
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import os
 import queue
+import re
 import selectors
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -270,6 +273,8 @@ class Executor:
                       "error": f"the sandbox is at its process limit, the call can't start: {error}"})
         elif op in ("mcp_open", "mcp_send", "mcp_close"):
             threading.Thread(target=self.mcp, args=(op, request), daemon=True).start()
+        elif op in WORKSPACE_OPS:
+            threading.Thread(target=_workspace_op, args=(op, request), daemon=True).start()
         elif op == "cancel":
             with self.lock:
                 call = self.calls.get(request.get("key", ""))
@@ -603,6 +608,156 @@ def _write_file(path: str, content: str) -> dict:
         return _result(1, stderr=f"write_file: {path!r}: {error.strerror}")
     return _result(0, stdout=f"wrote {len(data)} bytes to {os.path.relpath(full, WORKSPACE)}",
                    duration_ms=int((time.monotonic() - started) * 1000))
+
+
+# --- files in, artifacts out ---------------------------------------------------------
+# The host places a run's files and takes its artifacts through these ops. The workspace is
+# hostile by then: every path is opened one component at a time beneath /workspace with
+# O_NOFOLLOW, so no symlink (nor one swapped in mid-way) leads out, and only regular files
+# with one name are read: a hard link could name a file the run should not hand out.
+
+def _workspace_op(op: str, request: dict) -> None:
+    try:
+        result = WORKSPACE_OPS[op](request)
+    except (OSError, ValueError) as error:
+        send({"id": request.get("id"), "ok": False, "error": str(error) or type(error).__name__})
+        return
+    send({"id": request.get("id"), "ok": True, "result": result})
+
+
+def _parts(path: str) -> list:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{path!r} is not a name inside /workspace")
+    return parts
+
+
+def _open_beneath(path: str, flags: int, *, make_dirs: bool = False) -> int:
+    """Opens `path` under the workspace without following any symlink on the way."""
+    parts = _parts(path)
+    directory = os.open(WORKSPACE, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            if make_dirs:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=directory)
+                except FileExistsError:
+                    pass
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def _put_file(request: dict) -> dict:
+    """Writes (or, with `append`, adds to) one file the host places before the first call."""
+    data = base64.b64decode(request.get("data", ""))
+    append = bool(request.get("append"))
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = _open_beneath(str(request.get("path", "")), flags, make_dirs=True)
+    with os.fdopen(fd, "wb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{request.get('path')!r} is not a regular file")
+        if f.tell() + len(data) > MAX_WRITE_BYTES:
+            raise ValueError(f"{request.get('path')!r} would be over the {MAX_WRITE_BYTES}-byte limit")
+        f.write(data)
+        return {"size": f.tell()}
+
+
+def _glob_pattern(glob: str):
+    """`*` and `?` stay within one directory; a `**` part matches any number of them."""
+    parts, out = glob.split("/"), ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            out += ".*" if last else "(?:[^/]*/)*"
+            continue
+        out += "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
+        out += "" if last else "/"
+    return re.compile(out + r"\Z", re.DOTALL)
+
+
+def _skip_reason(path: str, info: os.stat_result, max_bytes: int) -> str | None:
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        target = os.readlink(os.path.join(WORKSPACE, path))
+        real = os.path.realpath(os.path.join(WORKSPACE, path))
+        where = "inside" if real.startswith(WORKSPACE + os.sep) else "outside"
+        return f"symbolic link to {target!r} ({where} the workspace): links are not followed"
+    if stat.S_ISFIFO(mode):
+        return "a fifo, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file, not a regular file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if info.st_nlink > 1:
+        return f"a hard link ({info.st_nlink} names for one file): only files with one name are taken"
+    if info.st_size > max_bytes:
+        return f"{info.st_size} bytes is over the {max_bytes}-byte limit per artifact"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not UTF-8"
+    if re.search(r"[\x00-\x1f\x7f\\]", path):
+        return "its name holds a backslash or a control character"
+    return None
+
+
+def _list_artifacts(request: dict) -> dict:
+    """Every workspace entry a glob matches, walked by lstat (links are never followed):
+    regular files to take, and the others with the reason they are skipped."""
+    patterns = [_glob_pattern(str(g)) for g in request.get("globs") or []]
+    max_bytes = int(request.get("max_bytes", MAX_WRITE_BYTES))
+    files, skipped = [], []
+    pending = [""]
+    while pending:
+        directory = pending.pop()
+        try:
+            names = sorted(os.listdir(os.path.join(WORKSPACE, directory) or WORKSPACE))
+        except OSError:
+            continue
+        for name in names:
+            path = f"{directory}/{name}" if directory else name
+            try:
+                info = os.lstat(os.path.join(WORKSPACE, path))
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(path)
+                continue
+            if not any(p.match(path) for p in patterns):
+                continue
+            reason = _skip_reason(path, info, max_bytes)
+            if reason:
+                # Shown as readable text: a name that is not UTF-8 can't cross JSON as it is.
+                shown = os.fsencode(path).decode("utf-8", "replace")
+                skipped.append({"path": shown, "reason": reason})
+            else:
+                files.append({"path": path, "size": info.st_size})
+    return {"files": sorted(files, key=lambda f: f["path"]),
+            "skipped": sorted(skipped, key=lambda f: f["path"])}
+
+
+def _read_artifact(request: dict) -> dict:
+    """A chunk of one listed file, checked again as it is opened: still a regular file with
+    one name, within the limit."""
+    path, max_bytes = str(request.get("path", "")), int(request.get("max_bytes", MAX_WRITE_BYTES))
+    fd = _open_beneath(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        reason = _skip_reason(path, info, max_bytes)
+        if reason:
+            raise ValueError(reason)
+        data = os.pread(f.fileno(), int(request.get("length", 1 << 20)), int(request.get("offset", 0)))
+    return {"data": base64.b64encode(data).decode(), "size": info.st_size}
+
+
+WORKSPACE_OPS = {"file_put": _put_file, "artifact_list": _list_artifacts,
+                 "artifact_read": _read_artifact}
 
 
 def main() -> None:

@@ -1,0 +1,89 @@
+"""Files into a sandbox's /workspace and artifacts out of it, through its executor.
+
+Not `put_archive`/`get_archive`: the root is read-only and the workspace a tmpfs, which the
+engine's archive API does not reach, and a tar from a hostile workspace would be unpacked
+on the host. The executor's ops (`file_put`, `artifact_list`, `artifact_read`) open every
+path beneath /workspace without following links and take regular files with one name only;
+the host checks every name the sandbox returns again (`name_problem`) and counts every byte.
+Blocking calls: async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from tether.contracts.files import MAX_FILE_BYTES, name_problem
+from tether.sandbox.manager import ANSWER_TIMEOUT_S, SandboxManager
+
+CHUNK_BYTES = 1 << 20
+"""Bytes per request: one JSON line of about 1.4 MB, small beside the stream's frames."""
+LIST_TIMEOUT_S = 60.0
+
+
+class WorkspaceRefused(RuntimeError):
+    """The executor refused an op: a name it won't open, a full workspace, a changed file."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    files: list[tuple[str, int]]
+    """(path, size) of each regular file a glob matched."""
+    skipped: list[tuple[str, str]]
+    """(path, reason) of each matched entry that is not taken."""
+
+
+def put_file(sandboxes: SandboxManager, container_id: str, path: str, data: bytes) -> None:
+    """Writes one file under /workspace, in chunks (parents made as needed)."""
+    problem = name_problem(path)
+    if problem:
+        raise WorkspaceRefused(problem)
+    offsets = range(0, max(len(data), 1), CHUNK_BYTES)
+    for offset in offsets:
+        _ask(sandboxes, container_id, {
+            "op": "file_put", "path": path, "append": offset > 0,
+            "data": base64.b64encode(data[offset:offset + CHUNK_BYTES]).decode()})
+
+
+def list_artifacts(sandboxes: SandboxManager, container_id: str, globs: list[str], *,
+                   max_bytes: int = MAX_FILE_BYTES) -> Listing:
+    result = _ask(sandboxes, container_id,
+                  {"op": "artifact_list", "globs": globs, "max_bytes": max_bytes},
+                  timeout=LIST_TIMEOUT_S)
+    files, skipped = [], [(str(s["path"]), str(s["reason"])) for s in result.get("skipped", [])]
+    for entry in result.get("files", []):
+        path, size = str(entry["path"]), int(entry["size"])
+        # The executor is in a hostile place: a name it returns is checked as if a tool wrote it.
+        problem = name_problem(path, what="name")
+        if problem:
+            skipped.append((path, problem))
+        else:
+            files.append((path, size))
+    return Listing(files=files, skipped=skipped)
+
+
+def read_artifact(sandboxes: SandboxManager, container_id: str, path: str, *,
+                  max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The whole file, read in chunks; WorkspaceRefused when it changes kind or outgrows
+    `max_bytes` on the way."""
+    data = bytearray()
+    while True:
+        result = _ask(sandboxes, container_id, {
+            "op": "artifact_read", "path": path, "offset": len(data),
+            "length": CHUNK_BYTES, "max_bytes": max_bytes})
+        chunk = base64.b64decode(result["data"])
+        data += chunk
+        if len(data) > max_bytes:
+            raise WorkspaceRefused(f"{path!r} grew over the {max_bytes}-byte limit while read")
+        if not chunk or len(data) >= int(result["size"]):
+            return bytes(data)
+
+
+def _ask(sandboxes: SandboxManager, container_id: str, request: dict[str, Any], *,
+         timeout: float = ANSWER_TIMEOUT_S * 6) -> dict[str, Any]:
+    response = sandboxes.channel(container_id).request(request).result(timeout=timeout)
+    if not response.get("ok"):
+        raise WorkspaceRefused(str(response.get("error")))
+    result: dict[str, Any] = response.get("result") or {}
+    return result

@@ -1,0 +1,138 @@
+"""A person's files into the content store for a run, and a run's artifacts out of it.
+
+Upload: `--file PATH` names a file (stored under its own name) or a directory (its files
+stored under the directory's name, as `cp -r` would place them). Download: every artifact is
+written under one directory and nowhere else. Names are checked again here (a record could
+come from anywhere), parents are opened one at a time without following links, and each
+file is written to a new name and renamed into place, so a link or hard link already in
+the directory is replaced, never written through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.contracts.files import (
+    DIGEST_PREFIX,
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    ArtifactRecord,
+    SkippedArtifact,
+    name_problem,
+)
+from tether.store.content import BlobNotFound, ContentStore
+
+
+class FilesRefused(ValueError):
+    """A path given to a run can't be: missing, not a regular file, too big, badly named."""
+
+
+def upload_paths(blobs: ContentStore, paths: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
+    """Stores the files and directories given; returns the run input's `files` mapping."""
+    files: dict[str, str] = {}
+    for given in paths:
+        for name, path in _files_of(Path(given)):
+            problem = name_problem(name)
+            if problem:
+                raise FilesRefused(f"{given}: {problem}")
+            if name in files:
+                raise FilesRefused(f"two of the files given would both be /workspace/{name}")
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise FilesRefused(f"{path} is {size} bytes; a run's file may have {MAX_FILE_BYTES}")
+            files[name] = DIGEST_PREFIX + blobs.put(path.read_bytes())
+    if len(files) > MAX_FILES:
+        raise FilesRefused(f"{len(files)} files given; a run may be given at most {MAX_FILES}")
+    return files
+
+
+def _files_of(path: Path) -> Iterable[tuple[str, Path]]:
+    """(name in the workspace, path here) of each file `path` stands for."""
+    if not path.exists():
+        raise FilesRefused(f"{path}: no such file or directory")
+    if path.is_file():
+        yield path.name, path
+        return
+    if not path.is_dir():
+        raise FilesRefused(f"{path} is not a regular file or a directory")
+    base = path.resolve().name
+    for directory, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names + [d for d in dirs if Path(directory, d).is_symlink()]):
+            found = Path(directory, name)
+            # A link inside a directory may lead anywhere (a key, another tree): it is given
+            # only when named on its own.
+            if found.is_symlink():
+                raise FilesRefused(f"{found} is a symbolic link; give its target with --file if it is meant")
+            if not found.is_file():
+                raise FilesRefused(f"{found} is not a regular file")
+            yield f"{base}/{found.relative_to(path).as_posix()}", found
+
+
+@dataclass
+class Downloaded:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[SkippedArtifact] = field(default_factory=list)
+
+
+def write_artifacts(blobs: ContentStore, records: Sequence[ArtifactRecord],
+                    directory: str | os.PathLike[str]) -> Downloaded:
+    """Writes each artifact under `directory`; those that can't be are skipped, with why."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    done = Downloaded()
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for record in records:
+            problem = name_problem(record.path, what="artifact name")
+            if problem:
+                done.skipped.append(SkippedArtifact(path=record.path, reason=problem))
+                continue
+            try:
+                data = blobs.get(record.sha256)
+            except (BlobNotFound, ValueError) as error:
+                done.skipped.append(SkippedArtifact(path=record.path, reason=str(error)))
+                continue
+            if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
+                done.skipped.append(SkippedArtifact(
+                    path=record.path, reason="the stored bytes do not match its record"))
+                continue
+            try:
+                _write_beneath(root_fd, record.path, data)
+            except OSError as error:
+                reason = f"not written: {error.strerror or error} (a link or a directory in the way?)"
+                done.skipped.append(SkippedArtifact(path=record.path, reason=reason))
+                continue
+            done.written.append(root / record.path)
+    finally:
+        os.close(root_fd)
+    return done
+
+
+def _write_beneath(root_fd: int, name: str, data: bytes) -> None:
+    parts = name.split("/")
+    directory = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=directory)
+            except FileExistsError:
+                pass
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        temporary = f".{parts[-1]}.tether-{os.urandom(4).hex()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(temporary, parts[-1], src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            os.unlink(temporary, dir_fd=directory)
+            raise
+    finally:
+        os.close(directory)
