@@ -3,13 +3,17 @@
 VENV      := .venv
 PY        := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# Arize Phoenix, the real OTLP receiver the trace tests export to, in a venv of its own:
+# it pins anthropic<2, which tether's lock does not allow.
+PHOENIX_VERSION := 20.26.1
+PHOENIX   := $(VENV)/phoenix/.installed-$(PHOENIX_VERSION)
 PYTHON    ?= python3
 
 .PHONY: setup deps docker image demo test bench lint lock stop-server clean
 
 setup: deps image
 
-deps: $(INSTALLED)
+deps: $(INSTALLED) $(PHOENIX)
 $(INSTALLED): requirements.lock pyproject.toml
 	@printf '\033[1;34m==>\033[0m installing pinned dependencies into $(VENV)\n'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +22,12 @@ $(INSTALLED): requirements.lock pyproject.toml
 	@# A real third-party MCP server for the tests (streamable HTTP), where npm is installed.
 	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/npm \
 		@modelcontextprotocol/server-everything@2026.8.31 || echo "npm not found: MCP HTTP tests will say so"
+	@touch $@
+
+$(PHOENIX):
+	@printf '\033[1;34m==>\033[0m installing Arize Phoenix $(PHOENIX_VERSION) into $(VENV)/phoenix\n'
+	@test -x $(VENV)/phoenix/bin/python || $(PYTHON) -m venv $(VENV)/phoenix
+	@$(VENV)/phoenix/bin/pip install -q --disable-pip-version-check arize-phoenix==$(PHOENIX_VERSION)
 	@touch $@
 
 docker:
