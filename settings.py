@@ -50,6 +50,10 @@ class TetherSettings(BaseSettings):
     """The dev server's SQLite file, the conversation store, the trace file."""
     store_dir: Path | None = None
     """The conversation store; `<data_dir>/store` when unset."""
+    max_sandboxes: int | None = Field(default=None, ge=1)
+    """Live sandboxes this worker hosts at most; runs beyond wait for a slot
+    (`waiting_for_sandbox`). Unset: as many of the default `memory_mb` as fit in three
+    quarters of the host's memory."""
     pool_size: int = Field(default=0, ge=0)
     """Warm sandboxes kept ready per worker; 0 (off) keeps every container labelled with its run."""
     sandbox_ttl_seconds: float | None = Field(default=None, gt=0)

@@ -17,7 +17,7 @@ ALL_TOOLS: tuple[str, ...] = ("python", "shell", "read_file", "write_file")
 """The built-in sandbox tools, every run's by default."""
 Provider = Literal["scripted", "openai", "anthropic"]
 RunPhase = Literal[
-    "starting", "thinking", "running_tools", "awaiting_approval",
+    "starting", "thinking", "running_tools", "awaiting_approval", "waiting_for_sandbox",
     "completed", "budget_exhausted", "cancelled", "failed",
 ]
 FinalStatus = Literal["completed", "budget_exhausted", "cancelled", "failed"]

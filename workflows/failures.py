@@ -28,3 +28,8 @@ def sandbox_lost(error: ActivityError) -> bool:
     if isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
         return True
     return isinstance(cause, ApplicationError) and cause.type == "SandboxGone"
+
+
+def no_slot(error: ActivityError) -> bool:
+    """Whether an acquisition was refused because its worker hosts all the sandboxes it admits."""
+    return isinstance(error.cause, ApplicationError) and error.cause.type == "NoSandboxSlot"
