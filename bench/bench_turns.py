@@ -1,0 +1,149 @@
+"""The cost of a turn: tether against pydantic-ai's `TemporalAgent`, on the same dev server.
+
+The workload, the same for both: `TURNS` turns, each a model answer of about 1 KB of text
+asking for one tool call whose output is about 1 KB, then a final answer. tether's model is
+the scripted one and its tool a `shell` call in the run's sandbox; the peer's model is a
+`FunctionModel` and its tool a function in the worker's process (`bench/peer_pydantic_ai.py`).
+The runs take turns, tether's then the peer's, `REPEATS` times, so both see the same machine.
+
+A turn's time is read from each run's own history: from one model call's scheduling to the
+next's (the first turn, which makes tether's sandbox, is left out). From tether's history
+too: each workflow task's processing around the last step, and the tool activity's dispatch
+wait and run, against the executor's own time for the same command on the same engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from typing import Any
+
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.worker import Worker
+from tether import client as tether
+from tether.contracts import SandboxSpec
+from tether.sandbox.manager import LABEL_MANAGED, LABEL_WORKER
+
+from bench import peer_pydantic_ai as peer
+from bench.local_stack import Stack, local_stack
+from bench.report import Report
+from bench.turn_times import activity_spans, scheduled, turn_seconds, workflow_task_seconds
+
+TURNS = peer.TURNS
+REPEATS = 5
+EXECUTOR_CALLS = 30
+LATE_STEPS = 5
+"""Workflow tasks "at step 30" are those of the last `LATE_STEPS` steps."""
+MAX_RATIO = 0.6
+MAX_WFT_MS = 5.0
+MAX_TOOL_OVER_EXECUTOR = 2.0
+TASK = "Survey the sandbox, one batch a turn, then say you are done."
+COMMAND = "printf 'step %02d\\n' {turn}; head -c 1000 /dev/zero | tr '\\\\0' y"
+
+
+def tether_input() -> dict[str, Any]:
+    text = "x" * 1000
+    turns: list[dict[str, Any]] = [
+        {"text": f"Turn {k:02d}. {text}",
+         "tool_calls": [{"name": "shell", "arguments": {"command": COMMAND.format(turn=k)}}]}
+        for k in range(1, TURNS)
+    ]
+    turns.append({"text": f"Done after {TURNS} turns."})
+    return {"task": TASK, "model": {"provider": "scripted", "script": {"turns": turns}},
+            "tools": ["shell"], "budget": {"max_steps": TURNS, "max_seconds": None}}
+
+
+def is_tether_model(name: str) -> bool:
+    return name == "model_call"
+
+
+def is_peer_model(name: str) -> bool:
+    return "model_request" in name
+
+
+async def tether_run(stack: Stack) -> list[HistoryEvent]:
+    handle = await tether.start_run(stack.client, tether_input(), task_queue=stack.task_queue)
+    result = await handle.result()
+    if result.status != "completed" or result.steps != TURNS:
+        raise RuntimeError(f"tether's run did not finish its script: {result}")
+    return list((await handle.fetch_history()).events)
+
+
+async def peer_run(client: Client, queue: str) -> list[HistoryEvent]:
+    handle = await client.start_workflow(
+        peer.PeerAgentRun.run, TASK, id=f"bench-peer-{uuid.uuid4().hex[:8]}", task_queue=queue)
+    output = await handle.result()
+    if not output.startswith("Done"):
+        raise RuntimeError(f"the peer's run did not finish its script: {output!r}")
+    return list((await handle.fetch_history()).events)
+
+
+async def executor_seconds(stack: Stack) -> list[float]:
+    """The same command straight through the executor, as the tool activity runs it."""
+    sandboxes = stack.host.sandboxes.sandboxes
+    container = await asyncio.to_thread(
+        sandboxes.create, SandboxSpec(),
+        {LABEL_MANAGED: "1", LABEL_WORKER: stack.plugin.settings.worker_id},
+        name=f"tether-bench-{uuid.uuid4().hex[:12]}")
+    took = []
+    try:
+        for n in range(EXECUTOR_CALLS + 3):
+            started = asyncio.get_running_loop().time()
+            result = await sandboxes.run_tool(
+                container.id, tool="shell", arguments={"command": COMMAND.format(turn=n)},
+                key=f"bench/{n}", timeout_s=60, limit_bytes=65536)
+            assert result.exit_code == 0, result
+            if n >= 3:
+                took.append(asyncio.get_running_loop().time() - started)
+    finally:
+        await asyncio.to_thread(sandboxes.remove, container.id)
+    return took
+
+
+def ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+async def run(report: Report) -> None:
+    ours: list[list[HistoryEvent]] = []
+    theirs: list[list[HistoryEvent]] = []
+    async with local_stack("turns") as stack:
+        from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
+
+        address = stack.client.service_client.config.target_host
+        peer_client = await Client.connect(address, plugins=[PydanticAIPlugin()])
+        queue = f"{stack.task_queue}-peer"
+        async with Worker(peer_client, task_queue=queue, workflows=[peer.PeerAgentRun]):
+            await peer_run(peer_client, queue)  # warm-up: imports, sandbox, caches
+            await tether_run(stack)
+            for _ in range(REPEATS):
+                ours.append(await tether_run(stack))
+                theirs.append(await peer_run(peer_client, queue))
+        executor = await executor_seconds(stack)
+
+    def turns(histories: list[list[HistoryEvent]], is_model: Any) -> list[float]:
+        return [s for events in histories for s in turn_seconds(events, is_model)[1:]]
+
+    ours_turn, theirs_turn = ms(turns(ours, is_tether_model)), ms(turns(theirs, is_peer_model))
+    report.figure(f"per turn, {TURNS}-turn run, p50 over {REPEATS} runs", ours_turn, "ms",
+                  goal=f"≤ {MAX_RATIO}x pydantic-ai's", met=ours_turn <= MAX_RATIO * theirs_turn,
+                  baseline_name="pydantic-ai TemporalAgent", baseline=theirs_turn)
+    late = [s for events in ours
+            for s in workflow_task_seconds(events, scheduled(events, is_tether_model)[-LATE_STEPS])]
+    report.figure(f"workflow task processing, steps {TURNS - LATE_STEPS + 1}-{TURNS}, p50", ms(late),
+                  "ms", goal=f"≤ {MAX_WFT_MS:g} ms", met=ms(late) <= MAX_WFT_MS,
+                  baseline_name="pydantic-ai, same steps",
+                  baseline=ms([s for events in theirs for s in workflow_task_seconds(
+                      events, scheduled(events, is_peer_model)[-LATE_STEPS])]))
+    tools = [span for events in ours for span in activity_spans(events, lambda n: n == "tool_call")]
+    ran, executor_ms = ms([s.ran for s in tools]), ms(executor)
+    report.figure("tool activity, start to completion, p50", ran, "ms",
+                  goal=f"≤ {MAX_TOOL_OVER_EXECUTOR:g}x the executor's",
+                  met=ran <= MAX_TOOL_OVER_EXECUTOR * executor_ms,
+                  baseline_name="the executor alone", baseline=executor_ms)
+    report.figure("tool activity, dispatch wait on the host queue, p50", ms([s.waited for s in tools]), "ms")
+    models = [span for events in ours for span in activity_spans(events, is_tether_model)]
+    report.figure("model activity, start to completion, p50", ms([s.ran for s in models]), "ms")
+    report.figure("model activity, dispatch wait, p50", ms([s.waited for s in models]), "ms")
