@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -13,6 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console, RenderableType
@@ -32,8 +34,32 @@ err = Console(stderr=True)
 
 @functools.cache
 def settings() -> TetherSettings:
-    """The environment's settings, read once per command."""
-    return TetherSettings()
+    """The environment's settings, read once per command, with the address and namespace of
+    the Temporal profile in use (tether.connection)."""
+    from tether.connection import ConnectionConfigError, resolved
+    from tether.encryption import InvalidKeys
+
+    try:
+        return resolved(TetherSettings())
+    except (InvalidKeys, ConnectionConfigError) as error:
+        try:
+            fail(str(error))
+        except typer.Exit:
+            # As SystemExit: typer.Exit is a RuntimeError, which a command's `except
+            # Exception` would catch, and then ask for the settings (and print this) again.
+            raise SystemExit(2) from None
+
+
+@app.callback()
+def _options(
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="NAME", envvar="TEMPORAL_PROFILE",
+        help="The profile of Temporal's client config file (TEMPORAL_CONFIG_FILE) to connect with.")] = None,
+) -> None:
+    # The same as TEMPORAL_PROFILE, as in the Temporal CLI: set for this process and what it
+    # starts (`tether dev`'s worker), where TetherSettings and temporalio.envconfig read it.
+    if profile:
+        os.environ["TEMPORAL_PROFILE"] = profile
 
 
 def main() -> None:
@@ -401,42 +427,65 @@ def worker(
     asyncio.run(worker_module.main(chosen))
 
 
+CODEC_ENDPOINT_HELP = ("The codec server the Web UI decodes encrypted payloads with, when "
+                       "TETHER_ENCRYPTION_KEYS is set (`tether codec-server`).")
+
+
 @app.command()
 def server(
     port: Annotated[int, typer.Option()] = 7233,
     ui_port: Annotated[int | None, typer.Option(help="Default: TETHER_UI_PORT, 8233.")] = None,
+    codec_endpoint: Annotated[str, typer.Option(help=CODEC_ENDPOINT_HELP)] = "http://localhost:8081",
 ) -> None:
     """Run the embedded Temporal dev server in the foreground (SQLite under .tether/)."""
     ui_port = ui_port or settings().ui_port
     data = settings().data_path
     data.mkdir(parents=True, exist_ok=True)
+    endpoint = codec_endpoint if settings().encryption_keys else None
     command = embedded.server_command(port=port, ui_port=ui_port, db_file=data / "temporal.db",
-                                      log_level="warn")
+                                      log_level="warn", codec_endpoint=endpoint)
     console.print(f"Temporal dev server on 127.0.0.1:{port} · web UI http://localhost:{ui_port}")
+    if endpoint:
+        console.print(f"the web UI decodes payloads with the codec server at {endpoint}: "
+                      "run `tether codec-server` beside it")
     os.execv(command[0], command)
 
 
 @app.command()
-def dev() -> None:
-    """Run the dev server and a worker together; Ctrl-C stops both."""
+def dev(
+    codec_endpoint: Annotated[str, typer.Option(help=CODEC_ENDPOINT_HELP)] = "http://localhost:8081",
+) -> None:
+    """Run the dev server and a worker together (and with TETHER_ENCRYPTION_KEYS, the codec
+    server for the Web UI); Ctrl-C stops them all."""
     # Ctrl-C is this command's way out, even when started from a shell that ignores it
     # (a background job), whose children would inherit the ignoring.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     data = settings().data_path
     data.mkdir(parents=True, exist_ok=True)
     address = settings().temporal_address
+    keyed = settings().encryption_keys is not None
     server_process = None
     if not embedded.answers(address):
         port = int(address.rpartition(":")[2])
         server_process = embedded.start(port=port, ui_port=settings().ui_port,
-                                        db_file=data / "temporal.db", log_file=data / "temporal.log")
+                                        db_file=data / "temporal.db", log_file=data / "temporal.log",
+                                        codec_endpoint=codec_endpoint if keyed else None)
         console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings().ui_port}")
+    codec_process = None
+    if keyed:
+        codec_process = subprocess.Popen([
+            sys.executable, "-m", "tether.cli", "codec-server",
+            "--port", str(urlsplit(codec_endpoint).port or 80)])
+        console.print(f"codec server on {codec_endpoint}")
     worker_process = subprocess.Popen([sys.executable, "-m", "tether.worker"])
     try:
         worker_process.wait()
     except KeyboardInterrupt:
         stop_process(worker_process)
     finally:
+        if codec_process is not None:
+            codec_process.terminate()
+            codec_process.wait()
         if server_process is not None:
             server_process.terminate()
             server_process.wait()
@@ -554,6 +603,46 @@ class _BuildProgress(Progress):
         self.refresh()
 
 
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option()] = 8081,
+    host: Annotated[str, typer.Option(
+        help="Where to listen. Anyone who reaches it can decrypt: 127.0.0.1 unless it is "
+             "behind authentication.")] = "127.0.0.1",
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="A Web UI origin allowed to call it (repeat); default: the embedded UI's, "
+             "http://localhost:TETHER_UI_PORT and http://127.0.0.1:TETHER_UI_PORT.")] = None,
+) -> None:
+    """Serve Temporal's codec protocol (POST /encode, /decode) with TETHER_ENCRYPTION_KEYS, so the
+    Web UI and `temporal workflow show --codec-endpoint` show encrypted runs in plaintext."""
+    from tether.encryption import codec_server as codec
+
+    keys = settings().key_ring
+    if keys is None:
+        fail("the codec server needs TETHER_ENCRYPTION_KEYS, the keys the workers encrypt with",
+             "set it as on the workers; `tether keygen ID` makes a key")
+    ui = settings().ui_port
+    origins = cors_origin or [f"http://localhost:{ui}", f"http://127.0.0.1:{ui}"]
+    console.print(Text(f"codec server on http://{host}:{port} · keys {', '.join(keys.ids)} · "
+                       f"for the web UI at {', '.join(origins)}"), soft_wrap=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(codec.serve(keys, host=host, port=port, cors_origins=origins))
+
+
+@app.command()
+def keygen(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The new key's id, such as 2025-06.")],
+) -> None:
+    """Print a new AES-256 key as `ID:BASE64`, for TETHER_ENCRYPTION_KEYS (put it first to
+    encrypt with it; keep the old keys after it while anything they encrypted is read)."""
+    from tether.encryption import InvalidKeys, KeyRing
+
+    try:
+        print(KeyRing.generate(key_id))
+    except InvalidKeys as error:
+        fail(str(error))
+
+
 @app.command("stop-server")
 def stop_server() -> None:
     """Stop the background dev server that `make demo` left running."""
@@ -583,6 +672,7 @@ def _unreachable(error: BaseException) -> None:
     server being unreachable: at connection, or lost in the middle of a command."""
     from temporalio.service import RPCError, RPCStatusCode
 
+    _needs_keys(error)
     address = settings().temporal_address
     seen: BaseException | None = error
     for _ in range(20):  # a chain of causes; never a cycle's endless walk
@@ -598,6 +688,22 @@ def _unreachable(error: BaseException) -> None:
             fail(f"the Temporal server at {address} is unreachable — {UNREACHABLE_HINT}"
                  if "does not answer" in str(seen) else str(seen))
         seen = seen.__cause__ or seen.__context__
+
+
+def _needs_keys(error: BaseException) -> None:
+    """Fails with one line when `error` is a run's data being encrypted with a key this
+    process doesn't hold, or with no keys here at all."""
+    from tether.encryption import DecryptionError
+    from tether.encryption.codec import ENCODING
+
+    hint = "set TETHER_ENCRYPTION_KEYS to the keys the workers use"
+    cause = error
+    while cause.__cause__ is not None and not isinstance(cause, DecryptionError):
+        cause = cause.__cause__
+    if isinstance(cause, DecryptionError):
+        fail(str(cause), hint)
+    if settings().encryption_keys is None and f"encoding {ENCODING.decode()}" in str(cause):
+        fail("the run's data is encrypted, and this command has no keys to read it", hint)
 
 
 def _cause(error: BaseException) -> str:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from tether.connection import connect_config
 from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunStatus, StepRecord
+from tether.encryption import data_converter
 from tether.settings import TetherSettings
 from tether.store import ContentStore, LocalContentStore
 from tether.store.files import Downloaded, upload_paths, write_artifacts
@@ -42,20 +43,23 @@ async def connect(
     namespace: str | None = None,
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """A Temporal client with the pydantic data converter tether's contracts need, for the
-    server `settings` name (TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE by default).
+    """A Temporal client with tether's data converter (pydantic, and with
+    TETHER_ENCRYPTION_KEYS, the encryption codec), connected as `tether.connection` reads the
+    environment: a profile of Temporal's config file, the TEMPORAL_* variables (address,
+    namespace, API key, TLS), then `settings`, then `address` and `namespace` given here.
 
     Raises `ConnectionError` ("the Temporal server at ADDRESS is unreachable: why", one
     line) when no Temporal server answers there; its cause is the SDK's own error."""
     settings = settings or TetherSettings()
-    address = address or settings.temporal_address
+    config = connect_config(settings)
+    if address:
+        config["target_host"] = address
+    if namespace:
+        config["namespace"] = namespace
+    address = config["target_host"]
     try:
         return await Client.connect(
-            address,
-            namespace=namespace or settings.namespace,
-            data_converter=pydantic_data_converter,
-            interceptors=interceptors,
-        )
+            **config, data_converter=data_converter(settings.key_ring), interceptors=interceptors)
     except RuntimeError as error:
         # The SDK's connection failures are a RuntimeError wrapping a Rust error dump; its
         # first quoted message ("Connection refused", a DNS error, "Timeout expired") says why.

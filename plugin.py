@@ -3,7 +3,8 @@
     client = await Client.connect("localhost:7233", plugins=[TetherPlugin()])
     worker = Worker(client, task_queue="agents")          # AgentRun and every activity
 
-On a client it sets the pydantic data converter (and tracing). On a worker it registers the
+On a client it sets tether's data converter (pydantic; with TETHER_ENCRYPTION_KEYS, the
+encryption codec) and tracing. On a worker it registers the
 `AgentRun` and `SandboxReaper` workflows and the activities, built with their dependencies
 (the conversation store, the model providers, this host's Docker engine). Tool calls must
 reach the engine that holds a run's sandbox, so a worker with activities also polls its own
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
@@ -34,6 +34,7 @@ from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
 from tether.activities.tools import ToolActivities
+from tether.encryption import data_converter
 from tether.llm import ProviderOptions, Providers
 from tether.sandbox.engine import connect_engine
 from tether.sandbox.manager import SandboxManager
@@ -88,7 +89,7 @@ class TetherPlugin(SimplePlugin):
         self._host: HostActivities | None = None
         super().__init__(
             "tether.TetherPlugin",
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(self.settings.key_ring),
             # Spans as the settings say; the run's metrics (and span) from RunTelemetry.
             interceptors=[*tracing.interceptors(self.settings), RunTelemetry()],
             workflow_runner=tracing.workflow_runner,

@@ -14,8 +14,9 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from tether.encryption.keys import KeyRing
 
 DEFAULT_TASK_QUEUE = "agents"
 DEFAULT_NAMESPACE = "default"
@@ -41,6 +42,13 @@ class TetherSettings(BaseSettings):
     """The Temporal frontend; with nothing set, the embedded dev server is started here."""
     namespace: str = Field(
         default=DEFAULT_NAMESPACE, validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "namespace"))
+    temporal_profile: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_PROFILE", "temporal_profile"))
+    """The profile of Temporal's client config file (TEMPORAL_CONFIG_FILE) to connect with;
+    `tether --profile` sets it. TEMPORAL_* variables and the fields above override it."""
+    encryption_keys: SecretStr | None = None
+    """`id1:BASE64,id2:BASE64`: AES-256-GCM keys for payloads and the store; the first
+    encrypts, all decrypt. Unset: nothing is encrypted."""
     task_queue: str = DEFAULT_TASK_QUEUE
     """The shared queue for workflows, model calls and sandbox acquisition."""
     worker_id: str = Field(default_factory=socket.gethostname)
@@ -97,6 +105,18 @@ class TetherSettings(BaseSettings):
         if isinstance(value, str):
             return [entry.strip() for entry in value.split(",") if entry.strip()]
         return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _key_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            KeyRing.parse(value.get_secret_value())  # fails at start, naming the bad entry
+        return value
+
+    @property
+    def key_ring(self) -> KeyRing | None:
+        """The encryption keys, or None when none are set."""
+        return KeyRing.parse(self.encryption_keys.get_secret_value()) if self.encryption_keys else None
 
     @field_validator("metrics_bind")
     @classmethod

@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from tether import metrics
 from tether.client import connect
+from tether.connection import resolved
 from tether.contracts import ReapInput
 from tether.embedded.temporal import SEARCH_ATTRIBUTE_TYPES
 from tether.plugin import TetherPlugin
@@ -187,7 +188,8 @@ async def main(settings: TetherSettings | None = None) -> None:
             raise SystemExit(f"tether worker: can't serve metrics on {settings.metrics_bind}: "
                              f"{error}; choose another TETHER_METRICS_BIND / --metrics-bind") from None
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
-    await run_until_stopped(settings or TetherSettings(), stop)
+    # The profile's address and namespace (tether.connection), in its log lines too.
+    await run_until_stopped(resolved(settings or TetherSettings()), stop)
 
 
 if __name__ == "__main__":

@@ -50,13 +50,17 @@ def answers(address: str, timeout: float = 0.5) -> bool:
 
 
 def server_command(
-    *, port: int, ui_port: int | None, db_file: Path | None, log_level: str = "warn"
+    *, port: int, ui_port: int | None, db_file: Path | None, log_level: str = "warn",
+    codec_endpoint: str | None = None,
 ) -> list[str]:
+    """`codec_endpoint`: a codec server the Web UI decodes encrypted payloads with."""
     command = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1",
                "--port", str(port), "--log-level", log_level]
     command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     if db_file is not None:
         command += ["--db-filename", str(db_file)]
+    if codec_endpoint and ui_port:
+        command += ["--ui-codec-endpoint", codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
         command += ["--search-attribute", f"{name}={kind}"]
     return command
@@ -65,9 +69,11 @@ def server_command(
 def start(
     *, port: int, ui_port: int | None, db_file: Path | None = None,
     log_file: Path | None = None, detach: bool = False, wait_seconds: float = 60,
+    codec_endpoint: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Starts the dev server and waits until it accepts connections."""
-    command = server_command(port=port, ui_port=ui_port, db_file=db_file)
+    command = server_command(port=port, ui_port=ui_port, db_file=db_file,
+                             codec_endpoint=codec_endpoint)
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

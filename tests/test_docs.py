@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import AliasChoices
+from pydantic import AliasChoices, SecretStr
+from tether.encryption import KeyRing
 from tether.settings import TetherSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,11 +94,15 @@ def test_every_setting_is_in_the_readme_configuration_table():
 
 def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.MonkeyPatch):
     """The names derived above are the ones pydantic-settings reads: each one sets its field."""
+    # "7" is valid for every field but the keys, and no field's default.
+    samples = {"encryption_keys": KeyRing.generate("7")}
     for name, field in TetherSettings.model_fields.items():
         variable = environment_variable(name, field)
-        monkeypatch.setenv(variable, "7")  # valid for every field, and no field's default
-        assert str(getattr(TetherSettings(), name)) in {"7", "7.0", "['7']"}, (
-            f"{variable}=7 did not set TetherSettings.{name}")
+        sample = samples.get(name, "7")
+        monkeypatch.setenv(variable, sample)
+        value = getattr(TetherSettings(), name)
+        shown = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        assert shown in {sample, "7.0", "['7']"}, f"{variable}={sample} did not set TetherSettings.{name}"
         monkeypatch.delenv(variable)
 
 

@@ -1,0 +1,58 @@
+"""The payload codec: every payload a tether client or worker sends is encrypted.
+
+Temporal hands every payload (a run's input and result, activity inputs, outputs and
+heartbeat details, queries, updates, signals, the summaries and details the Web UI shows) to
+the data converter's codec on its way to the server and back. Failure messages go the same
+way with `DefaultFailureConverterWithEncodedAttributes`. Search attributes never do: tether's
+carry only a run's state, step count, cost and model name.
+
+Each encrypted payload is the whole original payload (metadata and data) serialised and
+sealed with AES-256-GCM, with `encoding: binary/encrypted` and the key's id in its metadata:
+the shape Temporal's own encryption samples use, so their tools read it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from tether.encryption.keys import KeyRing
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+
+
+class EncryptionCodec(PayloadCodec):
+    def __init__(self, keys: KeyRing) -> None:
+        self.keys = keys
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        encoded = []
+        for payload in payloads:
+            key_id, sealed = self.keys.encrypt(payload.SerializeToString())
+            encoded.append(Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=sealed))
+        return encoded
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        # A payload that isn't encrypted passes as it is: what a run wrote before keys were
+        # set stays readable after.
+        decoded = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") != ENCODING:
+                decoded.append(payload)
+                continue
+            key_id = payload.metadata.get(KEY_ID, b"").decode()
+            decoded.append(Payload.FromString(self.keys.decrypt(key_id, payload.data)))
+        return decoded
+
+
+def data_converter(keys: KeyRing | None) -> DataConverter:
+    """tether's converter: the pydantic one, and with keys, the codec and encoded failures."""
+    if keys is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
