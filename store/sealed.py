@@ -1,0 +1,63 @@
+"""Encryption of the store's bytes: a wrapper around any backend (`Blobs`) that encrypts on
+put and decrypts on get, so it composes with the directory, S3, GCS and Azure alike.
+
+Blobs stay named by the digest of their *plaintext*, as `ContentAddressed` computes it
+before the bytes reach this wrapper. Encryption uses a random nonce, so the same content
+encrypted twice differs; naming blobs by that ciphertext would give a retried write a new
+name each time (no dedupe, a second copy per retry) and make a conversation's name change
+with the key. What the plaintext digest lets someone with the store but no key learn is
+only whether two blobs hold the same content, or whether a blob holds a text they guess
+whole. The digest is authenticated with each blob, so a blob can't be moved under another
+name unnoticed.
+
+A stored blob is `MAGIC, one byte: len(key id), key id, nonce + AES-GCM ciphertext`. A blob
+without MAGIC was written before keys were set: it is read as it is, after checking that it
+matches its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from tether.store.backends import Blobs
+
+MAGIC = b"tether-sealed\x01"
+
+
+class Cipher(Protocol):
+    """Keys by id: `encrypt` with the current key, `decrypt` with the one named
+    (`tether.encryption.KeyRing`)."""
+
+    def encrypt(self, plaintext: bytes, associated: bytes = b"") -> tuple[str, bytes]: ...
+    def decrypt(self, key_id: str, sealed: bytes, associated: bytes = b"") -> bytes: ...
+
+
+class SealedBlobs:
+    def __init__(self, inner: Blobs, cipher: Cipher) -> None:
+        self.inner = inner
+        self.cipher = cipher
+        self.where = inner.where
+
+    def put(self, digest: str, data: bytes) -> None:
+        key_id, sealed = self.cipher.encrypt(data, digest.encode())
+        self.inner.put(digest, MAGIC + bytes([len(key_id)]) + key_id.encode() + sealed)
+
+    def get(self, digest: str) -> bytes:
+        stored = self.inner.get(digest)
+        if not stored.startswith(MAGIC):
+            if hashlib.sha256(stored).hexdigest() != digest:
+                raise ValueError(f"blob {digest[:12]} in {self.where} is neither encrypted nor "
+                                 "the content its name says: the store was altered")
+            return stored
+        start = len(MAGIC) + 1
+        end = start + stored[len(MAGIC)]
+        return self.cipher.decrypt(stored[start:end].decode(), stored[end:], digest.encode())
+
+    def exists(self, digest: str) -> bool:
+        return self.inner.exists(digest)
+
+
+def sealed(blobs: Blobs, cipher: Cipher | None) -> Blobs:
+    """`blobs` encrypted with `cipher`'s keys; as they are when there are none."""
+    return blobs if cipher is None else SealedBlobs(blobs, cipher)
