@@ -11,7 +11,8 @@ reach the engine that holds a run's sandbox, so a worker with activities also po
 host queue (`<task_queue>@<worker_id>`) for them, beside the queue it was given.
 
 `TetherPlugin(activities=False)` makes a workflow-only worker; `workflows=False`, a sandbox
-host that runs activities only.
+host that runs activities only. `TETHER_ROLE` narrows either further (`workflows`: no
+sandbox, no Docker engine; `sandbox`: no workflow, no model call).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig
 from tether import metrics, tracing
 from tether.activities.artifacts import ArtifactActivities
+from tether.activities.drain import DrainGate
 from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
@@ -40,7 +42,7 @@ from tether.sandbox.engine import connect_engine
 from tether.sandbox.manager import SandboxManager
 from tether.sandbox.pool import WarmPool
 from tether.settings import TetherSettings
-from tether.store import Conversations, LocalContentStore
+from tether.store import Conversations, open_store
 from tether.tools import FunctionTools
 from tether.workflows.agent import AgentRun
 from tether.workflows.reaper import SandboxReaper
@@ -80,8 +82,14 @@ class TetherPlugin(SimplePlugin):
         workflows: bool = True, activities: bool = True,
     ) -> None:
         self.settings = settings or TetherSettings()
-        self.with_workflows = workflows
-        self.with_activities = activities
+        # TETHER_ROLE narrows what the flags allow: a `workflows` host runs no sandbox, a
+        # `sandbox` host no workflow and no model call.
+        role = self.settings.role
+        self.with_workflows = workflows and role != "sandbox"
+        self.with_models = activities and role != "sandbox"
+        """Model calls and function tools: the activities that need keys and credentials."""
+        self.with_sandboxes = activities and role != "workflows"
+        """Sandboxes and the tool calls in them: the activities that need a Docker engine."""
         self._conversations: Conversations | None = None
         self._model: ModelActivities | None = None
         self._function_tools: FunctionTools | None = None
@@ -93,7 +101,7 @@ class TetherPlugin(SimplePlugin):
             # Spans as the settings say; the run's metrics (and span) from RunTelemetry.
             interceptors=[*tracing.interceptors(self.settings), RunTelemetry()],
             workflow_runner=tracing.workflow_runner,
-            workflows=[AgentRun, SandboxReaper] if workflows else None,
+            workflows=[AgentRun, SandboxReaper] if self.with_workflows else None,
         )
 
     def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
@@ -110,11 +118,12 @@ class TetherPlugin(SimplePlugin):
         if self.with_workflows:
             # A local activity runs on the worker that runs the workflow.
             added.append(self.model_activities().start_conversation)
-        if not self.with_activities:
-            # Workflows and their local activity only: activity tasks are a sandbox host's.
+        if not (self.with_models or self.with_sandboxes):
+            # Workflows and their local activity only: activity tasks are other hosts'.
             config["no_remote_activities"] = True
-        else:
+        if self.with_models:
             added += [self.model_activities().call_model, self.function_activities().call_function]
+        if self.with_sandboxes:
             added += self.host_activities(config["client"], config["task_queue"]).shared()
         config["activities"] = [*(config.get("activities") or []), *added]
         return config
@@ -141,7 +150,8 @@ class TetherPlugin(SimplePlugin):
                 sandboxes=SandboxActivities(
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
                     host_queue=settings.host_task_queue(task_queue), pool=pool,
-                    ttl_seconds=settings.sandbox_ttl_seconds, blobs=self._store().blobs),
+                    ttl_seconds=settings.sandbox_ttl_seconds, blobs=self._store().blobs,
+                    host_wait_seconds=settings.host_wait_seconds),
                 tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes),
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes),
                 artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
@@ -163,7 +173,7 @@ class TetherPlugin(SimplePlugin):
 
     def _store(self) -> Conversations:
         if self._conversations is None:
-            self._conversations = Conversations(LocalContentStore(self.settings.store_path))
+            self._conversations = Conversations(open_store(self.settings.store_location))
         return self._conversations
 
     def _is_host_worker(self, config: WorkerConfig) -> bool:
@@ -173,7 +183,7 @@ class TetherPlugin(SimplePlugin):
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         config = worker.config()
-        if not self.with_activities or self._is_host_worker(config):
+        if not self.with_sandboxes or self._is_host_worker(config):
             await next(worker)
             return
         host = self.host_activities(config["client"], config["task_queue"])
@@ -182,8 +192,11 @@ class TetherPlugin(SimplePlugin):
 
     @contextlib.asynccontextmanager
     async def _host_worker(self, client: Client, parts: HostActivities) -> AsyncIterator[None]:
-        """Sweeps what a predecessor left, starts the warm pool, and serves the host queue
-        for as long as the main worker runs."""
+        """Sweeps what a predecessor left, starts the warm pool, serves the host queue and
+        sweeps this engine every `sweep_seconds` for as long as the main worker runs. When
+        the main worker stops of its own accord (SIGTERM), drains: no new tool calls, the
+        ones in flight finish, and the host stays until its runs have moved their sandboxes
+        elsewhere (or `drain_seconds` pass), then removes what is left."""
         # Before the pool starts, so every unclaimed pool container found is a dead worker's.
         report = await parts.sandboxes.sweep()
         if report.removed:
@@ -192,19 +205,40 @@ class TetherPlugin(SimplePlugin):
         on_client = client.config().get("interceptors") or []
         traced = [i for i in self.interceptors or []
                   if isinstance(i, WorkerInterceptor) and i not in on_client]
+        gate = DrainGate(self.settings.worker_id)
         host = Worker(client, task_queue=parts.sandboxes.host_queue, activities=parts.on_host(),
-                      interceptors=traced, graceful_shutdown_timeout=SHUTDOWN_GRACE)
+                      interceptors=[*traced, gate], graceful_shutdown_timeout=SHUTDOWN_GRACE)
         if parts.pool is not None:
             parts.pool.start()
         serving = asyncio.create_task(host.run())
         metrics.watch_live_sandboxes(parts.sandboxes.sandboxes, self.settings.worker_id,
                                      metrics.meter_of(client), until=serving)
+        sweeping = asyncio.create_task(parts.sandboxes.sweep_every(self.settings.sweep_seconds))
+        drained = False
         try:
             yield
+            await self._drain(parts, gate)
+            drained = True
         finally:
+            sweeping.cancel()
             with contextlib.suppress(Exception):
                 await host.shutdown()
             with contextlib.suppress(Exception):
                 await serving
             if parts.pool is not None:
                 await parts.pool.drain()
+            if drained:
+                left = await parts.sandboxes.remove_all()
+                if left:
+                    log.warning("drained: removed %d sandbox(es) whose runs had not moved on "
+                                "within %g s: %s", len(left), self.settings.drain_seconds, left)
+
+    async def _drain(self, parts: HostActivities, gate: DrainGate) -> None:
+        gate.close()
+        if parts.pool is not None:
+            await parts.pool.drain()  # unclaimed containers serve no run
+        log.info("draining %s: tool calls in flight finish; runs move to other hosts "
+                 "(at most %g s)", self.settings.worker_id, self.settings.drain_seconds)
+        moved = await parts.sandboxes.wait_until_moved_on(
+            lambda: gate.in_flight, self.settings.drain_seconds)
+        log.info("drained %s%s", self.settings.worker_id, "" if moved else " (grace period over)")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tether.encryption.keys import KeyRing
+from tether.store.backends import check_store_url, file_url
 
 DEFAULT_TASK_QUEUE = "agents"
 DEFAULT_NAMESPACE = "default"
@@ -57,7 +58,21 @@ class TetherSettings(BaseSettings):
     data_dir: Path = Path(".tether")
     """The dev server's SQLite file, the conversation store, the trace file."""
     store_dir: Path | None = None
-    """The conversation store; `<data_dir>/store` when unset."""
+    """The conversation store's directory; `<data_dir>/store` when unset."""
+    store_url: str | None = None
+    """The conversation store as a URL (`file:///path`, `s3://bucket/prefix`, `gs://...`,
+    `az://...`): one that every host reaches when workers run on several. Overrides `store_dir`."""
+    role: Literal["both", "workflows", "sandbox"] = "both"
+    """What this worker runs: `workflows` (workflows, model calls, function tools; no Docker
+    engine), `sandbox` (sandboxes and the tool calls in them), or `both`."""
+    sweep_seconds: float = Field(default=60.0, gt=0, le=300)
+    """How often each sandbox host sweeps its own engine for sandboxes of closed runs."""
+    drain_seconds: float = Field(default=60.0, ge=0)
+    """On SIGTERM, how long a sandbox host waits for tool calls in flight to finish and for
+    its runs to move their sandboxes elsewhere, before it removes what is left and exits."""
+    host_wait_seconds: float = Field(default=60.0, gt=0)
+    """How long a run waits for the host that holds its sandbox before it declares that host
+    gone and continues in a new sandbox elsewhere (stamped on each sandbox this host makes)."""
     max_sandboxes: int | None = Field(default=None, ge=1)
     """Live sandboxes this worker hosts at most; runs beyond wait for a slot
     (`waiting_for_sandbox`). Unset: as many of the default `memory_mb` as fit in three
@@ -127,9 +142,19 @@ class TetherSettings(BaseSettings):
     def data_path(self) -> Path:
         return self.data_dir.resolve()
 
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_store_url(value)
+
     @property
     def store_path(self) -> Path:
         return (self.store_dir or self.data_dir / "store").resolve()
+
+    @property
+    def store_location(self) -> str:
+        """The conversation store's URL: `store_url`, else the directory's `file://` URL."""
+        return self.store_url or file_url(self.store_path)
 
     @property
     def trace_path(self) -> Path | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from docker.models.containers import Container
@@ -41,7 +43,7 @@ class SandboxActivities:
     def __init__(
         self, *, sandboxes: SandboxManager, client: Client, worker_id: str, host_queue: str,
         pool: WarmPool | None = None, ttl_seconds: float | None = None,
-        blobs: ContentStore | None = None,
+        blobs: ContentStore | None = None, host_wait_seconds: float | None = None,
     ) -> None:
         self.blobs = blobs
         self.sandboxes = sandboxes
@@ -50,6 +52,7 @@ class SandboxActivities:
         self.host_queue = host_queue
         self.pool = pool
         self.ttl_seconds = ttl_seconds
+        self.host_wait_seconds = host_wait_seconds
 
     @activity.defn(name=ACQUIRE_SANDBOX)
     async def acquire(self, input: AcquireInput) -> SandboxHandle:
@@ -73,7 +76,8 @@ class SandboxActivities:
             await self._place(container_id, input.files)
         started_at = await asyncio.to_thread(self.sandboxes.started_at, container_id)
         return SandboxHandle(container_id=container_id, task_queue=self.host_queue,
-                             worker=self.worker_id, started_at=started_at)
+                             worker=self.worker_id, started_at=started_at,
+                             host_wait_seconds=self.host_wait_seconds)
 
     async def _place(self, container_id: str, files: dict[str, str]) -> None:
         """Puts the run's files in before anyone sees the sandbox; one that can't have them is
@@ -111,6 +115,46 @@ class SandboxActivities:
                 await asyncio.to_thread(self.sandboxes.remove, container.id)
                 removed.append(container.name)
         return ReapReport(examined=len(containers), removed=removed)
+
+    async def sweep_every(self, seconds: float) -> None:
+        """Sweeps this engine every `seconds` for as long as the host serves. Every host
+        sweeps its own, so a closed run's container goes within one period on whichever host
+        it is, even if no run ever starts there again."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                report = await self.sweep()
+            except Exception as error:  # an engine or server away for a while: next time
+                log.warning("sweep of %s's sandboxes failed: %s", self.worker_id, error)
+                continue
+            if report.removed:
+                log.info("removed %d sandbox(es) of closed runs: %s", len(report.removed), report.removed)
+
+    async def held(self) -> list[str]:
+        """The names of this worker's containers on its engine."""
+        containers = await asyncio.to_thread(self.sandboxes.managed, **{LABEL_WORKER: self.worker_id})
+        return [c.name for c in containers]
+
+    async def wait_until_moved_on(self, in_flight: Callable[[], int], seconds: float) -> bool:
+        """While this host drains: waits until no tool call runs here and none of its
+        sandboxes is left (runs remove theirs once they moved on; the sweep removes those of
+        runs that closed). False if some are still here after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with contextlib.suppress(Exception):  # the engine or server away: keep waiting
+                await self.sweep()
+            if in_flight() == 0 and not await self.held():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    async def remove_all(self) -> list[str]:
+        """Removes every container of this worker's: a host that leaves serves none of them."""
+        containers = await asyncio.to_thread(self.sandboxes.managed, **{LABEL_WORKER: self.worker_id})
+        for container in containers:
+            await asyncio.to_thread(self.sandboxes.remove, container.id)
+        return [c.name for c in containers]
 
     async def _is_orphan(self, container: Container, max_age_seconds: float | None) -> bool:
         if container.status in ("exited", "dead"):

@@ -122,6 +122,10 @@ class SandboxHandle(BaseModel):
     started_at: str | None = None
     """When the engine started the container: a container started again since is not the
     run's sandbox any more (it came back empty)."""
+    host_wait_seconds: float | None = None
+    """How long a call may wait for this sandbox's worker before the run declares that worker
+    gone and goes on in a new sandbox: the host's TETHER_HOST_WAIT_SECONDS. None (handles
+    made before it existed): the workflow's default."""
 
 
 class ReleaseInput(BaseModel):

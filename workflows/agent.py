@@ -435,7 +435,7 @@ class AgentRun:
                 result_type=RunArtifacts,
                 task_queue=sandbox.task_queue,
                 start_to_close_timeout=self.options.collect_timeout,
-                schedule_to_start_timeout=self.options.host_worker_wait,
+                schedule_to_start_timeout=self.options.host_wait(sandbox.host_wait_seconds),
                 retry_policy=self.options.collect_retry,
                 summary="collect artifacts",
             )
@@ -457,7 +457,8 @@ class AgentRun:
                 result_type=McpListOutput,
                 task_queue=sandbox.task_queue if sandbox else None,
                 start_to_close_timeout=self.options.mcp_list_timeout,
-                schedule_to_start_timeout=self.options.host_worker_wait if sandbox else None,
+                schedule_to_start_timeout=(
+                    self.options.host_wait(sandbox.host_wait_seconds) if sandbox else None),
                 retry_policy=self.options.mcp_list_retry,
                 summary="list MCP tools",
             )

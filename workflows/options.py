@@ -41,7 +41,8 @@ class ActivityOptions:
     it refuses or a missing image (SandboxBroken) are not."""
     host_worker_wait: timedelta = timedelta(seconds=60)
     """How long a call may wait for the worker that holds the sandbox before the run
-    concludes that worker is gone and continues in a new sandbox."""
+    concludes that worker is gone and continues in a new sandbox, when the sandbox's handle
+    doesn't say (`host_wait`)."""
     reap_timeout: timedelta = timedelta(minutes=5)
     mcp_list_timeout: timedelta = timedelta(minutes=2)
     """Starting a run's MCP servers (in its sandbox, or over HTTP) and listing their tools."""
@@ -53,6 +54,11 @@ class ActivityOptions:
         maximum_attempts=3, non_retryable_error_types=["SandboxGone", "ArtifactsUnavailable"]))
     function_timeout: timedelta = timedelta(seconds=60)
     """A function tool's attempt, when the tool names no timeout of its own."""
+
+    def host_wait(self, seconds: float | None) -> timedelta:
+        """The wait for a sandbox's worker: what its host stamped on the handle (its
+        TETHER_HOST_WAIT_SECONDS, recorded in history with the handle), else the default."""
+        return timedelta(seconds=seconds) if seconds else self.host_worker_wait
 
 
 DEFAULT_OPTIONS = ActivityOptions()

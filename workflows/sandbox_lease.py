@@ -103,7 +103,7 @@ class SandboxLease:
                 result_type=bool,
                 task_queue=sandbox.task_queue,
                 start_to_close_timeout=self.options.release_timeout,
-                schedule_to_start_timeout=self.options.host_worker_wait,
+                schedule_to_start_timeout=self.options.host_wait(sandbox.host_wait_seconds),
                 retry_policy=self.options.sandbox_retry,
                 summary=summary,
             )

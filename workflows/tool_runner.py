@@ -81,7 +81,7 @@ class ToolRunner:
                     task_queue=sandbox.task_queue,
                     start_to_close_timeout=timedelta(
                         seconds=self.input.sandbox.tool_timeout_seconds) + self.options.tool_grace,
-                    schedule_to_start_timeout=self.options.host_worker_wait,
+                    schedule_to_start_timeout=self.options.host_wait(sandbox.host_wait_seconds),
                     heartbeat_timeout=self.options.tool_heartbeat,
                     retry_policy=self.options.tool_retry,
                     # An interrupted call is killed in its sandbox before the run moves on.
@@ -143,7 +143,8 @@ class ToolRunner:
                     task_queue=sandbox.task_queue if sandbox else None,
                     start_to_close_timeout=timedelta(
                         seconds=self.input.sandbox.tool_timeout_seconds) + self.options.tool_grace,
-                    schedule_to_start_timeout=self.options.host_worker_wait if sandbox else None,
+                    schedule_to_start_timeout=(
+                        self.options.host_wait(sandbox.host_wait_seconds) if sandbox else None),
                     retry_policy=self.options.tool_retry,
                     summary=f"step {self.state.step} · {server.name}.{route.remote_name}",
                 )

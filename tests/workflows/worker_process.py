@@ -18,11 +18,14 @@ READY_TIMEOUT_S = 60
 
 
 class WorkerProcess:
-    def __init__(self, client: Client, *, task_queue: str, worker_id: str, log_file: Path) -> None:
+    def __init__(self, client: Client, *, task_queue: str, worker_id: str, log_file: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.client = client
         self.task_queue = task_queue
         self.worker_id = worker_id
         self.log_file = log_file
+        self.env = env or {}
+        """More variables, over the suite's: a data dir, a store URL, a role of its own."""
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -38,6 +41,7 @@ class WorkerProcess:
             "TETHER_WORKER_ID": self.worker_id,
             # The suite's store: the worker that takes over reads what the dead one wrote.
             "TETHER_DATA_DIR": os.environ["TETHER_DATA_DIR"],
+            **self.env,
         }
         with self.log_file.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
@@ -53,10 +57,14 @@ class WorkerProcess:
 
     async def _polling(self) -> bool:
         # Pollers are named "<pid>@<host>": a dead predecessor's linger in the list a while.
+        # A workflows-only worker has no host queue: it is ready when it polls for workflows.
         assert self.process is not None
+        workflows_only = self.env.get("TETHER_ROLE") == "workflows"
         described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=self.client.namespace, task_queue=TaskQueue(name=self.host_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY))
+            namespace=self.client.namespace,
+            task_queue=TaskQueue(name=self.task_queue if workflows_only else self.host_queue),
+            task_queue_type=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if workflows_only
+                             else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)))
         return any(p.identity.startswith(f"{self.process.pid}@") for p in described.pollers)
 
     async def kill(self) -> None:
@@ -65,12 +73,12 @@ class WorkerProcess:
         os.kill(self.process.pid, signal.SIGKILL)
         await self.process.wait()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 30) -> None:
         if self.process is None or self.process.returncode is not None:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(self.process.wait(), timeout=30)
+            await asyncio.wait_for(self.process.wait(), timeout=timeout)
         except TimeoutError:
             await self.kill()
 
