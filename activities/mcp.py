@@ -57,7 +57,8 @@ class McpActivities:
             arguments = self.conversations.full_arguments(input.assistant_ref, input.call)
         except BlobNotFound as error:
             raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
-        transport = self._transport(input.server, input.container_id, input.timeout_seconds)
+        transport = self._transport(input.server, input.container_id, input.timeout_seconds,
+                                    started_at=input.started_at)
         try:
             async with session(transport) as client:
                 result = await call_tool(client, input.remote_name, arguments)
@@ -72,8 +73,8 @@ class McpActivities:
         ref = self.conversations.blobs.put(message.model_dump_json(exclude_defaults=True).encode())
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
 
-    def _transport(self, server: McpServer, container_id: str | None,
-                   timeout_s: float) -> AbstractAsyncContextManager[TransportStreams]:
+    def _transport(self, server: McpServer, container_id: str | None, timeout_s: float, *,
+                   started_at: str | None = None) -> AbstractAsyncContextManager[TransportStreams]:
         if server.url is not None:
             try:
                 return http_transport(server, self.environment)
@@ -83,7 +84,7 @@ class McpActivities:
             raise ApplicationError(f"MCP server {server.name!r} runs in a sandbox, and this worker has none",
                                    type="McpUnavailable", non_retryable=True)
         return sandbox_stdio(self.sandboxes, container_id, name=server.name, command=server.command,
-                             timeout_s=timeout_s)
+                             timeout_s=timeout_s, started_at=started_at)
 
 
 def _activity_error(error: BaseException) -> ApplicationError:

@@ -135,4 +135,7 @@ class McpCallInput(BaseModel):
     server: McpServer
     remote_name: str
     container_id: str | None = None
+    started_at: str | None = None
+    """When the sandbox's container started, as its handle recorded: a later start means its
+    engine restarted it, empty, and the call takes it as lost. None in histories from before."""
     timeout_seconds: float = 60.0

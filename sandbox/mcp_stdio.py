@@ -27,9 +27,13 @@ ANSWER_GRACE_S = 5.0
 @asynccontextmanager
 async def sandbox_stdio(
     sandboxes: SandboxManager, container_id: str, *, name: str, command: list[str], timeout_s: float,
+    started_at: str | None = None,
 ) -> AsyncIterator[TransportStreams]:
+    """`started_at`, when the run's handle recorded it: a container started since (its engine
+    restarted it) is lost, as it is to a tool call, not taken for the run's sandbox."""
+
     async def ask(message: dict[str, Any], wait: float = ANSWER_GRACE_S) -> dict[str, Any]:
-        await asyncio.to_thread(sandboxes.find, container_id)  # a lost sandbox says so
+        await asyncio.to_thread(sandboxes.find, container_id, started_at)  # a lost sandbox says so
         stream = await asyncio.to_thread(sandboxes.channel, container_id)
         response = await asyncio.wait_for(asyncio.wrap_future(stream.request(message)), wait)
         if not response.get("ok"):

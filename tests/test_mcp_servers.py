@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
+from tether.contracts import RunStatus
 from tether.sandbox.image_build import build_image
 
 from tests.helpers import free_port, sandboxes, sandboxes_of, wait_for
@@ -136,15 +137,43 @@ async def test_a_lost_sandbox_starts_its_mcp_server_again_in_the_new_one(
         "time twice", call("shell", command="sleep 3"),
         call("time__get_current_time", timezone="UTC"), ANSWER,
         tools=["shell"], mcp_servers=[TIME_SERVER], sandbox={"image": time_image}), task_queue=worker)
-    await wait_for(lambda: sandboxes_of(handle.id), what="the sandbox")
+    async def sleeping() -> bool:  # listed, and in the first step's call: not before
+        return (await handle.query("status", result_type=RunStatus)).state == "running_tools"
+
+    await wait_for(sleeping, what="the first tool call")
     [first] = sandboxes_of(handle.id)
-    await asyncio.sleep(1)
     await asyncio.to_thread(sandboxes().remove, first.id)  # the engine loses it mid-run
     result = await handle.result()
     assert result.status == "completed"
     assert json.loads(result.output or "")["timezone"] == "UTC"
     summaries = [a.summary for a in await activities(temporal_client, handle)]
     assert summaries.count("acquire sandbox") == 2
+
+
+async def test_a_sandbox_its_engine_restarted_is_lost_to_an_mcp_call_too(
+    temporal_client: Client, worker: str, time_image: str
+):
+    # The restart comes while the model thinks, after the server was listed in the sandbox:
+    # the container runs again, empty, with RestartCount 0; only its start time tells.
+    slow_call = {**call("time__get_current_time", timezone="UTC"), "delay_seconds": 6}
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "time", slow_call, ANSWER, tools=[], mcp_servers=[TIME_SERVER],
+        sandbox={"image": time_image}), task_queue=worker)
+
+    async def thinking() -> bool:
+        return (await handle.query("status", result_type=RunStatus)).step == 1
+
+    await wait_for(thinking, what="the first model call")
+    [first] = sandboxes_of(handle.id)
+    await asyncio.to_thread(first.restart, timeout=1)
+    result = await handle.result()
+    assert result.status == "completed"
+    assert json.loads(result.output or "")["timezone"] == "UTC"
+    ran = await activities(temporal_client, handle)
+    assert [a.summary for a in ran].count("acquire sandbox") == 2
+    [lost, answered] = [a for a in ran if a.type == "mcp_call"]
+    assert (lost.outcome, answered.outcome) == ("failed", "completed")
+    assert lost.input["started_at"] and lost.input["container_id"] == first.id
 
 
 async def test_an_unknown_server_tool_name_in_the_input_fails_the_run_at_start(

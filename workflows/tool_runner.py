@@ -138,6 +138,7 @@ class ToolRunner:
                                  index=index, call=call, assistant_ref=self.state.head, server=server,
                                  remote_name=route.remote_name or call.name,
                                  container_id=sandbox.container_id if sandbox else None,
+                                 started_at=sandbox.started_at if sandbox else None,
                                  timeout_seconds=self.input.sandbox.tool_timeout_seconds),
                     result_type=ToolCallOutput,
                     task_queue=sandbox.task_queue if sandbox else None,
