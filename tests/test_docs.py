@@ -94,8 +94,8 @@ def test_every_setting_is_in_the_readme_configuration_table():
 
 def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.MonkeyPatch):
     """The names derived above are the ones pydantic-settings reads: each one sets its field."""
-    # "7" is valid for every field but the keys, and no field's default.
-    samples = {"encryption_keys": KeyRing.generate("7")}
+    # "7" is valid for every field but these, and no field's default.
+    samples = {"encryption_keys": KeyRing.generate("7"), "store_url": "s3://7", "role": "sandbox"}
     for name, field in TetherSettings.model_fields.items():
         variable = environment_variable(name, field)
         sample = samples.get(name, "7")
