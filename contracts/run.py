@@ -21,6 +21,9 @@ RunPhase = Literal[
     "completed", "budget_exhausted", "cancelled", "failed",
 ]
 FinalStatus = Literal["completed", "budget_exhausted", "cancelled", "failed"]
+LONGEST_SECONDS = 366 * 24 * 3600
+"""The longest duration a run may name (a year): each becomes a Temporal timer or timeout,
+and one past what those hold would fail the workflow's task, forever, not the run."""
 
 
 class ScriptTurn(Strict):
@@ -92,7 +95,7 @@ class Budget(Strict):
     """Input plus output tokens over the whole run."""
     max_cost_usd: float | None = Field(default=None, gt=0)
     """Dollars over the whole run, from the provider's price table."""
-    max_seconds: float | None = Field(default=3600, gt=0)
+    max_seconds: float | None = Field(default=3600, gt=0, le=LONGEST_SECONDS)
     """Wall-clock seconds from the run's start: a durable deadline."""
     on_exhausted: Literal["stop", "final_answer"] = "stop"
 
@@ -104,7 +107,7 @@ class SandboxSpec(Strict):
     pids: int = Field(default=128, ge=8)
     disk_mb: int = Field(default=256, ge=1)
     network: Literal["none"] = "none"
-    tool_timeout_seconds: float = Field(default=60, gt=0)
+    tool_timeout_seconds: float = Field(default=60, gt=0, le=LONGEST_SECONDS)
     output_limit_bytes: int = Field(default=64 * 1024, ge=256, le=8 * 1024 * 1024)
     runtime: str | None = None
     """An OCI runtime such as `runsc` (gVisor), where installed; the engine's default otherwise."""
@@ -112,7 +115,7 @@ class SandboxSpec(Strict):
 
 class ApprovalPolicy(Strict):
     tools: list[str] = Field(default_factory=list)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=LONGEST_SECONDS)
     """An approval not given in time counts as a denial."""
 
 

@@ -340,6 +340,11 @@ class AgentRun:
         if call_id not in approvals:
             waiting = ", ".join(approvals) or "none"
             raise ValueError(f"no call {call_id!r} is waiting for approval (waiting: {waiting})")
+        # A JSON null gets past the SDK's decoding as None, whatever the parameter's type.
+        if not isinstance(approved, bool):
+            raise ValueError(f"approved must be true or false, got {approved!r}")
+        if reason is not None:
+            check_text("the reason", reason)
 
     @workflow.update
     async def cancel(self, reason: str = "cancelled by a person") -> str:
@@ -349,6 +354,7 @@ class AgentRun:
     @cancel.validator
     def _validate_cancel(self, reason: str = "cancelled by a person") -> None:
         self._require_running()
+        check_text("the reason", reason)
 
     @workflow.update
     async def send_message(self, text: str) -> str:
@@ -358,10 +364,9 @@ class AgentRun:
     @send_message.validator
     def _validate_send_message(self, text: str) -> None:
         self._require_running()
+        check_text("the message", text)
         if not text.strip():
             raise ValueError("the message is empty")
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise ValueError(f"the message has {len(text)} characters; the limit is {MAX_MESSAGE_CHARS}")
 
     @workflow.update
     async def extend_budget(self, more: dict[str, Any]) -> dict[str, Any]:
@@ -503,6 +508,15 @@ def parse_input(raw: Any) -> AgentRunInput:
         raise ApplicationError(
             f"invalid AgentRun input: {problems}", type="InvalidInput", non_retryable=True
         ) from None
+
+
+def check_text(what: str, value: object) -> None:
+    """An update's text argument: a string (a JSON null decodes as None), and no longer than a
+    message, since it reaches the model's next input or the run's result, both in history."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, got {'null' if value is None else type(value).__name__}")
+    if len(value) > MAX_MESSAGE_CHARS:
+        raise ValueError(f"{what} has {len(value)} characters; the limit is {MAX_MESSAGE_CHARS}")
 
 
 def joined(*notes: str | None) -> str | None:
