@@ -25,6 +25,7 @@ from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
 from tether.contracts.caps import cap_arguments
 from tether.contracts.tools import BUILTIN_TOOLS, ToolSpec
 from tether.llm import Providers
+from tether.llm.carriable import carriable
 from tether.llm.pricing import cost_usd, price_known
 from tether.llm.provider import PermanentModelError, TransientModelError
 from tether.store import BlobNotFound, Conversations
@@ -105,7 +106,7 @@ class ModelActivities:
                 if done:
                     break
                 progress.beat()
-            turn = call.result()
+            turn = carriable(call.result())
         except PermanentModelError as error:
             # The provider's message already names the model and endpoint.
             raise ApplicationError(str(error), type="ModelPermanentError", non_retryable=True) from None

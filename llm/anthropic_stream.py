@@ -45,7 +45,7 @@ async def read_stream(
         raise errors.broke_off(conn, "the stream ended before message_stop")
     try:
         return answer.message()
-    except ValueError as exc:  # a tool's input whose JSON fragments do not add up
+    except (ValueError, RecursionError) as exc:  # a tool's input that is not JSON, or too deep
         raise errors.malformed(conn, f"tool input that is not JSON ({type(exc).__name__})") from None
 
 

@@ -124,6 +124,6 @@ def parse_arguments(raw: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested past what json reads
         return {"_raw": raw}
     return value if isinstance(value, dict) else {"_raw": raw}
