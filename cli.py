@@ -91,7 +91,12 @@ def fail(message: str, hint: str | None = None) -> NoReturn:
 
 def model_option(value: str) -> dict[str, Any] | str:
     """`scripted:FILE` embeds FILE's script; anything else is `provider:name` as given."""
-    provider, _, rest = value.partition(":")
+    provider, colon, rest = value.partition(":")
+    if not colon:
+        guess = "anthropic" if value.startswith("claude") else "openai"
+        fail(f"--model {value} names no provider",
+             f"did you mean --model {guess}:{value}? (provider:name, with openai, anthropic, "
+             "or scripted:FILE)")
     if provider != "scripted":
         return value
     path = Path(rest)
@@ -107,8 +112,13 @@ def model_option(value: str) -> dict[str, Any] | str:
 
 @app.command()
 def run(
-    task: Annotated[str, typer.Argument(help="What the agent should do.")],
-    model: Annotated[str, typer.Option(help="provider:name, or scripted:FILE")] = "openai:gpt-4o-mini",
+    task: Annotated[str | None, typer.Argument(
+        help="What the agent should do (may come from --input-file instead).")] = None,
+    input_file: Annotated[Path | None, typer.Option(
+        "--input-file", help="A whole run input (AgentRunInput, see `tether schema input`) as "
+                             "JSON; the task and flags given override its fields.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="provider:name, or scripted:FILE. Default: openai:gpt-4o-mini")] = None,
     base_url: Annotated[str | None, typer.Option(
         help="The model server (any OpenAI- or Anthropic-compatible endpoint).")] = None,
     api_key_env: Annotated[str | None, typer.Option(
@@ -120,26 +130,52 @@ def run(
     max_tokens: Annotated[int | None, typer.Option()] = None,
     max_cost_usd: Annotated[float | None, typer.Option()] = None,
     max_seconds: Annotated[float | None, typer.Option()] = None,
+    approve: Annotated[list[str] | None, typer.Option(
+        "--approve", metavar="TOOL",
+        help="Calls to this tool wait for a person's approval (repeat).")] = None,
+    approval_timeout: Annotated[float | None, typer.Option(
+        help="Seconds an approval may wait; no decision in time is a denial.")] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="The model's system prompt.")] = None,
+    image: Annotated[str | None, typer.Option(help="The sandbox image.")] = None,
+    cpus: Annotated[float | None, typer.Option(help="The sandbox's CPUs.")] = None,
+    memory_mb: Annotated[int | None, typer.Option(help="The sandbox's memory, in MB.")] = None,
+    tool_timeout: Annotated[float | None, typer.Option(help="Seconds one tool call may take.")] = None,
     workflow_id: Annotated[str | None, typer.Option("--id", help="Workflow id.")] = None,
     file: Annotated[list[Path] | None, typer.Option(
         help="A file or directory to place in the run's /workspace (repeat).")] = None,
     artifact: Annotated[list[str] | None, typer.Option(
         help="A glob in /workspace to collect when the run ends, e.g. 'out/**' (repeat).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="Watch the run live until it ends (as `tether watch`).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
 ) -> None:
-    """Start an AgentRun (and with --wait, print its result)."""
+    """Start an AgentRun (with --wait, print its result; with --follow, watch it live)."""
     from pydantic import ValidationError
     from tether.contracts import AgentRunInput
 
-    chosen = model_option(model)
-    if base_url or api_key_env:
-        if not isinstance(chosen, str):
-            fail("--base-url and --api-key-env are for openai: and anthropic: models")
-        provider, _, name = chosen.partition(":")
-        chosen = {"provider": provider, "name": name, "base_url": base_url,
-                  "api_key_env": api_key_env}
-    raw: dict[str, Any] = {"task": task, "model": chosen}
+    raw: dict[str, Any] = read_input_file(input_file) if input_file else {}
+    if task is not None:
+        raw["task"] = task
+    if "task" not in raw:
+        fail("no task: give one (tether run \"TASK\") or put it in --input-file")
+    if model is not None or base_url or api_key_env:
+        chosen = model_option(model or "openai:gpt-4o-mini")
+        if base_url or api_key_env:
+            if not isinstance(chosen, str):
+                fail("--base-url and --api-key-env are for openai: and anthropic: models")
+            provider, _, name = chosen.partition(":")
+            chosen = {"provider": provider, "name": name, "base_url": base_url,
+                      "api_key_env": api_key_env}
+        raw["model"] = chosen
+    if approve or approval_timeout is not None:
+        raw["approval"] = {**raw.get("approval", {}), **given(
+            tools=approve or None, timeout_seconds=approval_timeout)}
+    if system_prompt is not None:
+        raw["system_prompt"] = system_prompt
+    sandbox = given(image=image, cpus=cpus, memory_mb=memory_mb, tool_timeout_seconds=tool_timeout)
+    if sandbox:
+        raw["sandbox"] = {**raw.get("sandbox", {}), **sandbox}
     if fallback:
         raw["fallback_models"] = [model_option(f) for f in fallback]
     if tool:
@@ -148,16 +184,18 @@ def run(
         raw["artifacts"] = artifact
     if file:
         raw["files"] = _upload(file)
-    limits = {"max_steps": max_steps, "max_tokens": max_tokens,
-              "max_cost_usd": max_cost_usd, "max_seconds": max_seconds}
-    if any(v is not None for v in limits.values()):
-        raw["budget"] = {k: v for k, v in limits.items() if v is not None}
+    limits = given(max_steps=max_steps, max_tokens=max_tokens, max_cost_usd=max_cost_usd,
+                   max_seconds=max_seconds)
+    if limits:
+        raw["budget"] = {**raw.get("budget", {}), **limits}
     try:
         run_input = AgentRunInput.model_validate(raw)
     except ValidationError as error:
-        fail(f"invalid run input: {error}")
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
+                             for e in error.errors())
+        fail(f"invalid run input: {problems}", "the fields and their types: tether schema input")
     try:
-        asyncio.run(_run(run_input, workflow_id, wait, as_json))
+        asyncio.run(_run(run_input, workflow_id, wait, follow, as_json))
     except typer.Exit:
         raise
     except Exception as error:
@@ -165,19 +203,54 @@ def run(
         raise
 
 
-async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: bool) -> None:
+def given(**values: Any) -> dict[str, Any]:
+    """The options a person gave: those not None."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def read_input_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as error:
+        fail(f"cannot read --input-file {path}: {error.strerror or error}")
+    except json.JSONDecodeError as error:
+        fail(f"--input-file {path} is not JSON: {error}")
+    if not isinstance(raw, dict):
+        fail(f"--input-file {path} holds a JSON {type(raw).__name__}, not an object",
+             "a run input is an object such as {\"task\": \"...\"}; see tether schema input")
+    return raw
+
+
+async def _run(run_input: Any, workflow_id: str | None, wait: bool, follow: bool,
+               as_json: bool) -> None:
+    from temporalio.exceptions import WorkflowAlreadyStartedError
     from tether import client
 
     connection = await _connect()
-    handle = await client.start_run(connection, run_input, workflow_id=workflow_id)
-    links = {"workflow_id": handle.id, "run_id": handle.result_run_id or "",
-             "ui": settings().ui_link(handle.id), "show": f"temporal workflow show -w {handle.id}"}
+    task_queue = settings().task_queue
+    try:
+        handle = await client.start_run(connection, run_input, workflow_id=workflow_id,
+                                        task_queue=task_queue)
+    except WorkflowAlreadyStartedError:
+        fail(f"a run with id {workflow_id} is already running",
+             f"watch it with `tether watch {workflow_id}`, or give this run another --id")
+    links = run_links(handle.id, handle.result_run_id or "")
+    if not await client.workers_polling(connection, task_queue):
+        err.print(Text("warning: ", "bold yellow") + literal(
+            f"no worker polls task queue {task_queue!r}: the run waits until one starts "
+            f"(`tether worker` with TETHER_TASK_QUEUE={task_queue}, or `tether dev`)"), soft_wrap=True)
+    if follow:
+        if not as_json:
+            console.print(Text("started ") + literal(handle.id, "bold"))
+        await _follow(connection, handle.id, after=-1, as_json=as_json, links=links)
+        return
     if not wait:
         if as_json:
             print(json.dumps(links))
         else:
-            console.print(Text("started ") + literal(handle.id, "bold")
-                          + Text("\n  web UI: ") + literal(links["ui"]))
+            console.print(Text("started ") + literal(handle.id, "bold"))
+            console.print(Text("  web UI: ") + literal(links["ui"]), soft_wrap=True)
+            console.print(Text("  watch:  ") + literal(f"tether watch {handle.id}"), soft_wrap=True)
         return
     if not as_json:
         console.print(Text("started ") + literal(handle.id, "bold")
@@ -195,6 +268,140 @@ async def _run(run_input: Any, workflow_id: str | None, wait: bool, as_json: boo
         print(json.dumps({**links, **result.model_dump(mode="json")}))
         return
     print_result(console, result, links)
+
+
+def run_links(workflow_id: str, run_id: str = "") -> dict[str, str]:
+    return {"workflow_id": workflow_id, "run_id": run_id, "ui": settings().ui_link(workflow_id),
+            "show": f"temporal workflow show -w {workflow_id}"}
+
+
+async def _follow(connection: Any, workflow_id: str, *, after: int, as_json: bool,
+                  links: dict[str, str]) -> None:
+    """Shows a run's events until it ends; with --json, one event per line. Leaves with code
+    0 when the run ended with a result (completed, out of budget, cancelled), else 1."""
+    from tether.watch_view import WatchView
+    from tether.watching import watch
+
+    view = WatchView(console, workflow_id)
+    ending = None
+    with nullcontext() if as_json else view:
+        async for event in watch(connection, workflow_id, after=after):
+            if as_json:
+                print(event.model_dump_json(), flush=True)
+            else:
+                view.show(event)
+            if event.kind == "finished":
+                ending = event
+    if not as_json:
+        view.finish(links)
+    if ending is None or ending.result is None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    workflow_id: str,
+    after: Annotated[int, typer.Option(
+        help="Resume after this event offset (numbered events before it are not shown).")] = -1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+) -> None:
+    """Watch a run live, wherever it was started: its steps, tool calls, the model's text,
+    approvals waiting (with the command that answers them) and its budget, to the result."""
+
+    async def go() -> None:
+        await _follow(await _connect(), workflow_id, after=after, as_json=as_json,
+                      links=run_links(workflow_id))
+
+    _read(workflow_id, "the events", go)
+
+
+def parse_since(value: str) -> Any:
+    """`90s`, `15m`, `1h`, `2d` as a timedelta."""
+    from datetime import timedelta
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = value[:-1], value[-1:]
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1
+    if unit not in units or amount <= 0:
+        fail(f"--since {value} is not a duration", "give a number and a unit: 90s, 15m, 1h or 2d")
+    return timedelta(**{units[unit]: amount})
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(
+        help="Only runs in this state: starting, thinking, running_tools, awaiting_approval, "
+             "completed, budget_exhausted, cancelled or failed.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only runs started this long ago or later: 15m, 1h, 2d.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+) -> None:
+    """List runs from Temporal's visibility: state, steps, cost and model."""
+    from typing import get_args
+
+    from tether import client
+    from tether.contracts import RunPhase
+
+    if status is not None and status not in get_args(RunPhase):
+        fail(f"--status {status} is not a run state", f"choose one of: {', '.join(get_args(RunPhase))}")
+    window = parse_since(since) if since else None
+
+    async def go() -> Any:
+        return await client.list_runs(await _connect(), status=status, since=window, limit=limit)
+
+    try:
+        runs = asyncio.run(go())
+    except typer.Exit:
+        raise
+    except Exception as error:
+        _unreachable(error)
+        fail(f"cannot list runs: {_cause(error)}")
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in runs]))
+        return
+    colours = {"completed": "green", "awaiting_approval": "yellow", "budget_exhausted": "yellow",
+               "failed": "red", "cancelled": "dim", "terminated": "red", "timed_out": "red"}
+    table = Table(title=f"{len(runs)} run(s)" + (f" · {status}" if status else "")
+                  + (f" · since {since}" if since else ""))
+    for column, justify in (("workflow id", "left"), ("state", "left"), ("steps", "right"),
+                            ("cost $", "right"), ("model", "left"), ("started", "left")):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]  # rich's Literal
+    for r in runs:
+        table.add_row(literal(r.workflow_id), literal(r.state, colours.get(r.state, "cyan")),
+                      "" if r.steps is None else str(r.steps),
+                      "" if r.cost_usd is None else f"{r.cost_usd:.4f}", literal(r.model or ""),
+                      r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "")
+    console.print(table)
+
+
+@app.command()
+def schema(
+    which: Annotated[str, typer.Argument(
+        help="input, result, status, events, or all.")] = "all",
+) -> None:
+    """Print the JSON Schema of a run's input and result (and status, events), so programs in
+    any language can start runs with their own Temporal SDK."""
+    from pydantic import TypeAdapter
+    from tether.contracts import AgentRunInput, AgentRunResult, RunStatus
+    from tether.contracts.events import RunEvent
+
+    schemas = {
+        "input": AgentRunInput.model_json_schema(),
+        "result": AgentRunResult.model_json_schema(),
+        "status": RunStatus.model_json_schema(),
+        "events": TypeAdapter(RunEvent).json_schema(),
+    }
+    if which == "all":
+        print(json.dumps({"workflow_type": "AgentRun", "task_queue": settings().task_queue,
+                          **schemas}, indent=2))
+    elif which in schemas:
+        print(json.dumps(schemas[which], indent=2))
+    else:
+        fail(f"no schema {which!r}", "choose input, result, status, events or all")
 
 
 @app.command()
@@ -341,12 +548,30 @@ def _read(workflow_id: str, what: str, go: Callable[[], Coroutine[Any, Any, Any]
         raise
     except Exception as error:
         _unreachable(error)
+        _no_worker(error)
         fail(f"cannot read {what} of run {workflow_id}: {_cause(error)}",
-             "check the workflow id: temporal workflow list")
+             "check the workflow id: tether list")
+
+
+def _no_worker(error: BaseException) -> None:
+    """Fails with one line when no worker could answer about a run."""
+    from tether.client import NoWorker
+
+    if isinstance(error, NoWorker):
+        fail(str(error), "start one: `tether worker` (with the run's TETHER_TASK_QUEUE) or `tether dev`")
 
 
 def _update(workflow_id: str, name: str, *args: Any) -> None:
     """Sends an update to a run and prints what it changed, or why it was refused."""
+    changed = _send_update(workflow_id, name, *args)
+    console.print(literal(changed if isinstance(changed, str) else json.dumps(changed)),
+                  soft_wrap=True)
+
+
+def _send_update(workflow_id: str, name: str, *args: Any,
+                 reword: Callable[[str], str] = str) -> Any:
+    """Sends an update to a run and returns its answer; a refusal is a clear error, its
+    reason passed through `reword` (to name what the person typed)."""
     from tether import client
 
     async def go() -> Any:
@@ -354,14 +579,12 @@ def _update(workflow_id: str, name: str, *args: Any) -> None:
         return await handle.execute_update(name, args=list(args))
 
     try:
-        changed = asyncio.run(go())
+        return asyncio.run(go())
     except typer.Exit:
         raise
     except Exception as error:
         _unreachable(error)
-        fail(f"{name} refused: {_cause(error)}", f"check the run: tether status {workflow_id}")
-    console.print(literal(changed if isinstance(changed, str) else json.dumps(changed)),
-                  soft_wrap=True)
+        fail(f"{name} refused: {reword(_cause(error))}", f"check the run: tether status {workflow_id}")
 
 
 @app.command()
@@ -398,10 +621,30 @@ def extend(
     cost_usd: Annotated[float | None, typer.Option()] = None,
     seconds: Annotated[float | None, typer.Option()] = None,
 ) -> None:
-    """Raise a run's budget by the given amounts."""
-    more = {"max_steps": steps, "max_tokens": tokens, "max_cost_usd": cost_usd,
-            "max_seconds": seconds}
-    _update(workflow_id, "extend_budget", {k: v for k, v in more.items() if v is not None})
+    """Raise a run's budget by the given amounts (a limit that is unlimited stays so)."""
+    more = given(max_steps=steps, max_tokens=tokens, max_cost_usd=cost_usd, max_seconds=seconds)
+    if not more:
+        fail("name a limit to raise", "for example: tether extend RUN --steps 10 "
+                                      "(also --tokens, --cost-usd, --seconds)")
+
+    def reword(reason: str) -> str:
+        for field, flag in EXTEND_FLAGS.items():
+            reason = reason.replace(field, flag)
+        return reason
+
+    limits = _send_update(workflow_id, "extend_budget", more, reword=reword)
+    for field, amount in more.items():
+        now = limits.get(field)
+        line = Text(f"{EXTEND_FLAGS[field]} {amount:g}: ", "bold")
+        if now is None:
+            line.append("this limit is unlimited already; nothing changed", "yellow")
+        else:
+            line.append(f"raised to {now:g}", "green")
+        console.print(line)
+
+
+EXTEND_FLAGS = {"max_steps": "--steps", "max_tokens": "--tokens", "max_cost_usd": "--cost-usd",
+                "max_seconds": "--seconds"}
 
 
 @app.command()

@@ -19,20 +19,26 @@ from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, Work
 from tether.connection import connect_config
 from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunStatus, StepRecord
 from tether.encryption import data_converter
+from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
 from tether.store import ContentStore, LocalContentStore
 from tether.store.files import Downloaded, upload_paths, write_artifacts
+from tether.watching import watch
 
 __all__ = [
+    "NoWorker",
     "connect",
     "download_artifacts",
     "get_artifacts",
     "get_run",
     "get_status",
     "get_transcript",
+    "list_runs",
     "partial_text",
     "run",
     "start_run",
+    "watch",
+    "workers_polling",
 ]
 
 
@@ -96,7 +102,16 @@ async def start_run(
         id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue or TetherSettings().task_queue,
         result_type=AgentRunResult,
+        # What the Web UI shows for the run, in the list and on its page.
+        static_summary=summary_of(run_input.task),
+        static_details=f"**Task:** {run_input.task[:2000]}\n\n**Model:** {run_input.model.label}",
     )
+
+
+def summary_of(task: str, limit: int = 120) -> str:
+    """The task on one line, shortened: the Web UI's summary of a run."""
+    line = " ".join(task.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 async def run(client: Client, input: AgentRunInput | dict[str, Any], **kwargs: Any) -> AgentRunResult:
@@ -110,24 +125,11 @@ def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunRes
 
 
 async def get_status(client: Client, workflow_id: str) -> RunStatus:
-    return await get_run(client, workflow_id).query("status", result_type=RunStatus)
-
-
-async def partial_text(client: Client, workflow_id: str) -> str | None:
-    """What the model in flight has written so far, from its call's heartbeat (None when no
-    model call is streaming): a long call can be watched without adding to history."""
-    description = await get_run(client, workflow_id).describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name != "model_call" or not pending.heartbeat_details.payloads:
-            continue
-        [details] = await client.data_converter.decode(pending.heartbeat_details.payloads)
-        if isinstance(details, dict) and details.get("partial_text"):
-            return str(details["partial_text"])
-    return None
+    return await query(client, workflow_id, "status", result_type=RunStatus)  # type: ignore[no-any-return]
 
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
-    return await get_run(client, workflow_id).query("transcript", result_type=list[StepRecord])
+    return await query(client, workflow_id, "transcript", result_type=list[StepRecord])  # type: ignore[no-any-return]
 
 
 def content_store(settings: TetherSettings | None = None) -> ContentStore:

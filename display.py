@@ -80,7 +80,12 @@ def print_result(console: Console, result: Any, links: dict[str, str]) -> None:
         skipped = f", {len(result.skipped_artifacts)} skipped" if result.skipped_artifacts else ""
         table.add_row("artifacts", Text(f"{len(result.artifacts)} file(s){skipped} · ")
                       + literal(f"tether artifacts {links['workflow_id']}"))
-    table.add_row("workflow id", literal(links["workflow_id"]))
-    table.add_row("web UI", literal(links["ui"]))
-    table.add_row("history", literal(links["show"]))
     console.print(table)
+    print_links(console, links)
+
+
+def print_links(console: Console, links: dict[str, str]) -> None:
+    """The run's id, Web UI link and history command, each on one line however narrow the
+    terminal: a link broken across lines is no longer a link."""
+    for label, key in (("workflow id", "workflow_id"), ("web UI", "ui"), ("history", "show")):
+        console.print(Text(f"{label:<13}", "dim") + literal(links[key]), soft_wrap=True)

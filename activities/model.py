@@ -96,7 +96,8 @@ class ModelActivities:
             raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
 
         provider = self.providers.get(spec.provider)
-        progress = Progress(input.step, spec.label)
+        # The label people read: a script passed by reference would show as "scripted:store:<digest>".
+        progress = Progress(input.step, "scripted" if spec.provider == "scripted" else spec.label)
         call = asyncio.ensure_future(observed(
             provider.complete(spec, messages, tools, on_text=progress.on_text),
             spec, conversation_id=input.workflow_id, step=input.step, messages=messages))

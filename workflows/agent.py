@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -36,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         MODEL_CALL,
         START_CONVERSATION,
     )
+    from tether.contracts.caps import cap_record
+    from tether.contracts.events import RunProgress
     from tether.contracts.files import CollectInput, RunArtifacts
     from tether.contracts.tools import McpListInput, McpListOutput
     from tether.workflows import budget as budgets
@@ -96,6 +99,9 @@ class AgentRun:
     @workflow.run
     async def run(self, raw: dict[str, Any], carried: dict[str, Any] | None = None) -> AgentRunResult:
         if self.invalid_input is not None:
+            if workflow.patched("invalid-input-status"):
+                # Such a run is listed and filtered like any failed run.
+                visibility.publish_invalid(self.invalid_input.message)
             raise self.invalid_input
         self._publish()
         release = True
@@ -186,6 +192,7 @@ class AgentRun:
                 self._check_budget(starting_step=False)
             if calls:
                 state.phase = "running_tools"
+                state.in_flight = cap_record(entry)
                 self._publish()
                 entry.tool_results = await self._tool_runner.run(calls)
                 state.phase = "thinking"
@@ -312,10 +319,19 @@ class AgentRun:
     def status(self) -> RunStatus:
         if self.state is None or self.input is None:
             raise RuntimeError("the run's input is invalid: it never started")
-        return visibility.status_of(self.state, self.input, self._elapsed())
+        return visibility.status_of(self.state, self.input, self._elapsed_now())
+
+    @workflow.query
+    def progress(self, after_step: int = 0) -> RunProgress:
+        """What `tether.watch` derives its events from, in one consistent snapshot."""
+        state = self._state
+        return RunProgress(
+            status=self.status(), recorded_events=state.recorded_events,
+            steps=[s for s in state.transcript if s.step > after_step], in_flight=state.in_flight)
 
     def _publish(self) -> None:
-        visibility.publish(self.status())
+        visibility.publish(visibility.status_of(self._state, self._input, self._elapsed()),
+                           self._state.started_at)
 
     @workflow.query
     def artifacts(self) -> RunArtifacts:
@@ -415,6 +431,16 @@ class AgentRun:
 
     def _elapsed(self) -> float:
         return (workflow.now() - self._state.started_at).total_seconds()
+
+    def _elapsed_now(self) -> float:
+        """Elapsed seconds by the real clock, for queries: `workflow.now()` is the time of the
+        last workflow task, so a run waiting 16 minutes for a person would read 0.7 s. A
+        query records nothing in history, so reading the clock there cannot break replay."""
+        if self._state.phase in visibility.FINAL_PHASES:
+            return self._elapsed()
+        with workflow.unsafe.sandbox_unrestricted():
+            now = datetime.now(UTC)
+        return (now - self._state.started_at).total_seconds()
 
     def _spent(self) -> Spent:
         return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed())

@@ -67,6 +67,11 @@ class RunState(BaseModel):
     """An answer the model gave while a person's message was on its way: the model gets a
     turn to read the message, but if the budget allows none, this is the run's output."""
     transcript: list[StepRecord] = Field(default_factory=list)
+    recorded_events: int = 0
+    """How many numbered watch events (`contracts/events.py`) the recorded steps make, older
+    steps included: what lets a watcher number the transcript's steps the same every time."""
+    in_flight: StepRecord | None = None
+    """The step whose tool calls run now, for watchers; None between steps."""
     last_error: str | None = None
     last_model: str | None = None
     artifacts: RunArtifacts | None = None
@@ -80,5 +85,12 @@ class RunState(BaseModel):
         return [*asked, *(name for name, route in self.routes.items() if route.kind == "mcp")]
 
     def record(self, entry: StepRecord) -> None:
+        self.in_flight = None
+        self.recorded_events += events_of(entry)
         self.transcript.append(cap_record(entry))
         del self.transcript[:-TRANSCRIPT_KEPT]
+
+
+def events_of(step: StepRecord) -> int:
+    """A recorded step's numbered watch events: started, each call started and finished, finished."""
+    return 2 + 2 * len(step.tool_calls)

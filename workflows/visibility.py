@@ -7,6 +7,9 @@ changes: every upsert is an event in the run's history.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
+
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from tether.contracts import AgentRunInput, ModelSpec, RunStatus
@@ -41,9 +44,10 @@ def status_of(state: RunState, input: AgentRunInput, seconds: float) -> RunStatu
     )
 
 
-def publish(status: RunStatus) -> None:
+def publish(status: RunStatus, started_at: datetime) -> None:
     """Brings the Web UI's details and the run's search attributes up to date."""
-    workflow.set_current_details(details_markdown(status))
+    workflow.set_current_details(
+        details_markdown(status, workflow.info().workflow_id, started_at, workflow.now()))
     wanted = TypedSearchAttributes([
         SearchAttributePair(STATUS, status.state),
         SearchAttributePair(STEPS, status.step),
@@ -59,25 +63,55 @@ def publish(status: RunStatus) -> None:
         workflow.upsert_search_attributes(changes)
 
 
-def details_markdown(status: RunStatus) -> str:
+def publish_invalid(reason: str) -> None:
+    """A run whose input is invalid never starts, yet is listed and filtered as failed."""
+    workflow.upsert_search_attributes([STATUS.value_set("failed")])
+    workflow.set_current_details(f"**failed** · the run's input is invalid\n\n{reason}")
+
+
+def details_markdown(status: RunStatus, workflow_id: str, started_at: datetime, now: datetime) -> str:
+    """The Web UI's current details. They are written at the run's last workflow task, so
+    time is given as clock times (started, as of, deadline) that stay true while the run
+    waits, rather than elapsed seconds that would go stale."""
     b = status.budget
 
     def of(value: float, limit: float | None, fmt: str = "{:g}") -> str:
-        return fmt.format(value) + (f" / {fmt.format(limit)}" if limit is not None else "")
+        return fmt.format(value) + (f" of {fmt.format(limit)}" if limit is not None else " (no limit)")
 
+    def clock(at: datetime) -> str:
+        return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    deadline = (f"deadline {clock(started_at + timedelta(seconds=b.max_seconds))}"
+                if b.max_seconds is not None else "no deadline")
     lines = [
-        f"**{status.state}** · step {status.step} · {status.model}",
+        f"**{status.state}** · step {status.step} · model {status.model}",
         "",
-        "| budget | used |",
-        "|---|---|",
-        f"| steps | {of(b.steps, b.max_steps)} |",
-        f"| tokens | {of(b.tokens, b.max_tokens)} |",
-        f"| cost | {of(b.cost_usd, b.max_cost_usd, '${:.4f}')} |",
-        f"| seconds | {of(round(b.seconds), b.max_seconds)} |",
+        f"**Budget** as of {clock(now)}:",
+        "",
+        f"- steps: {of(b.steps, b.max_steps)}",
+        f"- tokens: {of(b.tokens, b.max_tokens)}",
+        f"- cost: {of(b.cost_usd, b.max_cost_usd, '${:.4f}')}",
+        f"- seconds: {of(round(b.seconds), b.max_seconds)} (started {clock(started_at)}, {deadline})",
     ]
     if status.pending_approvals:
-        waiting = ", ".join(f"`{p.call_id}` {p.tool}" for p in status.pending_approvals)
-        lines += ["", f"waiting for approval: {waiting}"]
+        lines += ["", "**Waiting for approval:**", ""]
+        for p in status.pending_approvals:
+            lines += [
+                f"- `{p.call_id}` **{p.tool}** {code(json.dumps(p.arguments))}",
+                f"  approve: `tether approve {workflow_id} {p.call_id}`"
+                f" (or add `--deny --reason \"...\"`)",
+            ]
     if status.last_error:
-        lines += ["", f"last error: {status.last_error}"]
+        lines += ["", f"**Last error:** {code(status.last_error)}"]
     return "\n".join(lines)
+
+
+def code(text: str) -> str:
+    """`text` as one Markdown code span, which nothing inside can close early: what a model or
+    a tool wrote is shown as written, never rendered as Markdown or links."""
+    ticks, run = 1, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        ticks = max(ticks, run + 1)
+    fence = "`" * ticks
+    return f"{fence} {text.replace(chr(10), ' ')} {fence}"

@@ -63,8 +63,10 @@ async def test_status_shows_state_step_usage_against_every_limit_approvals_sandb
     assert "the script has 1 turn(s)" in status.last_error
     details = await current_details(handle)
     assert "**awaiting_approval** · step 2" in details
-    assert "| tokens | 240 / 1000 |" in details
-    assert "waiting for approval: `2-0` python" in details
+    assert "- tokens: 240 of 1000" in details
+    assert "**Waiting for approval:**" in details
+    assert "`2-0` **python** ` {\"code\": \"print(2)\"} `" in details
+    assert f"`tether approve {handle.id} 2-0`" in details
 
     await handle.execute_update("approve", args=["2-0", True])
     assert (await handle.result()).status == "completed"

@@ -1,0 +1,102 @@
+"""Reading runs: queries that say so when no worker can answer, and the list of runs from
+Temporal's visibility with tether's search attributes. Re-exported by `tether.client`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from tether.contracts import AgentRunResult
+from tether.contracts.listing import RunListing
+
+QUERY_TIMEOUT = timedelta(seconds=10)
+"""How long a query may wait for a worker to answer it."""
+UNPOLLED_QUERY_TIMEOUT = timedelta(seconds=3)
+"""How long, when no worker has polled the run's queue lately: a worker that has just
+started may not be listed yet, so it still gets a moment to answer."""
+
+
+class NoWorker(RuntimeError):
+    """No worker answered a question about a run: none polls its task queue, or none in time."""
+
+
+async def query(client: Client, workflow_id: str, name: str, *args: Any, result_type: type) -> Any:
+    """Asks a run a query. Workers answer queries; with none polling the run's queue, or none
+    answering in `QUERY_TIMEOUT`, raises `NoWorker` saying so rather than hanging."""
+    handle = client.get_workflow_handle(workflow_id, result_type=AgentRunResult)
+    description = await handle.describe()  # an unknown id fails here, with NOT_FOUND
+    polled = await workers_polling(client, description.task_queue) > 0
+    try:
+        return await handle.query(name, *args, result_type=result_type,
+                                  rpc_timeout=QUERY_TIMEOUT if polled else UNPOLLED_QUERY_TIMEOUT)
+    except RPCError as error:
+        if timed_out(error):
+            raise no_worker(description.task_queue, workflow_id, polled) from error
+        raise
+
+
+def no_worker(task_queue: str, workflow_id: str, polled: bool) -> NoWorker:
+    if not polled:
+        return NoWorker(f"no worker polls task queue {task_queue!r}, so nothing can answer "
+                        f"about run {workflow_id}")
+    return NoWorker(f"no worker on task queue {task_queue!r} answered about run {workflow_id} "
+                    f"in {QUERY_TIMEOUT.total_seconds():g} s")
+
+
+def timed_out(error: RPCError) -> bool:
+    # The client's own deadline shows as DEADLINE_EXCEEDED or CANCELLED, or as "Timeout expired".
+    return (error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+            or "Timeout expired" in str(error))
+
+
+async def partial_text(client: Client, workflow_id: str) -> str | None:
+    """What the model in flight has written so far, from its call's heartbeat (None when no
+    model call is streaming): a long call can be watched without adding to history."""
+    description = await client.get_workflow_handle(workflow_id).describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != "model_call" or not pending.heartbeat_details.payloads:
+            continue
+        [details] = await client.data_converter.decode(pending.heartbeat_details.payloads)
+        if isinstance(details, dict) and details.get("partial_text"):
+            return str(details["partial_text"])
+    return None
+
+
+async def workers_polling(client: Client, task_queue: str) -> int:
+    """How many workers Temporal has seen polling `task_queue` for workflow tasks lately
+    (one that stopped stays listed for a few minutes)."""
+    described = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    return len(described.pollers)
+
+
+async def list_runs(
+    client: Client, *, status: str | None = None, since: timedelta | None = None, limit: int = 50,
+) -> list[RunListing]:
+    """Runs from Temporal's visibility, newest first, with tether's search attributes. A run
+    that continued as new is listed once, by its latest execution."""
+    from tether.workflows.visibility import COST, MODEL, STATUS, STEPS
+
+    clauses = ['WorkflowType = "AgentRun"', 'ExecutionStatus != "ContinuedAsNew"']
+    if status:
+        clauses.append(f'{STATUS.name} = "{status}"')
+    if since is not None:
+        start = (datetime.now(UTC) - since).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clauses.append(f'StartTime > "{start}"')
+    runs = []
+    async for execution in client.list_workflows(" AND ".join(clauses), limit=limit):
+        attributes = execution.typed_search_attributes
+        closed = execution.status.name.lower() if execution.status else "running"
+        runs.append(RunListing(
+            workflow_id=execution.id, run_id=execution.run_id,
+            state=attributes.get(STATUS) or closed, steps=attributes.get(STEPS),
+            cost_usd=attributes.get(COST), model=attributes.get(MODEL),
+            started_at=execution.start_time, closed_at=execution.close_time,
+            task_queue=execution.task_queue))
+    return runs
