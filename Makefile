@@ -9,7 +9,7 @@ PHOENIX_VERSION := 20.26.1
 PHOENIX   := $(VENV)/phoenix/.installed-$(PHOENIX_VERSION)
 PYTHON    ?= python3
 
-.PHONY: setup deps docker image demo test bench lint lock stop-server clean
+.PHONY: setup deps docker image demo test chaos bench lint lock stop-server clean
 
 setup: deps image
 
@@ -41,6 +41,12 @@ demo: setup
 
 test: setup lint
 	@$(PY) -m pytest
+
+# The chaos suite alone (`make test` runs it too): a Docker engine and a Temporal server of
+# its own, faults at moments drawn from a printed seed (TETHER_CHAOS_SEED=<seed> replays it);
+# its figures go to .tether/chaos/ (chaos.md, chaos.json).
+chaos: setup
+	@TETHER_CHAOS_REPORT=$${TETHER_CHAOS_REPORT:-.tether/chaos} $(PY) -m pytest tests/chaos -s
 
 bench: setup
 	@$(PY) -m bench

@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
+from datetime import timedelta
 
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import IndexedValueType, PendingActivityState
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -24,6 +29,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from tether import metrics
@@ -32,10 +38,15 @@ from tether.connection import resolved
 from tether.contracts import ReapInput
 from tether.embedded.temporal import SEARCH_ATTRIBUTE_TYPES
 from tether.plugin import TetherPlugin
+from tether.sandbox.manager import LABEL_WORKER
 from tether.settings import TetherSettings
 from tether.workflows.reaper import REAPER_EVERY, REAPER_WORKFLOW_ID, SandboxReaper
 
 log = logging.getLogger("tether.worker")
+STICKY_WAIT = timedelta(seconds=3)
+"""How long a run's next workflow task waits on this worker's sticky queue before any worker
+may take it (the SDK's default is 10 s): a killed worker's runs wait this long, not more. A
+busy live worker that misses it costs a replay of the run's history, not a failure."""
 
 
 async def register_search_attributes(client: Client) -> None:
@@ -73,10 +84,13 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
     queue = task_queue or settings.task_queue
     # Built first: it connects to the Docker engine, and fails fast, saying what to do,
     # when none answers.
-    worker = Worker(client, task_queue=queue, plugins=[plugin])
+    worker = Worker(client, task_queue=queue, plugins=[plugin],
+                    sticky_queue_schedule_to_start_timeout=STICKY_WAIT)
     await register_search_attributes(client)
     await schedule_reaper(client, queue)
     running = asyncio.create_task(worker.run())
+    if plugin.with_sandboxes:
+        await reclaim_calls_of_a_dead_predecessor(client, plugin, queue)
     log.info("worker %s serving %s and %s", settings.worker_id, queue,
              settings.host_task_queue(queue))
     waiter = asyncio.create_task(stop.wait())
@@ -85,6 +99,71 @@ async def serve(client: Client, stop: asyncio.Event, task_queue: str | None = No
     if not running.done():
         await worker.shutdown()
     await running
+
+
+async def reclaim_calls_of_a_dead_predecessor(client: Client, plugin: TetherPlugin, queue: str) -> None:
+    """Hands back to Temporal at once the calls a predecessor on this host (the same worker
+    id) was running when it was killed, rather than after each one's heartbeat timeout, and
+    frees this host's runs from sticky queues (a dead worker's would hold their next workflow
+    task for STICKY_WAIT; a live one's replays the run once): they go on as soon as this
+    worker polls.
+
+    Only attempts of a process of this host that no longer exists are failed, with a
+    retryable failure: the retry reattaches here, where the executor answers for a call that
+    already finished. Anything else is left to its timeouts."""
+    sandboxes = plugin.host_activities(client, queue).sandboxes.sandboxes
+    try:
+        containers = await asyncio.to_thread(sandboxes.managed, **{LABEL_WORKER: plugin.settings.worker_id})
+        runs: set[str] = set()
+        for container in containers:
+            with contextlib.suppress(Exception):  # one going away, an executor not answering
+                identity = await asyncio.to_thread(sandboxes.identity_of, container)
+                if identity is not None:
+                    runs.add(identity.workflow_id)
+    except Exception as error:  # the timeouts still recover these runs, later
+        log.warning("could not list this host's sandboxes to reclaim their calls: %s", error)
+        return
+    for workflow_id in sorted(runs):
+        try:
+            await _reclaim_run(client, workflow_id)
+        except RPCError as error:
+            log.warning("%s: could not reclaim a dead predecessor's calls: %s", workflow_id, error)
+
+
+async def _reclaim_run(client: Client, workflow_id: str) -> None:
+    description = await client.get_workflow_handle(workflow_id).describe()
+    if description.status is None or description.status.name != "RUNNING":
+        return
+    orphaned = [p for p in description.raw_description.pending_activities
+                if p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                and _process_gone(p.last_worker_identity, own=client.identity)]
+    for pending in orphaned:
+        handle = client.get_async_activity_handle(
+            workflow_id=workflow_id, run_id=description.run_id, activity_id=pending.activity_id)
+        with contextlib.suppress(RPCError):  # it ended meanwhile
+            await handle.fail(ApplicationError(
+                f"the worker running this attempt ({pending.last_worker_identity}) is gone",
+                type="WorkerGone"))
+    await client.workflow_service.reset_sticky_task_queue(ResetStickyTaskQueueRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=workflow_id, run_id=description.run_id)))
+    if orphaned:
+        log.info("%s: handed back %d call(s) of a worker that is gone", workflow_id, len(orphaned))
+
+
+def _process_gone(identity: str, *, own: str) -> bool:
+    """Whether a worker identity (`<pid>@<host>`, the SDK's default) names a process of this
+    host that no longer runs."""
+    pid, _, host = identity.partition("@")
+    if identity == own or host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False
 
 
 RETRY_FIRST_SECONDS = 1.0

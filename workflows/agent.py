@@ -187,6 +187,7 @@ class AgentRun:
             state.answer = turn.text or ""
         elif not calls:
             state.unread_answer = turn.text or ""
+        lost: list[str] = []  # sandboxes lost under the calls: the transcript says so
         try:
             if not final:
                 self._check_budget(starting_step=False)
@@ -194,7 +195,7 @@ class AgentRun:
                 state.phase = "running_tools"
                 state.in_flight = cap_record(entry)
                 self._publish()
-                entry.tool_results = await self._tool_runner.run(calls)
+                entry.tool_results = await self._tool_runner.run(calls, lost=lost)
                 state.phase = "thinking"
         except BudgetExhausted:
             if calls:
@@ -204,6 +205,7 @@ class AgentRun:
             entry.note = joined(entry.note, "interrupted while its tool calls ran")
             raise
         finally:
+            entry.note = joined(entry.note, *lost)
             state.record(entry)
             self._publish()
 

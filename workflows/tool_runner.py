@@ -34,6 +34,12 @@ from tether.workflows.sandbox_lease import SandboxLease
 from tether.workflows.state import ApprovalWait, RunState
 from tether.workflows.tool_calls import invalid_call_reason
 
+SANDBOXES_PER_CALL = 3
+"""A call runs in at most this many sandboxes: a lost one is replaced (twice at most), so a
+call outlives faults that come one after another, and one that kills every sandbox it runs
+in still ends."""
+LOST_AGAIN_PATCH = "replace-a-lost-replacement"
+
 
 class ToolRunner:
     def __init__(
@@ -46,15 +52,17 @@ class ToolRunner:
         self.options = options
         self.on_change = on_change
 
-    async def run(self, calls: list[ToolCall]) -> list[ToolResult]:
-        """Runs the calls at once; their results go to the next model call, in order."""
-        outcomes = await asyncio.gather(*(self._run_one(i, call) for i, call in enumerate(calls)))
+    async def run(self, calls: list[ToolCall], *, lost: list[str] | None = None) -> list[ToolResult]:
+        """Runs the calls at once; their results go to the next model call, in order. Each
+        sandbox lost under a call is told in `lost` (the step's note in the transcript)."""
+        lost = [] if lost is None else lost
+        outcomes = await asyncio.gather(*(self._run_one(i, call, lost) for i, call in enumerate(calls)))
         self.state.tool_results.extend(message for _, message in outcomes)
         results = [result for result, _ in outcomes]
         telemetry.tool_calls(calls, results)
         return results
 
-    async def _run_one(self, index: int, call: ToolCall) -> tuple[ToolResult, NewMessage]:
+    async def _run_one(self, index: int, call: ToolCall, lost: list[str]) -> tuple[ToolResult, NewMessage]:
         problem = invalid_call_reason(call, self.state.tool_names(self.input.tools))
         if problem is None and call.name in self.input.approval.tools:
             problem = await self._await_approval(index, call)
@@ -64,8 +72,8 @@ class ToolRunner:
         if route is not None and route.kind == "function":
             return await self._run_function(index, call, route)
         if route is not None and route.kind == "mcp":
-            return await self._run_mcp(index, call, route)
-        for attempt in range(2):
+            return await self._run_mcp(index, call, route, lost)
+        for attempt in range(SANDBOXES_PER_CALL):
             sandbox = await self.lease.get()
             try:
                 output = await workflow.execute_activity(
@@ -91,17 +99,21 @@ class ToolRunner:
                 return output.result, NewMessage(ref=output.message_ref)
             except ActivityError as error:
                 stop_if_cancelled(error)
-                if attempt == 0 and sandbox_lost(error):
-                    # The worker holding the sandbox, or the container, is gone. The run
-                    # goes on in a fresh sandbox and says so.
+                # The worker holding the sandbox, or the container, is gone. The run goes on
+                # in a fresh sandbox and says so; a replacement lost too (faults one after
+                # another) is replaced once more, behind a patch: older runs gave up here.
+                if sandbox_lost(error) and (attempt == 0 or workflow.patched(LOST_AGAIN_PATCH)):
+                    again = attempt + 1 < SANDBOXES_PER_CALL
                     self.state.last_error = (
                         f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
-                        "continuing in a new sandbox"
-                    )
+                        + ("continuing in a new sandbox" if again
+                           else f"the call lost {SANDBOXES_PER_CALL} sandboxes and did not run again"))
+                    lost.append(f"{call.name}: {self.state.last_error}")
                     self.lease.lose(sandbox)
-                    continue
+                    if again:
+                        continue
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _run_function(
         self, index: int, call: ToolCall, route: ToolRoute,
@@ -123,7 +135,9 @@ class ToolRunner:
             return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
         return output.result, NewMessage(ref=output.message_ref)
 
-    async def _run_mcp(self, index: int, call: ToolCall, route: ToolRoute) -> tuple[ToolResult, NewMessage]:
+    async def _run_mcp(
+        self, index: int, call: ToolCall, route: ToolRoute, lost: list[str],
+    ) -> tuple[ToolResult, NewMessage]:
         """An MCP server's tool: on the worker that holds the run's sandbox for a server that
         runs in it (started again in a new sandbox when one is lost), on any worker for a
         server reached over HTTP."""
@@ -156,6 +170,7 @@ class ToolRunner:
                     self.state.last_error = (
                         f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
                         f"starting MCP server {server.name!r} again in a new sandbox")
+                    lost.append(f"{call.name}: {self.state.last_error}")
                     self.lease.lose(sandbox)
                     continue
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
