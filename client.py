@@ -21,8 +21,9 @@ from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunSta
 from tether.encryption import data_converter
 from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
-from tether.store import ContentStore, LocalContentStore
+from tether.store import ContentAddressed, ContentStore, open_blobs
 from tether.store.files import Downloaded, upload_paths, write_artifacts
+from tether.store.sealed import sealed
 from tether.watching import watch
 
 __all__ = [
@@ -134,8 +135,9 @@ async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
 
 def content_store(settings: TetherSettings | None = None) -> ContentStore:
     """The content store the workers share, as `settings` (the environment) name it, opened
-    as `TetherPlugin` opens it."""
-    return LocalContentStore((settings or TetherSettings()).store_path)
+    as `TetherPlugin` opens it (encrypted when TETHER_ENCRYPTION_KEYS is set)."""
+    settings = settings or TetherSettings()
+    return ContentAddressed(sealed(open_blobs(settings.store_location), settings.key_ring))
 
 
 async def get_artifacts(client: Client, workflow_id: str) -> RunArtifacts:

@@ -36,13 +36,16 @@ from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
 from tether.activities.tools import ToolActivities
+from tether.contracts import SandboxSpec
 from tether.encryption import data_converter
 from tether.llm import ProviderOptions, Providers
+from tether.sandbox.admission import SandboxSlots, default_limit
 from tether.sandbox.engine import connect_engine
 from tether.sandbox.manager import SandboxManager
 from tether.sandbox.pool import WarmPool
 from tether.settings import TetherSettings
-from tether.store import Conversations, open_store
+from tether.store import ContentAddressed, Conversations, open_blobs
+from tether.store.sealed import sealed
 from tether.tools import FunctionTools
 from tether.workflows.agent import AgentRun
 from tether.workflows.reaper import SandboxReaper
@@ -151,7 +154,11 @@ class TetherPlugin(SimplePlugin):
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
                     host_queue=settings.host_task_queue(task_queue), pool=pool,
                     ttl_seconds=settings.sandbox_ttl_seconds, blobs=self._store().blobs,
-                    host_wait_seconds=settings.host_wait_seconds),
+                    host_wait_seconds=settings.host_wait_seconds,
+                    slots=SandboxSlots(
+                        sandboxes, worker=settings.worker_id,
+                        limit=settings.max_sandboxes or default_limit(SandboxSpec().memory_mb),
+                        unclaimed=lambda: pool.idle if pool else 0)),
                 tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes),
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes),
                 artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
@@ -173,7 +180,10 @@ class TetherPlugin(SimplePlugin):
 
     def _store(self) -> Conversations:
         if self._conversations is None:
-            self._conversations = Conversations(open_store(self.settings.store_location))
+            # Encrypted under the digests, when keys are set: blobs stay named by their
+            # plaintext, whatever the backend (store/sealed.py says why).
+            blobs = sealed(open_blobs(self.settings.store_location), self.settings.key_ring)
+            self._conversations = Conversations(ContentAddressed(blobs))
         return self._conversations
 
     def _is_host_worker(self, config: WorkerConfig) -> bool:

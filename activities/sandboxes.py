@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tether.activities.artifacts import place_files
 from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
 from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
+from tether.sandbox.admission import NoSandboxSlot, SandboxSlots
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import (
     LABEL_CREATED,
@@ -44,7 +45,10 @@ class SandboxActivities:
         self, *, sandboxes: SandboxManager, client: Client, worker_id: str, host_queue: str,
         pool: WarmPool | None = None, ttl_seconds: float | None = None,
         blobs: ContentStore | None = None, host_wait_seconds: float | None = None,
+        slots: SandboxSlots | None = None,
     ) -> None:
+        self.slots = slots
+        """Admission control: at most `slots.limit` live sandboxes on this worker."""
         self.blobs = blobs
         self.sandboxes = sandboxes
         self.client = client
@@ -63,21 +67,32 @@ class SandboxActivities:
         # lost one on its way out. None of it may outlive the run.
         for leftover in await asyncio.to_thread(self.sandboxes.for_run, input.workflow_id):
             await asyncio.to_thread(self.sandboxes.remove, leftover.id)
-        container_id = self.pool and await self.pool.acquire(input.spec, input.workflow_id, input.run_id)
-        if not container_id:
-            labels = labels_for(input.workflow_id, input.run_id, self.worker_id)
-            try:
-                container = await asyncio.to_thread(
-                    self.sandboxes.create, input.spec, labels, name=run_name(input.workflow_id))
-            except SandboxBroken as error:
-                raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
-            container_id = container.id
+        try:
+            async with self.slots.slot() if self.slots else contextlib.nullcontext():
+                container_id = await self._make(input)
+        except NoSandboxSlot as full:
+            # Not retried here: the run waits for a slot in its workflow, where the wait is
+            # durable, shows in its status and counts against its time budget.
+            raise ApplicationError(str(full), type="NoSandboxSlot", non_retryable=True) from None
         if input.files:
             await self._place(container_id, input.files)
         started_at = await asyncio.to_thread(self.sandboxes.started_at, container_id)
         return SandboxHandle(container_id=container_id, task_queue=self.host_queue,
                              worker=self.worker_id, started_at=started_at,
                              host_wait_seconds=self.host_wait_seconds)
+
+    async def _make(self, input: AcquireInput) -> str:
+        """A container for the run: claimed from the warm pool when its spec fits, or created."""
+        container_id = self.pool and await self.pool.acquire(input.spec, input.workflow_id, input.run_id)
+        if container_id:
+            return container_id
+        labels = labels_for(input.workflow_id, input.run_id, self.worker_id)
+        try:
+            container = await asyncio.to_thread(
+                self.sandboxes.create, input.spec, labels, name=run_name(input.workflow_id))
+        except SandboxBroken as error:
+            raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+        return str(container.id)
 
     async def _place(self, container_id: str, files: dict[str, str]) -> None:
         """Puts the run's files in before anyone sees the sandbox; one that can't have them is

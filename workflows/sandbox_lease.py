@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from tether.contracts import AcquireInput, ReleaseInput, SandboxHandle, SandboxSpec
+from tether.contracts import AcquireInput, ReleaseInput, RunPhase, SandboxHandle, SandboxSpec
 from tether.contracts.activities import ACQUIRE_SANDBOX, RELEASE_SANDBOX
 from tether.workflows import telemetry
-from tether.workflows.failures import root_message
+from tether.workflows.failures import no_slot, root_message
 from tether.workflows.options import ActivityOptions
 from tether.workflows.state import RunState
+
+FIRST_SLOT_WAIT = timedelta(seconds=1)
+MAX_SLOT_WAIT = timedelta(seconds=5)
+"""How often, at most, a run waiting for a slot asks again."""
 
 
 class SandboxLease:
@@ -28,6 +33,8 @@ class SandboxLease:
         self.options = options
         self.on_change = on_change
         self.acquiring: asyncio.Task[SandboxHandle] | None = None
+        self.waiting_for_slot = False
+        """True while the acquisition sleeps between refusals for want of a slot."""
         self.removing: list[asyncio.Task[None]] = []
         """Removals of lost sandboxes, started when they were lost; the run's end awaits them."""
 
@@ -36,16 +43,7 @@ class SandboxLease:
         if self.state.sandbox is not None:
             return self.state.sandbox
         if self.acquiring is None:
-            info = workflow.info()
-            self.acquiring = asyncio.ensure_future(workflow.execute_activity(
-                ACQUIRE_SANDBOX,
-                AcquireInput(workflow_id=info.workflow_id, run_id=info.first_execution_run_id,
-                             spec=self.spec, files=self.files),
-                result_type=SandboxHandle,
-                start_to_close_timeout=self.options.sandbox_timeout,
-                retry_policy=self.options.sandbox_retry,
-                summary="acquire sandbox",
-            ))
+            self.acquiring = asyncio.ensure_future(self._acquire())
         try:
             # Shielded: a step interrupted while the container is being made must still
             # learn its id, or nothing would remove it. `release` awaits it.
@@ -58,6 +56,42 @@ class SandboxLease:
                 type="SandboxUnavailable", non_retryable=True,
             ) from None
         return self._adopt(handle)
+
+    async def _acquire(self) -> SandboxHandle:
+        """Acquires a sandbox; while every worker that takes the request is full, waits for
+        a slot, durably and visibly (`waiting_for_sandbox`), retrying with backoff. The
+        wait counts against the run's time budget like any other."""
+        info = workflow.info()
+        wait: timedelta = FIRST_SLOT_WAIT
+        before: RunPhase | None = None
+        try:
+            while True:
+                try:
+                    return await workflow.execute_activity(
+                        ACQUIRE_SANDBOX,
+                        AcquireInput(workflow_id=info.workflow_id, run_id=info.first_execution_run_id,
+                                     spec=self.spec, files=self.files),
+                        result_type=SandboxHandle,
+                        start_to_close_timeout=self.options.sandbox_timeout,
+                        retry_policy=self.options.sandbox_retry,
+                        summary="acquire sandbox",
+                    )
+                except ActivityError as error:
+                    if not no_slot(error) or not workflow.patched("wait-for-sandbox-slot"):
+                        raise
+                if before is None:
+                    before, self.state.phase = self.state.phase, "waiting_for_sandbox"
+                    self.on_change()
+                self.waiting_for_slot = True
+                try:
+                    await workflow.sleep(wait, summary="wait for a sandbox slot")
+                finally:
+                    self.waiting_for_slot = False
+                wait = min(wait * 2, MAX_SLOT_WAIT)
+        finally:
+            if before is not None and self.state.phase == "waiting_for_sandbox":
+                self.state.phase = before
+                self.on_change()
 
     def lose(self, sandbox: SandboxHandle) -> None:
         """Forgets a sandbox whose worker or container is gone: the next call gets a new one,
@@ -76,10 +110,16 @@ class SandboxLease:
     async def settle(self) -> SandboxHandle | None:
         """The run's sandbox once an acquisition in flight has ended; None if it has none."""
         if self.acquiring is not None:
+            if self.waiting_for_slot:
+                self.acquiring.cancel()  # between attempts nothing is being made: stop waiting
             try:
                 self._adopt(await self.acquiring)
             except ActivityError:
                 self.acquiring = None  # nothing was made
+            except asyncio.CancelledError:
+                if not self.acquiring.cancelled():
+                    raise
+                self.acquiring = None
         return self.state.sandbox
 
     async def release(self) -> None:
