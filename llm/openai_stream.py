@@ -75,11 +75,14 @@ class CompletionAssembler:
         self.calls: dict[int, dict[str, str]] = {}
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
+        self.model: str | None = None
+        """The model the provider says answered: every chunk names it."""
         self.chunks = 0
 
     def add(self, chunk: ChatCompletionChunk) -> bool:
         """Take one chunk; True when it added text."""
         self.chunks += 1
+        self.model = chunk.model or self.model
         if chunk.usage is not None:
             self.usage = chunk.usage.to_dict()
         grew = False
@@ -117,7 +120,7 @@ class CompletionAssembler:
         # `construct`, as the SDK itself builds a response: no validation to trip on a
         # compatible server's unusual finish reason.
         return ChatCompletion.construct(
-            object="chat.completion",
+            object="chat.completion", model=self.model or "",
             choices=[{"index": 0, "message": message, "finish_reason": self.finish_reason}],
             usage=self.usage,
         )

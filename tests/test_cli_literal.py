@@ -99,7 +99,7 @@ def test_print_result_prints_a_hostile_output_literally():
     result = SimpleNamespace(
         status="completed", stop_reason=f"final answer {MARKUP}", output=hostile, steps=2,
         usage=SimpleNamespace(cost_usd=0.0, input_tokens=1, output_tokens=2), cost_known=False,
-        seconds=1.0)
+        seconds=1.0, artifacts=[], skipped_artifacts=[])
     out = io.StringIO()
     print_result(Console(file=out, width=1000, color_system=None), result,
                  {"workflow_id": "w[/]", "ui": "http://ui/[b]", "show": "temporal [/]"})

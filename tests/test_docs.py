@@ -95,14 +95,16 @@ def test_every_setting_is_in_the_readme_configuration_table():
 def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.MonkeyPatch):
     """The names derived above are the ones pydantic-settings reads: each one sets its field."""
     # "7" is valid for every field but these, and no field's default.
-    samples = {"encryption_keys": KeyRing.generate("7"), "store_url": "s3://7", "role": "sandbox"}
+    samples = {"encryption_keys": KeyRing.generate("7"), "store_url": "s3://7", "role": "sandbox",
+               "trace_content": "true", "metrics_bind": "127.0.0.1:7"}
     for name, field in TetherSettings.model_fields.items():
         variable = environment_variable(name, field)
         sample = samples.get(name, "7")
         monkeypatch.setenv(variable, sample)
         value = getattr(TetherSettings(), name)
         shown = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        assert shown in {sample, "7.0", "['7']"}, f"{variable}={sample} did not set TetherSettings.{name}"
+        assert shown in {sample, "7.0", "['7']", "True"}, \
+            f"{variable}={sample} did not set TetherSettings.{name}"
         monkeypatch.delenv(variable)
 
 
