@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
-from temporalio.worker import Worker, WorkerConfig
+from temporalio.worker import Worker, WorkerConfig, WorkerDeploymentConfig
 from tether import metrics, tracing
 from tether.activities.artifacts import ArtifactActivities
 from tether.activities.drain import DrainGate
@@ -117,6 +118,15 @@ class TetherPlugin(SimplePlugin):
             config.get("graceful_shutdown_timeout") or SHUTDOWN_GRACE, SHUTDOWN_GRACE)
         config["max_heartbeat_throttle_interval"] = min(
             config.get("max_heartbeat_throttle_interval") or HEARTBEAT_THROTTLE, HEARTBEAT_THROTTLE)
+        if self.settings.deployment_name and self.settings.build_id:
+            # The shared queue's worker joins its deployment version, and a run stays pinned
+            # to the version it started on. Set here, not on the workflow's definition: the
+            # server refuses a versioning behavior from a worker that is not versioned. The
+            # host queue's worker is left unversioned: it is this host's alone, and a run's
+            # calls must reach this host whatever version it runs.
+            config["deployment_config"] = WorkerDeploymentConfig(
+                version=WorkerDeploymentVersion(self.settings.deployment_name, self.settings.build_id),
+                use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED)
         added: list[Callable[..., object]] = []
         if self.with_workflows:
             # A local activity runs on the worker that runs the workflow.

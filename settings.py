@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tether.encryption.keys import KeyRing
 from tether.store.backends import check_store_url, file_url
@@ -77,6 +77,11 @@ class TetherSettings(BaseSettings):
     """Live sandboxes this worker hosts at most; runs beyond wait for a slot
     (`waiting_for_sandbox`). Unset: as many of the default `memory_mb` as fit in three
     quarters of the host's memory."""
+    deployment_name: str | None = None
+    """Worker Versioning: the Worker Deployment this worker belongs to. With `build_id`, a
+    run stays pinned to the version it started on; unset (both): no versioning."""
+    build_id: str | None = None
+    """Worker Versioning: this worker's version within `deployment_name` (a git sha, say)."""
     pool_size: int = Field(default=0, ge=0)
     """Warm sandboxes kept ready per worker; 0 (off) keeps every container labelled with its run."""
     sandbox_ttl_seconds: float | None = Field(default=None, gt=0)
@@ -141,6 +146,13 @@ class TetherSettings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return self.data_dir.resolve()
+
+    @model_validator(mode="after")
+    def _versioning_whole(self) -> TetherSettings:
+        if (self.deployment_name is None) != (self.build_id is None):
+            raise ValueError("Worker Versioning needs both TETHER_DEPLOYMENT_NAME and "
+                             "TETHER_BUILD_ID (or neither)")
+        return self
 
     @field_validator("store_url")
     @classmethod

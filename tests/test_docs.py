@@ -92,6 +92,10 @@ def test_every_setting_is_in_the_readme_configuration_table():
     assert not missing, f"README.md's configuration table lacks {missing}"
 
 
+PAIRED = {"deployment_name": "TETHER_BUILD_ID", "build_id": "TETHER_DEPLOYMENT_NAME"}
+"""Settings given both or neither: each one's partner."""
+
+
 def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.MonkeyPatch):
     """The names derived above are the ones pydantic-settings reads: each one sets its field."""
     # "7" is valid for every field but these, and no field's default.
@@ -101,11 +105,15 @@ def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.Monke
         variable = environment_variable(name, field)
         sample = samples.get(name, "7")
         monkeypatch.setenv(variable, sample)
+        if name in PAIRED:  # valid only with its partner
+            monkeypatch.setenv(PAIRED[name], "partner")
         value = getattr(TetherSettings(), name)
         shown = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         assert shown in {sample, "7.0", "['7']", "True"}, \
             f"{variable}={sample} did not set TetherSettings.{name}"
         monkeypatch.delenv(variable)
+        if name in PAIRED:
+            monkeypatch.delenv(PAIRED[name])
 
 
 @pytest.mark.parametrize("doc", DOCS_WITH_PATHS, ids=lambda doc: doc.name)
