@@ -25,9 +25,13 @@ def stop_if_cancelled(error: ActivityError) -> None:
 def sandbox_lost(error: ActivityError) -> bool:
     """Whether a tool call failed because its sandbox's worker or container is gone."""
     cause = error.cause
-    if isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
-        return True
-    return isinstance(cause, ApplicationError) and cause.type == "SandboxGone"
+    return host_gone(error) or (isinstance(cause, ApplicationError) and cause.type == "SandboxGone")
+
+
+def host_gone(error: ActivityError) -> bool:
+    """Whether a call failed because the host holding its sandbox did not take it in time."""
+    cause = error.cause
+    return isinstance(cause, ActivityTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 def no_slot(error: ActivityError) -> bool:

@@ -21,6 +21,8 @@ from tether.workflows.state import RunState
 FIRST_SLOT_WAIT = timedelta(seconds=1)
 MAX_SLOT_WAIT = timedelta(seconds=5)
 """How often, at most, a run waiting for a slot asks again."""
+GONE_HOST_WAIT = timedelta(seconds=5)
+"""How long the removal of a sandbox lost with its host waits for that host."""
 
 
 class SandboxLease:
@@ -93,7 +95,7 @@ class SandboxLease:
                 self.state.phase = before
                 self.on_change()
 
-    def lose(self, sandbox: SandboxHandle) -> None:
+    def lose(self, sandbox: SandboxHandle, *, host_answered: bool = True) -> None:
         """Forgets a sandbox whose worker or container is gone: the next call gets a new one,
         and the lost one is removed at once (a container restarted by its engine, or one
         whose stream broke, must not stay behind). Calls that lose the same sandbox at once
@@ -104,8 +106,12 @@ class SandboxLease:
         self.on_change()
         telemetry.sandbox_lost()
         if workflow.patched("remove-lost-sandbox"):
-            self.removing.append(asyncio.ensure_future(
-                self._remove(sandbox, summary="remove lost sandbox")))
+            # A host that did not answer for its whole host wait is most likely gone: its
+            # removal is given a short wait, not another whole one, so the run's end is not
+            # held up; a host that comes back sweeps its engine at start.
+            self.removing.append(asyncio.ensure_future(self._remove(
+                sandbox, summary="remove lost sandbox",
+                host_wait=None if host_answered else GONE_HOST_WAIT)))
 
     async def settle(self) -> SandboxHandle | None:
         """The run's sandbox once an acquisition in flight has ended; None if it has none."""
@@ -136,14 +142,15 @@ class SandboxLease:
             await asyncio.gather(*self.removing)
             self.removing.clear()
 
-    async def _remove(self, sandbox: SandboxHandle, summary: str = "release sandbox") -> None:
+    async def _remove(self, sandbox: SandboxHandle, summary: str = "release sandbox",
+                      host_wait: timedelta | None = None) -> None:
         try:
             await workflow.execute_activity(
                 RELEASE_SANDBOX, ReleaseInput(container_id=sandbox.container_id),
                 result_type=bool,
                 task_queue=sandbox.task_queue,
                 start_to_close_timeout=self.options.release_timeout,
-                schedule_to_start_timeout=self.options.host_wait(sandbox.host_wait_seconds),
+                schedule_to_start_timeout=host_wait or self.options.host_wait(sandbox.host_wait_seconds),
                 retry_policy=self.options.sandbox_retry,
                 summary=summary,
             )

@@ -28,7 +28,7 @@ from tether.contracts.activities import FUNCTION_CALL, MCP_CALL, TOOL_CALL
 from tether.contracts.caps import cap_arguments
 from tether.contracts.tools import FunctionCallInput, McpCallInput, ToolRoute
 from tether.workflows import telemetry
-from tether.workflows.failures import root_message, sandbox_lost, stop_if_cancelled
+from tether.workflows.failures import host_gone, root_message, sandbox_lost, stop_if_cancelled
 from tether.workflows.options import ActivityOptions
 from tether.workflows.sandbox_lease import SandboxLease
 from tether.workflows.state import ApprovalWait, RunState
@@ -109,7 +109,7 @@ class ToolRunner:
                         + ("continuing in a new sandbox" if again
                            else f"the call lost {SANDBOXES_PER_CALL} sandboxes and did not run again"))
                     lost.append(f"{call.name}: {self.state.last_error}")
-                    self.lease.lose(sandbox)
+                    self.lease.lose(sandbox, host_answered=not host_gone(error))
                     if again:
                         continue
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
@@ -171,7 +171,7 @@ class ToolRunner:
                         f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
                         f"starting MCP server {server.name!r} again in a new sandbox")
                     lost.append(f"{call.name}: {self.state.last_error}")
-                    self.lease.lose(sandbox)
+                    self.lease.lose(sandbox, host_answered=not host_gone(error))
                     continue
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
         raise AssertionError("unreachable: the second attempt returns or raises")
