@@ -8,7 +8,10 @@ import asyncio
 import base64
 import functools
 import json
+import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,3 +88,26 @@ async def history_text(handle: Any) -> str:
 
     history = await handle.fetch_history()
     return json.dumps([decoded(MessageToDict(event)) for event in history.events])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def run_command(command: str, **kwargs: Any) -> tuple[int, str, str]:
+    """Runs a shell command without blocking the event loop the suite's worker shares."""
+    process = await asyncio.create_subprocess_shell(
+        command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        **{k: v for k, v in kwargs.items() if k != "shell"},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+async def tether_cli(temporal_address: str, worker: str, *args: str, **env: str) -> tuple[int, str, str]:
+    """`tether ARGS` as a person types it, against the suite's server and queue; wide enough
+    that tables don't wrap. Returns the exit code, stdout and stderr."""
+    quoted = " ".join(f"'{a}'" for a in args)
+    return await run_command(
+        f"{sys.executable} cli.py {quoted}",
+        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
+             "COLUMNS": "200", **env})

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 from temporalio.client import Client
 from tether import client as tether
 
-from tests.helpers import wait_for
+from tests.helpers import tether_cli, wait_for
 from tests.scripts import scripted_run, turn
-from tests.test_end_to_end import run_command
 
-
-async def cli(temporal_address: str, worker: str, *args: str) -> tuple[int, str, str]:
-    quoted = " ".join(f"'{a}'" for a in args)
-    return await run_command(
-        f"{sys.executable} cli.py {quoted}",
-        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address},
-    )
+cli = tether_cli
 
 
 async def test_a_person_approves_a_waiting_call_from_the_cli(

@@ -14,17 +14,10 @@ import pytest
 from temporalio.client import Client
 from tether import client as tether
 
-from tests.helpers import wait_for
+from tests.helpers import ROOT, run_command, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
-from tests.test_end_to_end import ROOT, run_command
 
-
-async def cli(temporal_address: str, worker: str, *args: str, **env: str) -> tuple[int, str, str]:
-    quoted = " ".join(f"'{a}'" for a in args)
-    return await run_command(
-        f"{sys.executable} cli.py {quoted}",
-        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
-             **env})
+cli = tether_cli
 
 
 def one_clear_line(code: int, err: str, *needles: str) -> None:

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.embedded.temporal import temporal_binary
 
-from tests.helpers import sandboxes_of, wait_for
+from tests.helpers import ROOT, run_command, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def run_command(command: str, **kwargs) -> tuple[int, str, str]:
-    """Runs a command without blocking the event loop the suite's worker shares."""
-    process = await asyncio.create_subprocess_shell(
-        command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        **{k: v for k, v in kwargs.items() if k != "shell"},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode or 0, stdout.decode(), stderr.decode()
 
 
 def primes_below(limit: int) -> tuple[int, int]:

@@ -4,7 +4,6 @@ and the JSON Schema other languages start runs with (`tether schema`)."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import uuid
@@ -15,17 +14,10 @@ import jsonschema
 from temporalio.client import Client
 from tether import client as tether
 
-from tests.helpers import wait_for
+from tests.helpers import run_command, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
-from tests.test_end_to_end import run_command
 
-
-async def cli(temporal_address: str, worker: str, *args: str) -> tuple[int, str, str]:
-    quoted = " ".join(f"'{a}'" for a in args)
-    return await run_command(
-        f"{sys.executable} cli.py {quoted}",
-        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
-             "COLUMNS": "200"})
+cli = tether_cli
 
 
 async def listed(temporal_address: str, worker: str, *args: str) -> list[dict[str, Any]]:

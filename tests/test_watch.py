@@ -16,11 +16,10 @@ from temporalio.client import Client
 from tether import client as tether
 from tether.contracts.events import RunEvent
 
-from tests.helpers import wait_for
+from tests.helpers import ROOT, tether_cli, wait_for
 from tests.llm.test_agent_runs_on_providers import openai_chunks
 from tests.llm.wire_servers import OPENAI_KEY, ProviderServer
 from tests.scripts import scripted_run, turn
-from tests.test_end_to_end import ROOT, run_command
 
 
 async def collect(client: Client, workflow_id: str, **kwargs: Any) -> list[RunEvent]:
@@ -31,12 +30,7 @@ def numbered(events: list[RunEvent]) -> list[RunEvent]:
     return [event for event in events if event.offset is not None]
 
 
-async def cli(temporal_address: str, worker: str, *args: str) -> tuple[int, str, str]:
-    quoted = " ".join(f"'{a}'" for a in args)
-    return await run_command(
-        f"{sys.executable} cli.py {quoted}",
-        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
-             "COLUMNS": "200"})
+cli = tether_cli
 
 
 THREE_STEPS = (

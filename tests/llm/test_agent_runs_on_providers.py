@@ -15,9 +15,8 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 
-from tests.helpers import history_text
+from tests.helpers import history_text, run_command
 from tests.llm.wire_servers import ProviderServer
-from tests.test_end_to_end import run_command
 
 
 def openai_chunks(text: str | None = None, calls: list[tuple[str, str, dict]] = (),  # type: ignore[assignment]
