@@ -49,6 +49,17 @@ def answers(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def serving(address: str) -> bool:
+    """Whether the server's frontend says it is healthy (its port opens a little earlier)."""
+    try:
+        checked = subprocess.run(
+            [temporal_binary(), "operator", "cluster", "health", "--address", address],
+            capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return checked.returncode == 0 and "SERVING" in checked.stdout
+
+
 def server_command(
     *, port: int, ui_port: int | None, db_file: Path | None, log_level: str = "warn",
     codec_endpoint: str | None = None,
@@ -80,7 +91,8 @@ def start(
         start_new_session=detach,
     )
     deadline = time.monotonic() + wait_seconds
-    while not answers(f"127.0.0.1:{port}"):
+    # The port opens before the frontend serves ("Frontend is not healthy yet"): wait for both.
+    while not (answers(f"127.0.0.1:{port}") and serving(f"127.0.0.1:{port}")):
         if process.poll() is not None:
             raise ServerUnavailable(
                 f"the Temporal dev server exited with {process.returncode}"

@@ -94,10 +94,15 @@ async def spans_in_phoenix(url: str, project: str, expected: dict[str, int]) -> 
     found: list[dict] = []
 
     def read() -> bool:
-        found[:] = _get(f"{url}/v1/projects/{project}/spans?limit=1000")["data"]
+        try:
+            found[:] = _get(f"{url}/v1/projects/{project}/spans?limit=1000")["data"]
+        except urllib.error.HTTPError as error:
+            if error.code == 404:  # the project exists once its first span is ingested
+                return False
+            raise
         return all(len(named(found, name)) >= n for name, n in expected.items())
 
-    await wait_for(read, timeout=30, every=0.5, what=f"spans {expected} in Phoenix")
+    await wait_for(read, timeout=60, every=0.5, what=f"spans {expected} in Phoenix")
     return found
 
 
