@@ -46,8 +46,10 @@ class Report:
 
     def print_table(self) -> None:
         table = Table(title="tether benchmarks")
-        for column in ("figure", "value", "goal", "baseline (same run)", "ratio", "met"):
-            table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+        # The ratio is the baseline's value over this one: above 1, tether is that many
+        # times faster or smaller than the baseline; below 1, slower or larger.
+        for column in ("figure", "value", "goal", "baseline (same run)", "baseline ÷ value", "met"):
+            table.add_column(column, justify="right" if column in ("value", "baseline ÷ value") else "left")
         for f in self.figures:
             baseline = (f"{f.baseline_name}: {f.baseline:,.2f} {f.unit}"
                         if f.baseline is not None else "—")
