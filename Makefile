@@ -13,7 +13,7 @@ PYTHON    ?= python3
 
 setup: deps image
 
-deps: $(INSTALLED) $(PHOENIX)
+deps: $(INSTALLED)
 $(INSTALLED): requirements.lock pyproject.toml
 	@printf '\033[1;34m==>\033[0m installing pinned dependencies into $(VENV)\n'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,8 @@ image: docker
 demo: setup
 	@$(VENV)/bin/tether demo
 
-test: setup lint
+# The trace tests need Phoenix; `make demo` does not, so only `make test` installs it.
+test: setup lint $(PHOENIX)
 	@$(PY) -m pytest
 
 # The chaos suite alone (`make test` runs it too): a Docker engine and a Temporal server of

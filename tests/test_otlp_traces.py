@@ -1,4 +1,4 @@
-"""Traces over OTLP to a real receiver: Arize Phoenix (`make deps` installs it into
+"""Traces over OTLP to a real receiver: Arize Phoenix (`make test` installs it into
 `.venv/phoenix`, a venv of its own), started here on loopback ports. A worker process with
 the standard `OTEL_EXPORTER_OTLP_ENDPOINT` runs a real run; the spans are read back from
 Phoenix's REST API with their GenAI attributes. Contents stay out unless
@@ -44,7 +44,7 @@ def _up(url: str) -> bool:
 @pytest.fixture(scope="module")
 def phoenix(tmp_path_factory) -> Iterator[str]:
     """A Phoenix server on 127.0.0.1: its base URL (OTLP/HTTP at /v1/traces)."""
-    assert PHOENIX.exists(), f"{PHOENIX} is missing: `make deps` installs Arize Phoenix there"
+    assert PHOENIX.exists(), f"{PHOENIX} is missing: `make test` installs Arize Phoenix there"
     port, work = free_port(), tmp_path_factory.mktemp("phoenix")
     env = {**os.environ, "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
            "PHOENIX_GRPC_PORT": str(free_port()), "PHOENIX_WORKING_DIR": str(work)}
