@@ -130,14 +130,16 @@ async def stack(temporal_address, docker_engine, tmp_path_factory) -> AsyncItera
     queue = f"enc-{uuid.uuid4().hex[:6]}"
     env = {"TEMPORAL_ADDRESS": address, "TETHER_TASK_QUEUE": queue,
            "TETHER_ENCRYPTION_KEYS": KEY_A, "TETHER_STORE_DIR": str(data / "store")}
-    plain = await tether_client.connect(TetherSettings(), address=address)
-    worker = WorkerProcess(plain, task_queue=queue, worker_id=queue, log_file=data / "worker.log",
-                           env=env)
-    try:
+    worker: WorkerProcess | None = None
+    try:  # the server is stopped whatever fails after it started
+        plain = await tether_client.connect(TetherSettings(), address=address)
+        worker = WorkerProcess(plain, task_queue=queue, worker_id=queue,
+                               log_file=data / "worker.log", env=env)
         await worker.start()
         yield Stack(address, data, queue, env, plain)
     finally:
-        await worker.stop()
+        if worker is not None:
+            await worker.stop()
         server.terminate()
         server.wait(timeout=30)
 
