@@ -100,12 +100,19 @@ class Budget(Strict):
     on_exhausted: Literal["stop", "final_answer"] = "stop"
 
 
+MAX_MEMORY_MB = 1024 * 1024
+"""1 TiB: past any host's memory, and within what an engine's byte counts hold (a far larger
+value failed only when the sandbox was made, after the run had started)."""
+MAX_PIDS = 4 * 1024 * 1024
+"""Linux's own ceiling on process ids."""
+
+
 class SandboxSpec(Strict):
     image: str = "tether-sandbox:latest"
     cpus: float = Field(default=1.0, gt=0, le=64)
-    memory_mb: int = Field(default=512, ge=32)
-    pids: int = Field(default=128, ge=8)
-    disk_mb: int = Field(default=256, ge=1)
+    memory_mb: int = Field(default=512, ge=32, le=MAX_MEMORY_MB)
+    pids: int = Field(default=128, ge=8, le=MAX_PIDS)
+    disk_mb: int = Field(default=256, ge=1, le=MAX_MEMORY_MB)  # memory-backed: the same ceiling
     network: Literal["none"] = "none"
     tool_timeout_seconds: float = Field(default=60, gt=0, le=LONGEST_SECONDS)
     output_limit_bytes: int = Field(default=64 * 1024, ge=256, le=8 * 1024 * 1024)

@@ -33,6 +33,9 @@ TOO_LONG = (("sandbox", "tool_timeout_seconds"), {
     **with_value(("sandbox", "tool_timeout_seconds"), 1e308),
     "model": {"provider": "scripted", "script": {"turns": [turn(shell="true"), turn("done")]}}})
 
+# A sandbox no engine can make: it was accepted, and the run failed only at acquisition.
+TOO_BIG = (("sandbox", "memory_mb"), with_value(("sandbox", "memory_mb"), 10**30))
+
 
 def refusal(raw: dict[str, Any]) -> ApplicationError | None:
     try:
@@ -54,6 +57,7 @@ def assert_names_the_field(error: ApplicationError, path: tuple[str, ...]) -> No
 @QUICK
 @given(mutated=mutated_inputs())
 @example(mutated=TOO_LONG)
+@example(mutated=TOO_BIG)
 def test_a_malformed_input_is_refused_naming_its_field_and_a_valid_one_round_trips(
     mutated: tuple[tuple[str, ...], dict[str, Any]],
 ):
