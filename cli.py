@@ -654,7 +654,7 @@ def worker(
         help="Function tools to serve: `module` or `module:function` (repeat), with TETHER_TOOLS.")] = None,
     metrics_bind: Annotated[str | None, typer.Option(
         "--metrics-bind", metavar="HOST:PORT",
-        help="Serve Prometheus metrics at http://HOST:PORT/metrics (TETHER_METRICS_BIND).")] = None,
+        help="Serve Prometheus metrics on HOST:PORT, path /metrics (TETHER_METRICS_BIND).")] = None,
 ) -> None:
     """Run one worker in the foreground (the same as `python worker.py`)."""
     from tether import worker as worker_module

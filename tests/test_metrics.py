@@ -19,7 +19,7 @@ LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def scrape(bind: str) -> list[tuple[str, dict[str, str], float]]:
-    """Every sample of the exposition at http://bind/metrics: name, labels, value."""
+    """Every sample the worker serves at /metrics on its bind address: name, labels, value."""
     with urllib.request.urlopen(f"http://{bind}/metrics", timeout=5) as response:
         text = response.read().decode()
     samples = []
