@@ -353,13 +353,7 @@ def list_(
     async def go() -> Any:
         return await client.list_runs(await _connect(), status=status, since=window, limit=limit)
 
-    try:
-        runs = asyncio.run(go())
-    except typer.Exit:
-        raise
-    except Exception as error:
-        _unreachable(error)
-        fail(f"cannot list runs: {_cause(error)}")
+    runs = _run_or_fail(go, lambda error: (f"cannot list runs: {_cause(error)}", None))
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in runs]))
         return
@@ -542,6 +536,15 @@ def _upload(paths: list[Path]) -> dict[str, str]:
 def _read(workflow_id: str, what: str, go: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Runs a read of a run; a run that can't be read (no such id, a query the run refused)
     is a clear error, not a traceback."""
+    return _run_or_fail(go, lambda error: (f"cannot read {what} of run {workflow_id}: {_cause(error)}",
+                                           "check the workflow id: tether list"))
+
+
+def _run_or_fail(go: Callable[[], Coroutine[Any, Any, Any]],
+                 explain: Callable[[Exception], tuple[str, str | None]]) -> Any:
+    """Runs a command's call to Temporal. Any failure is one line, never a traceback: an
+    unreachable server or a run no worker serves says so, anything else as `explain` puts it
+    (what went wrong, and what to do)."""
     try:
         return asyncio.run(go())
     except typer.Exit:
@@ -549,8 +552,7 @@ def _read(workflow_id: str, what: str, go: Callable[[], Coroutine[Any, Any, Any]
     except Exception as error:
         _unreachable(error)
         _no_worker(error)
-        fail(f"cannot read {what} of run {workflow_id}: {_cause(error)}",
-             "check the workflow id: tether list")
+        fail(*explain(error))
 
 
 def _no_worker(error: BaseException) -> None:
@@ -578,13 +580,8 @@ def _send_update(workflow_id: str, name: str, *args: Any,
         handle = client.get_run(await _connect(), workflow_id)
         return await handle.execute_update(name, args=list(args))
 
-    try:
-        return asyncio.run(go())
-    except typer.Exit:
-        raise
-    except Exception as error:
-        _unreachable(error)
-        fail(f"{name} refused: {reword(_cause(error))}", f"check the run: tether status {workflow_id}")
+    return _run_or_fail(go, lambda error: (f"{name} refused: {reword(_cause(error))}",
+                                           f"check the run: tether status {workflow_id}"))
 
 
 @app.command()
