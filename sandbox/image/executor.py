@@ -219,6 +219,8 @@ class Call:
         self.result: dict | None = None
         self.process: subprocess.Popen | None = None
         self.cancelled = False
+        self.joiners: list[object] = []
+        """Ids of later requests for the same key, answered with this call's result."""
 
     def kill(self) -> None:
         self.cancelled = True
@@ -266,6 +268,8 @@ class Executor:
         elif op == "bind":
             self.bind(request)
         elif op == "run":
+            if self.answered_without_a_thread(request):
+                return
             try:
                 threading.Thread(target=self.run, args=(request,), daemon=True).start()
             except RuntimeError as error:  # the pids limit is reached: not even a thread starts
@@ -333,6 +337,22 @@ class Executor:
             if self.running == 0:
                 _kill_strays()
 
+    def answered_without_a_thread(self, request: dict) -> bool:
+        """A request for a key already finished is answered now, and one for a key still
+        running joins that call, to be answered when it ends: neither needs a thread, which a
+        call holding the sandbox at its process limit (a fork bomb) leaves none of."""
+        key = request.get("key", "")
+        with self.lock:
+            recorded = self.finished.get(key)
+            call = self.calls.get(key)
+            if recorded is None and call is not None:
+                call.joiners.append(request.get("id"))
+                return True
+        if recorded is None:
+            return False
+        send({"id": request.get("id"), "ok": True, "result": recorded, "replayed": True})
+        return True
+
     def run(self, request: dict) -> None:
         key = request["key"]
         with self.lock:
@@ -358,13 +378,17 @@ class Executor:
         except Exception as error:  # a bug here must not take the sandbox down
             call.result = _result(1, stderr=f"tether executor error: {error!r}")
         finally:
-            self.finish(call)
+            joiners = self.finish(call)
         send({"id": request["id"], "ok": True, "result": call.result})
+        for joiner in joiners:
+            send({"id": joiner, "ok": True, "result": call.result, "replayed": True})
 
-    def finish(self, call: Call) -> None:
+    def finish(self, call: Call) -> list[object]:
+        """Records the call's result; returns the requests that joined it, to be answered."""
         with self.lock:
             self.running -= 1
             del self.calls[call.key]
+            joiners, call.joiners = call.joiners, []
             self.finished[call.key] = call.result or {}
             while len(self.finished) > LEDGER_RESULTS_KEPT:
                 old, _ = self.finished.popitem(last=False)
@@ -374,6 +398,7 @@ class Executor:
             # Leftovers (daemons, setsid escapees) die only when no other call could own them.
             if idle:
                 _kill_strays()
+        return joiners
 
     # --- tools ----------------------------------------------------------------------
     def execute(self, call: Call, request: dict) -> dict:
