@@ -36,7 +36,7 @@ from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
-from tether.activities.tools import ToolActivities
+from tether.activities.tools import ToolActivities, no_sandbox_here
 from tether.contracts import SandboxSpec
 from tether.encryption import data_converter
 from tether.llm import ProviderOptions, Providers
@@ -67,6 +67,8 @@ class HostActivities:
     mcp: McpActivities
     artifacts: ArtifactActivities
     pool: WarmPool | None
+    gate: DrainGate
+    """Closed when the host drains: no new tool call, on the host queue or here."""
 
     def shared(self) -> list[Callable[..., object]]:
         """Served on the shared queue: any worker with an engine may take them (MCP servers
@@ -129,8 +131,11 @@ class TetherPlugin(SimplePlugin):
                 use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED)
         added: list[Callable[..., object]] = []
         if self.with_workflows:
-            # A local activity runs on the worker that runs the workflow.
-            added.append(self.model_activities().start_conversation)
+            # Local activities run on the worker that runs the workflow: a tool call runs
+            # here when this worker holds the run's sandbox.
+            added += [self.model_activities().start_conversation,
+                      self.host_activities(config["client"], config["task_queue"]).tools.call_tool_here
+                      if self.with_sandboxes else no_sandbox_here]
         if not (self.with_models or self.with_sandboxes):
             # Workflows and their local activity only: activity tasks are other hosts'.
             config["no_remote_activities"] = True
@@ -157,6 +162,7 @@ class TetherPlugin(SimplePlugin):
         if self._host is None:
             settings = self.settings
             sandboxes = SandboxManager(connect_engine())
+            gate = DrainGate(settings.worker_id)
             pool = (WarmPool(sandboxes, worker=settings.worker_id, size=settings.pool_size)
                     if settings.pool_size else None)
             self._host = HostActivities(
@@ -169,10 +175,12 @@ class TetherPlugin(SimplePlugin):
                         sandboxes, worker=settings.worker_id,
                         limit=settings.max_sandboxes or default_limit(SandboxSpec().memory_mb),
                         unclaimed=lambda: pool.idle if pool else 0)),
-                tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes),
+                tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes,
+                                     worker_id=settings.worker_id, gate=gate),
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes),
                 artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
                 pool=pool,
+                gate=gate,
             )
         return self._host
 
@@ -225,7 +233,7 @@ class TetherPlugin(SimplePlugin):
         on_client = client.config().get("interceptors") or []
         traced = [i for i in self.interceptors or []
                   if isinstance(i, WorkerInterceptor) and i not in on_client]
-        gate = DrainGate(self.settings.worker_id)
+        gate = parts.gate
         host = Worker(client, task_queue=parts.sandboxes.host_queue, activities=parts.on_host(),
                       interceptors=[*traced, gate], graceful_shutdown_timeout=SHUTDOWN_GRACE)
         if parts.pool is not None:

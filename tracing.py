@@ -50,6 +50,9 @@ from tether.contracts.activities import (
     MCP_CALL,
     RELEASE_SANDBOX,
     TOOL_CALL,
+    TOOL_CALL_HERE,
+    ToolCallHereInput,
+    ToolCallHereOutput,
 )
 from tether.metrics import provider_name, request_model
 from tether.settings import TetherSettings
@@ -156,6 +159,16 @@ class _ActivitySpansInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         kind = activity.info().activity_type
         arg: Any = input.args[0] if input.args else None
+        if kind == TOOL_CALL_HERE and isinstance(arg, ToolCallHereInput):
+            with tool_span(arg.call.call, arg.call.call.arguments, conversation_id=arg.call.workflow_id,
+                           step=arg.call.step) as current:
+                here = await super().execute_activity(input)
+                if isinstance(here, ToolCallHereOutput) and here.output is not None:
+                    tool_answered(current, here.output.result)
+                else:
+                    # The call goes on on the host queue, whose activity has a span of its own.
+                    current.set_attribute("tether.tool.handed_off", True)
+                return here
         if kind in (TOOL_CALL, FUNCTION_CALL, MCP_CALL) and isinstance(getattr(arg, "call", None), ToolCall):
             with tool_span(arg.call, arg.call.arguments, conversation_id=arg.workflow_id,
                            step=arg.step) as current:

@@ -14,6 +14,7 @@ from tether.contracts.tools import ToolRoute, call_key
 START_CONVERSATION = "start_conversation"
 MODEL_CALL = "model_call"
 TOOL_CALL = "tool_call"
+TOOL_CALL_HERE = "tool_call_here"
 FUNCTION_CALL = "function_call"
 MCP_LIST_TOOLS = "mcp_list_tools"
 MCP_CALL = "mcp_call"
@@ -101,6 +102,30 @@ class ToolCallOutput(BaseModel):
     message_ref: str
     """The tool's whole result (up to the sandbox's output limit) as a stored conversation
     message, for the next model call: the model reads it all, the history holds a digest."""
+
+
+class ToolCallHereInput(BaseModel):
+    """A tool call offered to the worker running the workflow, as a local activity."""
+
+    call: ToolCallInput
+    worker: str
+    """The worker that holds the sandbox: only that worker runs the call here."""
+    hand_off_after_seconds: float
+    """A call still running after this long is left running and handed to the sandbox's host
+    queue, whose activity joins it through the executor's ledger: a workflow task is never
+    held open by a long call."""
+
+
+class ToolCallHereOutput(BaseModel):
+    step: int
+    index: int
+    """Which call of which step this answers: a local activity's input is not in history, so
+    its marker says it."""
+    output: ToolCallOutput | None = None
+    """None: the call did not finish here, and goes to the sandbox's host queue."""
+    why_not: str | None = None
+    """Why not, for the Web UI's marker and for tests: another worker holds the sandbox, this
+    one is draining, or the call outran the hand-off."""
 
 
 class AcquireInput(BaseModel):

@@ -47,6 +47,11 @@ class SandboxBroken(RuntimeError):
     """The image or settings can't make a working sandbox: retrying will not help."""
 
 
+class StillRunning(RuntimeError):
+    """A call outran its caller's `hand_off_after`: it goes on in the container, and a
+    request with the same key joins it."""
+
+
 class SandboxClaimed(RuntimeError):
     """A warm-pool container already serves another run: it is never handed to a second."""
 
@@ -251,10 +256,13 @@ class SandboxManager:
         limit_bytes: int,
         tick: Callable[[], Awaitable[None] | None] | None = None,
         started_at: str | None = None,
+        hand_off_after: float | None = None,
     ) -> ToolResult:
         """Runs one tool call exactly once per `key`, calling `tick` about once a second.
 
         Cancelling the awaiting task cancels the call in the container: its process group dies.
+        With `hand_off_after`, a call still running after that many seconds is left running
+        and `StillRunning` raised: another request with the same key joins it.
         """
         stream = self._open_channel(container_id)
         if stream is None:
@@ -269,11 +277,16 @@ class SandboxManager:
         request = {"op": "run", "key": key, "kind": tool, "args": arguments,
                    "timeout": timeout_s, "limit": limit_bytes}
         response_future = asyncio.wrap_future(stream.request(request))
+        loop = asyncio.get_running_loop()
+        give_up_at = None if hand_off_after is None else loop.time() + hand_off_after
         try:
             while True:
-                done, _ = await asyncio.wait({response_future}, timeout=1.0)
+                wait = 1.0 if give_up_at is None else min(1.0, max(0.0, give_up_at - loop.time()))
+                done, _ = await asyncio.wait({response_future}, timeout=wait)
                 if done:
                     break
+                if give_up_at is not None and loop.time() >= give_up_at:
+                    raise StillRunning(f"call {key} is still running after {hand_off_after:g} s")
                 if tick is not None:
                     maybe = tick()
                     if maybe is not None:

@@ -149,8 +149,8 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-async def make_runs(client: Client, queue: str) -> dict[str, tuple[str, list[str]]]:
-    """The four runs, each left in its state; with what its page must show."""
+async def make_runs(client: Client, queue: str) -> dict[str, tuple[str, list[str], list[str]]]:
+    """The four runs, each left in its state; with what its timeline and its details must show."""
     tag = uuid.uuid4().hex[:6]
     completed = await tether.start_run(client, scripted_run(
         "Count the primes below 100 and report the figure",
@@ -183,12 +183,15 @@ async def make_runs(client: Client, queue: str) -> dict[str, tuple[str, list[str
             break
         await asyncio.sleep(0.2)
     return {
-        "completed": (completed.id, ["step 1 · scripted", "step 1 · python", "completed",
-                                     "Count the primes below 100"]),
-        "awaiting_approval": (waiting.id, ["step 1 · scripted", "awaiting_approval",
-                                           f"tether approve {waiting.id} 1-0", "rm -rf /workspace/build"]),
-        "budget_exhausted": (exhausted.id, ["step 2 · scripted", "budget_exhausted", "steps: 2 of 2"]),
-        "failed": (failed.id, ["step 1 · scripted", "failed", "tether-no-such-image"]),
+        # The call ran on the worker that runs the workflow: a local activity, which the
+        # timeline names by its type (its marker holds the summary).
+        "completed": (completed.id, ["step 1 · scripted", "tool_call_here"],
+                      ["completed", "Count the primes below 100"]),
+        "awaiting_approval": (waiting.id, ["step 1 · scripted"],
+                              ["awaiting_approval", f"tether approve {waiting.id} 1-0",
+                               "rm -rf /workspace/build"]),
+        "budget_exhausted": (exhausted.id, ["step 2 · scripted"], ["budget_exhausted", "steps: 2 of 2"]),
+        "failed": (failed.id, ["step 1 · scripted"], ["failed", "tether-no-such-image"]),
     }
 
 
@@ -207,22 +210,20 @@ async def check(out: Path | None) -> list[dict[str, Any]]:
         await worker.start()
         runs = await make_runs(client, queue)
         await asyncio.sleep(1)  # the UI reads the dev server's visibility
-        for name, (workflow_id, expected) in runs.items():
+        for name, (workflow_id, steps, details) in runs.items():
             # The timeline holds the steps' summaries; the User Metadata tab the run's summary
             # and current details.
             run_id = (await client.get_workflow_handle(workflow_id).describe()).run_id
             url = f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}/{run_id}"
             shot = out / f"webui-{name}.png" if out else None
             timeline = out / "webui-timeline.png" if out and name == "completed" else None
-            steps = [text for text in expected if text.startswith("step ")]
-            details = [text for text in expected if text not in steps]
             dom = (await asyncio.to_thread(browser.page, f"{url}/timeline", screenshot=timeline,
                                            expect=steps)
                    + await asyncio.to_thread(browser.page, f"{url}/user-metadata", screenshot=shot,
                                              expect=details))
             if os.environ.get("TETHER_WEBUI_DOM"):  # for looking at what the page held
                 Path(os.environ["TETHER_WEBUI_DOM"], f"{name}.html").write_text(dom)
-            missing = [text for text in expected if text not in dom]
+            missing = [text for text in [*steps, *details] if text not in dom]
             pages.append({"run": name, "workflow_id": workflow_id, "url": url,
                           "screenshot": str(shot) if shot else None,
                           "missing": missing, "no_summary": "No summary available" in dom})

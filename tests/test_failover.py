@@ -18,7 +18,7 @@ from tether import client as tether
 from tests.helpers import sandboxes, sandboxes_of, wait_for
 from tests.s3_server import SeaweedS3, s3_server_fixture  # noqa: F401  (the fixture)
 from tests.scripts import scripted_run, turn
-from tests.workflows.histories import activities
+from tests.workflows.histories import activities, tool_calls
 from tests.workflows.test_worker_crash import pending_activity
 from tests.workflows.worker_process import WorkerProcess
 
@@ -70,9 +70,14 @@ async def test_a_run_survives_the_host_that_holds_its_sandbox_dying_for_good(
         # The run tried to remove the lost sandbox through its host, which never answered.
         [removal] = [r for r in runs if r.summary == "remove lost sandbox"]
         assert removal.outcome == "timed_out"
-        calls = [r for r in runs if r.type == "tool_call" and r.outcome == "completed"]
-        assert calls[0].input["container_id"] == lost.id
-        assert {r.input["container_id"] for r in calls[1:]} != {lost.id}
+        # Step 1's call ran where the workflow and the sandbox both were (the first host), as
+        # a local activity. Step 2's, whose host died under it, ran again in the new sandbox
+        # on the second host, which had taken the workflow over too: past the hand-off, on
+        # that host's queue. Step 3's ran there as a local activity.
+        calls = [r for r in tool_calls(runs) if r.outcome == "completed"]
+        assert [(r.type, r.input["step"]) for r in calls] == [
+            ("tool_call_here", 1), ("tool_call", 2), ("tool_call_here", 3)]
+        assert calls[1].input["container_id"] != lost.id
         acquired = [r.result for r in runs if r.type == "acquire_sandbox" and r.outcome == "completed"]
         assert [a["worker"] for a in acquired] == [first.worker_id, second.worker_id]
         # Here both "hosts" share one engine, so the second one's acquire already removed the

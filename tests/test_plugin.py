@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from tests.helpers import sandboxes, suite_settings
 from tests.scripts import scripted_run, turn
+from tests.workflows.histories import activities, tool_calls
 
 RUN = scripted_run("plugin", turn(shell="echo from-the-sandbox"), turn("{{last_output}}"))
 
@@ -69,12 +70,14 @@ async def test_workflows_and_sandboxes_can_run_on_separate_workers(
     sandbox_host = Worker(temporal_client, task_queue=queue,
                           plugins=[tether.TetherPlugin(settings, workflows=False)])
     only_workflows = workflows_only.config(active_config=True)
-    # Its one activity is the workflow's local one; it polls no activity tasks.
+    # Its activities are the workflow's local ones (the second, with no engine here, sends
+    # every tool call on to its sandbox's host); it polls no activity tasks.
     assert only_workflows["no_remote_activities"]
-    assert [a.__name__ for a in only_workflows["activities"]] == ["start_conversation"]
+    assert [a.__name__ for a in only_workflows["activities"]] == ["start_conversation", "no_sandbox_here"]
     assert not sandbox_host.config(active_config=True).get("workflows")
     async with running([workflows_only, sandbox_host]):
         handle = await tether.start_run(temporal_client, RUN, task_queue=queue)
         result = await handle.result()
     assert result.status == "completed" and result.output == "from-the-sandbox"
+    assert [r.type for r in tool_calls(await activities(temporal_client, handle))] == ["tool_call"]
     assert_nothing_left(worker_id)

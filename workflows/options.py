@@ -27,6 +27,11 @@ class ActivityOptions:
     """How long a tool activity may run past the tool's own timeout (reattach, cleanup)."""
     tool_heartbeat: timedelta = timedelta(seconds=5)
     """The tool activity heartbeats every second: a dead worker's call is retried after this."""
+    tool_here_hand_off: timedelta = timedelta(seconds=2)
+    """How long a call runs as a local activity on the workflow's worker before it is handed to
+    its host queue: the workflow task stays open meanwhile, so queries and updates wait."""
+    tool_here_timeout: timedelta = timedelta(seconds=30)
+    """The local attempt's limit, far past the hand-off: reached only when the store hangs."""
     tool_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
         initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10),
         maximum_attempts=8, non_retryable_error_types=["SandboxGone", "SandboxBroken"]))

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError, FailureError
 from tether.contracts import (
     AgentRunInput,
     Message,
@@ -24,7 +24,15 @@ from tether.contracts import (
     ToolCallOutput,
     ToolResult,
 )
-from tether.contracts.activities import FUNCTION_CALL, MCP_CALL, TOOL_CALL
+from tether.contracts.activities import (
+    FUNCTION_CALL,
+    MCP_CALL,
+    TOOL_CALL,
+    TOOL_CALL_HERE,
+    SandboxHandle,
+    ToolCallHereInput,
+    ToolCallHereOutput,
+)
 from tether.contracts.caps import cap_arguments
 from tether.contracts.tools import FunctionCallInput, McpCallInput, ToolRoute
 from tether.workflows import telemetry
@@ -39,6 +47,7 @@ SANDBOXES_PER_CALL = 3
 call outlives faults that come one after another, and one that kills every sandbox it runs
 in still ends."""
 LOST_AGAIN_PATCH = "replace-a-lost-replacement"
+HERE_FIRST_PATCH = "tool-call-here-first"
 
 
 class ToolRunner:
@@ -70,21 +79,29 @@ class ToolRunner:
             return refused(call, problem)
         route = self.state.routes.get(call.name)
         if route is not None and route.kind == "function":
+            self.on_change()  # it outlasts this workflow task: the search attributes say so
             return await self._run_function(index, call, route)
         if route is not None and route.kind == "mcp":
+            self.on_change()
             return await self._run_mcp(index, call, route, lost)
         for attempt in range(SANDBOXES_PER_CALL):
             sandbox = await self.lease.get()
+            request = ToolCallInput(
+                workflow_id=workflow.info().workflow_id, step=self.state.step,
+                index=index, call=call, assistant_ref=self.state.head,
+                container_id=sandbox.container_id, started_at=sandbox.started_at,
+                timeout_seconds=self.input.sandbox.tool_timeout_seconds,
+                output_limit_bytes=self.input.sandbox.output_limit_bytes,
+            )
+            if workflow.patched(HERE_FIRST_PATCH):
+                here = await self._run_here(request, sandbox)
+                if here is not None:
+                    return here.result, NewMessage(ref=here.message_ref)
+            self.on_change()
             try:
                 output = await workflow.execute_activity(
                     TOOL_CALL,
-                    ToolCallInput(
-                        workflow_id=workflow.info().workflow_id, step=self.state.step,
-                        index=index, call=call, assistant_ref=self.state.head,
-                        container_id=sandbox.container_id, started_at=sandbox.started_at,
-                        timeout_seconds=self.input.sandbox.tool_timeout_seconds,
-                        output_limit_bytes=self.input.sandbox.output_limit_bytes,
-                    ),
+                    request,
                     result_type=ToolCallOutput,
                     task_queue=sandbox.task_queue,
                     start_to_close_timeout=timedelta(
@@ -114,6 +131,34 @@ class ToolRunner:
                         continue
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _run_here(self, request: ToolCallInput, sandbox: SandboxHandle) -> ToolCallOutput | None:
+        """The call as a local activity, when this workflow's worker holds the sandbox: no
+        dispatch through Temporal's matching, no workflow task of its own. None: it goes to
+        the host queue (another worker holds the sandbox, or the call outran the hand-off and
+        the host queue's activity joins it by its key), and so does any failure here, which
+        the host queue's attempts then report as they always have."""
+        try:
+            here = await workflow.execute_local_activity(
+                TOOL_CALL_HERE,
+                ToolCallHereInput(call=request, worker=sandbox.worker,
+                                  hand_off_after_seconds=self.options.tool_here_hand_off.total_seconds()),
+                result_type=ToolCallHereOutput,
+                start_to_close_timeout=self.options.tool_here_timeout,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                # An interrupted call is killed in its sandbox before the run moves on.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"step {self.state.step} · {request.call.name}",
+            )
+        except FailureError as error:
+            # A local activity's failure may arrive as its cause itself (an ApplicationError),
+            # not wrapped in an ActivityError.
+            if isinstance(error, ActivityError):
+                stop_if_cancelled(error)
+            elif isinstance(error, CancelledError):
+                raise asyncio.CancelledError() from error
+            return None
+        return here.output
 
     async def _run_function(
         self, index: int, call: ToolCall, route: ToolRoute,

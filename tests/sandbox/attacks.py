@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from tether import client as tether
-from tether.activities.tools import ToolCallInput, ToolCallOutput
-from tether.contracts import Message, ToolResult
+from tether.contracts import Message, ToolCallOutput, ToolResult
 
 from tests.helpers import conversations, sandboxes, sandboxes_of
 from tests.scripts import scripted_run, turn
+from tests.workflows.histories import activities, tool_calls
 
 RUNTIMES = ["runc", "runsc"]
 """The OCI runtimes every hostile test runs under: runc (the engine's default) and gVisor."""
@@ -95,20 +95,14 @@ async def attack(
 
 async def tool_results(client: Client, handle: WorkflowHandle[Any, Any]) -> list[ToolResult]:
     """The run's completed tool calls in call order (step, then index in the step), each
-    result whole, from the conversation message its history event points to."""
-    scheduled: dict[int, tuple[int, int]] = {}
+    result whole, from the conversation message its history event points to: the host
+    queue's activity or the workflow worker's local activity, whichever ran it."""
     done: list[tuple[tuple[int, int], ToolResult]] = []
-    async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_type.name == "tool_call":
-                [call] = await client.data_converter.decode(attrs.input.payloads, [ToolCallInput])
-                scheduled[event.event_id] = (call.step, call.index)
-        elif event.HasField("activity_task_completed_event_attributes"):
-            attrs = event.activity_task_completed_event_attributes
-            if attrs.scheduled_event_id in scheduled:
-                [output] = await client.data_converter.decode(attrs.result.payloads, [ToolCallOutput])
-                message = Message.model_validate_json(conversations().blobs.get(output.message_ref))
-                done.append((scheduled[attrs.scheduled_event_id],
-                             ToolResult.model_validate_json(message.content or "")))
+    for run in tool_calls(await activities(client, handle)):
+        if run.outcome != "completed":
+            continue
+        output = ToolCallOutput.model_validate(run.result)
+        message = Message.model_validate_json(conversations().blobs.get(output.message_ref))
+        done.append(((run.input["step"], run.input["index"]),
+                     ToolResult.model_validate_json(message.content or "")))
     return [result for _, result in sorted(done, key=lambda item: item[0])]

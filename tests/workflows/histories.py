@@ -3,6 +3,7 @@ the histories replay against today's workflow code."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from tether.contracts import Message
+from tether.contracts.activities import TOOL_CALL, TOOL_CALL_HERE
 from tether.workflows.agent import AgentRun
 
 from tests.helpers import conversations
@@ -59,10 +61,17 @@ async def activities(client: Client, handle: WorkflowHandle) -> list[ActivityRun
 
 
 def activities_in(events: list[HistoryEvent]) -> list[ActivityRun]:
+    """The scheduled activities, and the tool calls that ran as local activities on the
+    workflow's worker (`tool_call_here` markers whose call finished there; one handed on to
+    the host queue shows as that queue's `tool_call`)."""
     by_id: dict[int, ActivityRun] = {}
     for event in events:
         kind = event.WhichOneof("attributes")
-        if kind == "activity_task_scheduled_event_attributes":
+        if kind == "marker_recorded_event_attributes":
+            here = local_tool_call(event)
+            if here is not None:
+                by_id[event.event_id] = here
+        elif kind == "activity_task_scheduled_event_attributes":
             attributes = event.activity_task_scheduled_event_attributes
             by_id[event.event_id] = ActivityRun(
                 type=attributes.activity_type.name,
@@ -79,6 +88,31 @@ def activities_in(events: list[HistoryEvent]) -> list[ActivityRun]:
             if kind == "activity_task_completed_event_attributes":
                 run.result = _payloads.from_payloads(attributes.result.payloads)[0]
     return list(by_id.values())
+
+
+def local_tool_call(event: HistoryEvent) -> ActivityRun | None:
+    """A `tool_call_here` marker that ran its call, as the activity run it stands for; its
+    input is not recorded, only which call it answered (`step`, `index`)."""
+    details = event.marker_recorded_event_attributes.details
+    if "data" not in details or "result" not in details:
+        return None
+    data = json.loads(details["data"].payloads[0].data)
+    if data.get("activity_type") != TOOL_CALL_HERE:
+        return None
+    result = json.loads(details["result"].payloads[0].data)
+    if result.get("output") is None:
+        return None
+    summary = (_payloads.from_payload(event.user_metadata.summary, str)
+               if event.user_metadata.HasField("summary") else "")
+    return ActivityRun(type=TOOL_CALL_HERE, summary=summary,
+                       input={"step": result["step"], "index": result["index"]},
+                       attempt=data["attempt"], outcome="completed", result=result["output"])
+
+
+def tool_calls(runs: list[ActivityRun]) -> list[ActivityRun]:
+    """The sandbox tool calls, whichever way each ran: on the host queue or on the
+    workflow's worker."""
+    return [run for run in runs if run.type in (TOOL_CALL, TOOL_CALL_HERE)]
 
 
 def summaries(runs: list[ActivityRun]) -> list[str]:

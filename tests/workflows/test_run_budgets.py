@@ -14,7 +14,7 @@ from tether.workflows.agent import FINAL_ANSWER_PROMPT
 
 from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
-from tests.workflows.histories import activities, conversation, summaries
+from tests.workflows.histories import activities, conversation, summaries, tool_calls
 
 
 def priced(step: dict, *, tokens: tuple[int, int] = (100, 50), cost_usd: float = 0.0) -> dict:
@@ -75,7 +75,7 @@ async def test_max_tokens_ends_the_run_after_the_model_call_that_goes_over_it(
     assert result.steps == steps
     assert (result.usage.input_tokens, result.usage.output_tokens) == (100 * steps, 50 * steps)
     runs = await activities(temporal_client, handle)
-    assert sum(1 for r in runs if r.type == "tool_call") == tools_run
+    assert len(tool_calls(runs)) == tools_run
     last = (await tether.get_transcript(temporal_client, handle.id))[-1]
     assert last.step == steps
     if tools_run < steps:

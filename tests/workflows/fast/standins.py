@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
+from tether.activities.tools import no_sandbox_here
 from tether.client import start_run
 from tether.contracts import (
     AcquireInput,
@@ -71,6 +72,8 @@ class StandIns:
     calls wait (heartbeating) until `let_tools_finish()`, so a test can act mid-call; with
     `hold_models`, model calls wait likewise until `let_models_finish()`.
     Containers named in `lost` answer every tool call with a non-retryable SandboxGone.
+    Tool calls all go to the host queue: the stand-in sandboxes are on no worker, so the local
+    activity tether's workers offer first answers as a workflows-only worker's does.
     """
 
     def __init__(self, *turns: ScriptTurn, hold_tools: bool = False, hold_models: bool = False,
@@ -96,7 +99,7 @@ class StandIns:
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.start_conversation, self.model_call, self.acquire_sandbox, self.tool_call,
-                self.release_sandbox]
+                self.release_sandbox, no_sandbox_here]
 
     def let_tools_finish(self) -> None:
         self._tools_may_finish.set()
