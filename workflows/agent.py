@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 32_000
+LASTING_ATTRIBUTES_PATCH = "search-attributes-when-lasting"
 FINAL_ANSWER_PROMPT = (
     "The run's budget is spent. Give your final answer now, from what you have, "
     "without calling tools."
@@ -194,7 +195,11 @@ class AgentRun:
             if calls:
                 state.phase = "running_tools"
                 state.in_flight = cap_record(entry)
-                self._publish()
+                # Calls that finish in this workflow task (on this worker, as local
+                # activities) end before anyone could filter on `running_tools`: the search
+                # attributes follow when a call goes to another queue or waits for a person
+                # (the tool runner's `on_change`), and at the step's end.
+                self._publish(lasting=not workflow.patched(LASTING_ATTRIBUTES_PATCH))
                 entry.tool_results = await self._tool_runner.run(calls, lost=lost)
                 state.phase = "thinking"
         except BudgetExhausted:
@@ -331,9 +336,11 @@ class AgentRun:
             status=self.status(), recorded_events=state.recorded_events,
             steps=[s for s in state.transcript if s.step > after_step], in_flight=state.in_flight)
 
-    def _publish(self) -> None:
+    def _publish(self, *, lasting: bool = True) -> None:
+        """Shows the run's state; `lasting=False` for a state that may not outlast the
+        workflow task, which updates the details only, not the search attributes."""
         visibility.publish(visibility.status_of(self._state, self._input, self._elapsed()),
-                           self._state.started_at)
+                           self._state.started_at, search_attributes=lasting)
 
     @workflow.query
     def artifacts(self) -> RunArtifacts:

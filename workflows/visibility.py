@@ -44,10 +44,13 @@ def status_of(state: RunState, input: AgentRunInput, seconds: float) -> RunStatu
     )
 
 
-def publish(status: RunStatus, started_at: datetime) -> None:
-    """Brings the Web UI's details and the run's search attributes up to date."""
+def publish(status: RunStatus, started_at: datetime, *, search_attributes: bool = True) -> None:
+    """Brings the Web UI's details, and unless told not to, the run's search attributes up to
+    date. The details cost nothing in history; each attribute upsert is an event."""
     workflow.set_current_details(
         details_markdown(status, workflow.info().workflow_id, started_at, workflow.now()))
+    if not search_attributes:
+        return
     wanted = TypedSearchAttributes([
         SearchAttributePair(STATUS, status.state),
         SearchAttributePair(STEPS, status.step),
