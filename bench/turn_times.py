@@ -9,6 +9,7 @@ ActivityTaskStarted to ActivityTaskCompleted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -36,14 +37,28 @@ def turn_seconds(events: Sequence[HistoryEvent], is_model: Callable[[str], bool]
     return [seconds(events[b]) - seconds(events[a]) for a, b in pairwise(starts)]
 
 
-def workflow_task_seconds(events: Sequence[HistoryEvent], since: int = 0) -> list[float]:
-    """Processing time of each workflow task that started at or after event index `since`."""
+def workflow_task_seconds(
+    events: Sequence[HistoryEvent], since: int = 0, *,
+    local_type: str | None = None, local_seconds: Sequence[float] = (),
+) -> list[float]:
+    """Processing time of each workflow task that started at or after event index `since`.
+
+    A local activity runs inside the workflow task that records its marker: with
+    `local_type`, the time each such activity took on the worker (`local_seconds`, one per
+    marker of that type in the whole history, in order) is taken off its task's time.
+    """
     by_id = {event.event_id: event for event in events}
-    return [
-        seconds(event) - seconds(by_id[event.workflow_task_completed_event_attributes.started_event_id])
-        for event in events[since:]
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    ]
+    took: list[float] = []
+    marker = 0
+    for index, event in enumerate(events):
+        if local_type is not None and is_local(event, local_type):
+            if took and index > since:
+                took[-1] -= local_seconds[marker]
+            marker += 1
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and index >= since:
+            started = by_id[event.workflow_task_completed_event_attributes.started_event_id]
+            took.append(seconds(event) - seconds(started))
+    return took
 
 
 @dataclass
@@ -69,3 +84,18 @@ def activity_spans(events: Sequence[HistoryEvent], is_type: Callable[[str], bool
             spans.append(ActivitySpan(name, seconds(started) - seconds(sched),
                                       seconds(event) - seconds(started)))
     return spans
+
+
+def is_local(event: HistoryEvent, activity_type: str) -> bool:
+    """Whether the event is the marker of a completed local activity of `activity_type`,
+    whose `data` names its type."""
+    if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+        return False
+    data = event.marker_recorded_event_attributes.details.get("data")
+    return data is not None and bool(data.payloads) and (
+        json.loads(data.payloads[0].data).get("activity_type") == activity_type)
+
+
+def local_activities(events: Sequence[HistoryEvent], activity_type: str) -> int:
+    """How many local activities of `activity_type` completed."""
+    return sum(is_local(event, activity_type) for event in events)
