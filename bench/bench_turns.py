@@ -27,6 +27,7 @@ from tether import client as tether
 from tether.contracts import SandboxSpec
 from tether.sandbox.manager import LABEL_MANAGED, LABEL_WORKER
 
+from bench import floor_workflow as floor
 from bench import peer_pydantic_ai as peer
 from bench.local_stack import Stack, local_stack
 from bench.report import Report
@@ -76,6 +77,13 @@ async def tether_run(stack: Stack) -> list[HistoryEvent]:
     result = await handle.result()
     if result.status != "completed" or result.steps != TURNS:
         raise RuntimeError(f"tether's run did not finish its script: {result}")
+    return list((await handle.fetch_history()).events)
+
+
+async def floor_run(client: Client, queue: str) -> list[HistoryEvent]:
+    handle = await client.start_workflow(
+        floor.FloorWorkflow.run, id=f"bench-floor-{uuid.uuid4().hex[:8]}", task_queue=queue)
+    await handle.result()
     return list((await handle.fetch_history()).events)
 
 
@@ -135,13 +143,17 @@ def timed_tool_calls(stack: Stack) -> list[float]:
 async def run(report: Report) -> None:
     ours: list[list[HistoryEvent]] = []
     theirs: list[list[HistoryEvent]] = []
+    floors: list[list[HistoryEvent]] = []
     async with local_stack("turns") as stack:
         from pydantic_ai.durable_exec.temporal import PydanticAIPlugin
 
         address = stack.client.service_client.config.target_host
         peer_client = await Client.connect(address, plugins=[PydanticAIPlugin()])
         queue = f"{stack.task_queue}-peer"
-        async with Worker(peer_client, task_queue=queue, workflows=[peer.PeerAgentRun]):
+        floor_queue = f"{stack.task_queue}-floor"
+        async with (Worker(peer_client, task_queue=queue, workflows=[peer.PeerAgentRun]),
+                    Worker(stack.client, task_queue=floor_queue, workflows=[floor.FloorWorkflow],
+                           activities=[floor.noop])):
             await peer_run(peer_client, queue)  # warm-up: imports, sandbox, caches
             await tether_run(stack)
             tool_seconds = timed_tool_calls(stack)
@@ -151,6 +163,7 @@ async def run(report: Report) -> None:
                 ours.append(await tether_run(stack))
                 tools_by_run.append(tool_seconds[before:])
                 theirs.append(await peer_run(peer_client, queue))
+                floors.append(await floor_run(stack.client, floor_queue))
         executor = await executor_seconds(stack)
 
     def turns(histories: list[list[HistoryEvent]], is_model: Any) -> list[float]:
@@ -170,6 +183,9 @@ async def run(report: Report) -> None:
                   baseline_name="pydantic-ai, same steps",
                   baseline=ms([s for events in theirs for s in workflow_task_seconds(
                       events, scheduled(events, is_peer_model)[-LATE_STEPS])]))
+    report.figure("workflow task processing of a workflow that does nothing, same steps, p50",
+                  ms([s for events in floors for s in workflow_task_seconds(
+                      events, scheduled(events, lambda n: n == "floor_noop")[-LATE_STEPS])]), "ms")
     ran, executor_ms = ms(tool_seconds), ms(executor)
     report.figure("tool call's activity, start to output in the worker, p50", ran, "ms",
                   goal=f"≤ {MAX_TOOL_OVER_EXECUTOR:g}x the executor's "
