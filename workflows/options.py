@@ -27,9 +27,12 @@ class ActivityOptions:
     """How long a tool activity may run past the tool's own timeout (reattach, cleanup)."""
     tool_heartbeat: timedelta = timedelta(seconds=5)
     """The tool activity heartbeats every second: a dead worker's call is retried after this."""
-    tool_here_hand_off: timedelta = timedelta(seconds=2)
+    tool_here_hand_off: timedelta = timedelta(milliseconds=500)
     """How long a call runs as a local activity on the workflow's worker before it is handed to
-    its host queue: the workflow task stays open meanwhile, so queries and updates wait."""
+    its host queue. The workflow task stays open meanwhile: queries and updates wait, and a
+    worker killed in it leaves the run to the workflow task timeout (10 s), where a host
+    queue's call is reclaimed at once by the worker's successor. Short calls, most of an
+    agent's, run here; a longer one pays a dispatch (about 40 ms) once."""
     tool_here_timeout: timedelta = timedelta(seconds=30)
     """The local attempt's limit, far past the hand-off: reached only when the store hangs."""
     tool_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(

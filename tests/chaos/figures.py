@@ -22,6 +22,8 @@ from temporalio.api.enums.v1 import TaskQueueKind, TimeoutType
 from temporalio.api.history.v1 import HistoryEvent
 from tether.contracts.activities import ACQUIRE_SANDBOX, TOOL_CALL
 
+from tests.workflows.histories import local_tool_call
+
 KINDS = {
     "worker_kill": "worker killed (SIGKILL), a new one started",
     "executor_kill": "executor killed inside a run's container",
@@ -85,6 +87,10 @@ def run_events(events: list[HistoryEvent]) -> RunEvents:
                 completions.append(event_seconds(event))
             elif types.get(scheduled) == ACQUIRE_SANDBOX:
                 acquisitions.append(event_seconds(event))
+        elif kind == "marker_recorded_event_attributes" and local_tool_call(event) is not None:
+            # A call that ran on the workflow's worker: its result is recorded when the
+            # workflow task that ran it completes.
+            completions.append(event_seconds(event))
         elif kind == "workflow_execution_completed_event_attributes":
             closed = event_seconds(event)
     return RunEvents(tool_completions=sorted(completions), acquisitions=sorted(acquisitions),

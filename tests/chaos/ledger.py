@@ -16,7 +16,7 @@ from tether.contracts import StepRecord
 
 from tests.scripts import scripted_run, turn
 
-STEP_SLEEP_S = 1
+STEP_SLEEP_S = 2
 """How long each call lasts after its append: a fault at a random moment most likely finds a
 call running."""
 
