@@ -51,9 +51,8 @@ class ToolActivities:
             self.gate.in_flight += 1
         try:
             output = await self._run(input.call, hand_off_after=input.hand_off_after_seconds)
-        except StillRunning:
-            return answer.model_copy(update={"why_not": (
-                f"still running after {input.hand_off_after_seconds:g} s: handed to the host queue")})
+        except StillRunning as handed_off:
+            return answer.model_copy(update={"why_not": f"{handed_off}: handed to the host queue"})
         finally:
             if self.gate is not None:
                 self.gate.in_flight -= 1

@@ -49,7 +49,8 @@ class SandboxBroken(RuntimeError):
 
 class StillRunning(RuntimeError):
     """A call outran its caller's `hand_off_after`: it goes on in the container, and a
-    request with the same key joins it."""
+    request with the same key joins it. Also raised, before it starts, for a call that no
+    request could join (a sandbox without the executor)."""
 
 
 class SandboxClaimed(RuntimeError):
@@ -270,6 +271,10 @@ class SandboxManager:
             # attaching. An open stream needs no check: it ends when the container stops.
             container = await asyncio.to_thread(self.find, container_id, started_at)
             if not has_executor(container):
+                if hand_off_after is not None:
+                    # `docker exec` can't be joined by another request: the caller that
+                    # would hand off must not start it.
+                    raise StillRunning(f"sandbox {container_id[:12]} has no executor to join a call in")
                 return await asyncio.to_thread(
                     run_with_docker_exec, container, tool, arguments, key, timeout_s, limit_bytes
                 )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from tether.contracts import SandboxSpec
+from tether.sandbox.manager import StillRunning
 
 from tests.helpers import sandboxes
 from tests.sandbox.direct import call, direct_labels
@@ -53,3 +54,13 @@ async def test_docker_exec_output_is_capped_as_it_is_read(plain_sandbox: str):
     result = await call(plain_sandbox, "head -c 10000000 /dev/zero | tr '\\0' x", limit=1000)
     assert result.truncated
     assert result.stdout == "x" * 500 + f"\n[... {10_000_000 - 1000} bytes cut by tether ...]\n" + "x" * 500
+
+
+async def test_a_call_offered_for_a_hand_off_is_not_started_where_nothing_could_join_it(plain_sandbox: str):
+    # The workflow's worker offers calls with a hand-off; `docker exec` can't be joined by the
+    # host queue's request, so the call is left to that request alone, and runs once.
+    append = "echo x >> /workspace/ran; cat /workspace/ran"
+    with pytest.raises(StillRunning, match="no executor"):
+        await sandboxes().run_tool(plain_sandbox, tool="shell", arguments={"command": append},
+                                   key="run/2/0", timeout_s=10, limit_bytes=4096, hand_off_after=0.5)
+    assert (await call(plain_sandbox, append, key="run/2/0")).stdout == "x\n"
