@@ -23,9 +23,9 @@ from tests.scripts import scripted_run, turn
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MARKUP = "[/] [bold]x[/bold] a[n] [red]not red[/red] [link=http://evil.example]here[/link] :smile:"
+MARKUP = "[/] [bold]x[/bold] a[n] [red]not red[/red] [link=file:///tmp/evil]here[/link] :smile:"
 CSI = "\x1b[31mred\x1b[0m \x1b[2J\x1b[1A"
-OSC8 = "\x1b]8;;http://evil.example\x1b\\click me\x1b]8;;\x1b\\"
+OSC8 = "\x1b]8;;file:///tmp/evil\x1b\\click me\x1b]8;;\x1b\\"
 OVERWRITE = "rm -rf /\rls -la   "
 BACKSPACES = "rm -rf /x\x08\x08\x08\x08\x08\x08\x08\x08\x08ls"
 BIDI = "echo \u202eftp.evil\u202c \u2066x\u2069 \u200b\ufeff"
@@ -62,8 +62,8 @@ def test_ansi_csi_sequences_are_shown_not_run():
 
 def test_an_osc8_hyperlink_cannot_hide_its_target():
     shown = literal(OSC8).plain
-    assert shown == "\\x1b]8;;http://evil.example\\x1b\\click me\\x1b]8;;\\x1b\\"
-    assert "http://evil.example" in printed(OSC8, terminal=True)
+    assert shown == "\\x1b]8;;file:///tmp/evil\\x1b\\click me\\x1b]8;;\\x1b\\"
+    assert "file:///tmp/evil" in printed(OSC8, terminal=True)
     assert "\x1b]" not in printed(OSC8, terminal=True)
 
 
@@ -172,7 +172,7 @@ async def test_status_and_transcript_print_hostile_run_text_literally(
     said = f"model {MARKUP} code[n] {CSI}\rFORGED {BIDI}"
     # The shell makes the escapes: the tool's output holds real ESC, CR and BS bytes.
     command = ("printf 'out [/] [bold]y[/bold] a[n] \\033[32mgreen\\033[0m\\rOVER\\010X\\n'; "
-               "printf 'err [/] \\033]8;;http://evil.example\\033\\\\link\\033]8;;\\033\\\\\\n' >&2 "
+               "printf 'err [/] \\033]8;;file:///tmp/evil\\033\\\\link\\033]8;;\\033\\\\\\n' >&2 "
                f"# arg {MARKUP} \x1b[31m \u202e")
     handle = await tether.start_run(
         temporal_client,
@@ -197,7 +197,7 @@ async def test_status_and_transcript_print_hostile_run_text_literally(
     assert literal(said).plain in out
     assert "shell " + json.dumps({"command": command})[:300] in out
     assert "out [/] [bold]y[/bold] a[n] \\x1b[32mgreen\\x1b[0m\\rOVER\\bX" in out
-    assert "err [/] \\x1b]8;;http://evil.example\\x1b\\link\\x1b]8;;\\x1b\\" in out
+    assert "err [/] \\x1b]8;;file:///tmp/evil\\x1b\\link\\x1b]8;;\\x1b\\" in out
     assert literal(f"done {MARKUP} {OSC8}").plain in out
 
     code, out, err = await cli(temporal_address, worker, "status", handle.id)

@@ -174,7 +174,7 @@ def test_a_debian_package_that_does_not_exist_is_named_and_nothing_is_left(docke
 
 
 @pytest.mark.parametrize(("pip", "apt"), [
-    (["six; rm -rf /"], []), (["--index-url=http://evil.example/"], []), (["six\nRUN id"], []),
+    (["six; rm -rf /"], []), (["--index-url=file:///tmp/evil-index/"], []), (["six\nRUN id"], []),
     ([], ["jq;id"]), ([], ["-o=APT::x"]), ([], ["$(id)"]),
 ])
 def test_names_that_are_not_packages_are_refused_before_anything_runs(pip, apt):
