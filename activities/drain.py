@@ -5,6 +5,8 @@ instead of waiting for this one to disappear.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio import activity
@@ -32,6 +34,15 @@ class DrainGate(Interceptor):
     def close(self) -> None:
         self.draining = True
 
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """Counts a tool call as in flight while it runs: the drain waits for it."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Gate(next, self)
 
@@ -50,8 +61,5 @@ class _Gate(ActivityInboundInterceptor):
             raise ApplicationError(
                 f"worker {self.gate.worker_id} is shutting down and takes no new tool calls",
                 type="SandboxGone", non_retryable=True)
-        self.gate.in_flight += 1
-        try:
+        with self.gate.counting():
             return await super().execute_activity(input)
-        finally:
-            self.gate.in_flight -= 1

@@ -29,7 +29,7 @@ class ToolActivities:
     """Runs tool calls in the sandboxes of this worker's engine; results go to the store."""
 
     def __init__(self, *, conversations: Conversations, sandboxes: SandboxManager,
-                 worker_id: str = "", gate: DrainGate | None = None) -> None:
+                 worker_id: str, gate: DrainGate) -> None:
         self.conversations = conversations
         self.sandboxes = sandboxes
         self.worker_id = worker_id
@@ -45,17 +45,13 @@ class ToolActivities:
         answer = ToolCallHereOutput(step=input.call.step, index=input.call.index)
         if input.worker != self.worker_id:
             return answer.model_copy(update={"why_not": f"the sandbox is on worker {input.worker}"})
-        if self.gate is not None and self.gate.draining:
+        if self.gate.draining:
             return answer.model_copy(update={"why_not": "this worker is draining"})
-        if self.gate is not None:
-            self.gate.in_flight += 1
         try:
-            output = await self._run(input.call, hand_off_after=input.hand_off_after_seconds)
+            with self.gate.counting():
+                output = await self._run(input.call, hand_off_after=input.hand_off_after_seconds)
         except StillRunning as handed_off:
             return answer.model_copy(update={"why_not": f"{handed_off}: handed to the host queue"})
-        finally:
-            if self.gate is not None:
-                self.gate.in_flight -= 1
         return answer.model_copy(update={"output": output})
 
     async def _run(self, input: ToolCallInput, *, hand_off_after: float | None) -> ToolCallOutput:

@@ -90,23 +90,29 @@ def activities_in(events: list[HistoryEvent]) -> list[ActivityRun]:
     return list(by_id.values())
 
 
-def local_tool_call(event: HistoryEvent) -> ActivityRun | None:
-    """A `tool_call_here` marker that ran its call, as the activity run it stands for; its
-    input is not recorded, only which call it answered (`step`, `index`)."""
+def local_result(event: HistoryEvent, activity_type: str) -> dict[str, Any] | None:
+    """The result a local activity of `activity_type` recorded in this marker, or None when
+    the event is no such marker (a patch's marker has no `data`)."""
     details = event.marker_recorded_event_attributes.details
     if "data" not in details or "result" not in details:
         return None
-    data = json.loads(details["data"].payloads[0].data)
-    if data.get("activity_type") != TOOL_CALL_HERE:
+    if json.loads(details["data"].payloads[0].data).get("activity_type") != activity_type:
         return None
-    result = json.loads(details["result"].payloads[0].data)
-    if result.get("output") is None:
+    return dict(json.loads(details["result"].payloads[0].data))
+
+
+def local_tool_call(event: HistoryEvent) -> ActivityRun | None:
+    """A `tool_call_here` marker that ran its call, as the activity run it stands for; its
+    input is not recorded, only which call it answered (`step`, `index`)."""
+    result = local_result(event, TOOL_CALL_HERE)
+    if result is None or result.get("output") is None:
         return None
+    attempt = json.loads(event.marker_recorded_event_attributes.details["data"].payloads[0].data)["attempt"]
     summary = (_payloads.from_payload(event.user_metadata.summary, str)
                if event.user_metadata.HasField("summary") else "")
     return ActivityRun(type=TOOL_CALL_HERE, summary=summary,
                        input={"step": result["step"], "index": result["index"]},
-                       attempt=data["attempt"], outcome="completed", result=result["output"])
+                       attempt=attempt, outcome="completed", result=result["output"])
 
 
 def tool_calls(runs: list[ActivityRun]) -> list[ActivityRun]:

@@ -6,7 +6,6 @@ path. What the history, the sandbox and the next call show afterwards is what is
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from temporalio.api.history.v1 import HistoryEvent
@@ -17,23 +16,14 @@ from tether.workflows.options import DEFAULT_OPTIONS
 
 from tests.helpers import sandboxes_of
 from tests.scripts import scripted_run, turn
-from tests.workflows.histories import activities, assert_replays, executions
+from tests.workflows.histories import activities, assert_replays, executions, local_result
 
 HAND_OFF = DEFAULT_OPTIONS.tool_here_hand_off.total_seconds()
 
 
-def local_results(events: list[HistoryEvent], activity_type: str) -> list[dict[str, Any]]:
-    """The results of the run's local activities of `activity_type`, from their markers."""
-    found = []
-    for event in events:
-        if not event.HasField("marker_recorded_event_attributes"):
-            continue
-        details = event.marker_recorded_event_attributes.details
-        if "data" not in details:
-            continue  # a patch's marker
-        if json.loads(details["data"].payloads[0].data).get("activity_type") == activity_type:
-            found.append(json.loads(details["result"].payloads[0].data))
-    return found
+def local_results(events: list[HistoryEvent]) -> list[dict[str, Any]]:
+    """What each `tool_call_here` marker recorded, handed-off calls included."""
+    return [r for e in events if (r := local_result(e, TOOL_CALL_HERE)) is not None]
 
 
 async def history_of(client: Client, handle: Any) -> list[HistoryEvent]:
@@ -59,7 +49,7 @@ async def test_calls_on_the_worker_holding_the_sandbox_run_there_without_a_dispa
     assert transcript[0].tool_results[0].stdout == "one\n"
     assert transcript[1].tool_results[0].stdout == "one\ntwo\n"  # the same sandbox, once each
     events = await history_of(temporal_client, handle)
-    here = local_results(events, TOOL_CALL_HERE)
+    here = local_results(events)
     assert len(here) == 3 and all(r["output"]["result"]["exit_code"] == 0 for r in here)
     assert [r.type for r in await activities(temporal_client, handle)].count(TOOL_CALL) == 0
     assert not sandboxes_of(handle.id)  # released when the run ended
@@ -83,7 +73,7 @@ async def test_a_call_that_outruns_the_hand_off_is_joined_on_the_host_queue_and_
     transcript = await tether.get_transcript(temporal_client, handle.id)
     assert transcript[0].tool_results[0].stdout == "done\nstart\n"
     events = await history_of(temporal_client, handle)
-    first, second = local_results(events, TOOL_CALL_HERE)
+    first, second = local_results(events)
     assert first["output"] is None and "handed to the host queue" in first["why_not"]
     assert second["output"]["result"]["stdout"] == "start\n"  # the next call ran here again
     remote = [r for r in await activities(temporal_client, handle) if r.type == TOOL_CALL]
