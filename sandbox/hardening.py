@@ -78,8 +78,10 @@ def _tmpfs(size_mb: int, options: str) -> str:
     return f"{options},size={size_mb}m,nr_inodes={files_for(size_mb)}"
 
 
-def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    """Keyword arguments for `containers.create` that make a hardened sandbox."""
+def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
+                     executor: bool = True) -> dict[str, Any]:
+    """Keyword arguments for `containers.create` that make a hardened sandbox. `executor`:
+    the image's main process is tether's executor, which is then the container's init."""
     gvisor = is_gvisor(spec.runtime)
     memory = f"{memory_limit_mb(spec)}m"
     kwargs: dict[str, Any] = dict(
@@ -105,7 +107,11 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str]) ->
         cap_drop=["ALL"],
         # The engine's default seccomp profile stays on: we only add no-new-privileges.
         security_opt=["no-new-privileges:true"],
-        init=True,
+        # The executor is init itself (it reaps orphans): the only process that holds the
+        # host's stream, and not dumpable, so no tool can read or write the stream through
+        # /proc/1/fd as it could through docker-init's, which runs as the tools' uid. An image
+        # without the executor keeps docker-init to reap what `docker exec` leaves.
+        init=not executor,
         mem_limit=memory,
         memswap_limit=memory,
         nano_cpus=int(spec.cpus * 1e9),

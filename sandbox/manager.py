@@ -23,7 +23,7 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 from tether.contracts import SandboxSpec, ToolResult
-from tether.sandbox.channel import ChannelClosed, ExecutorChannel
+from tether.sandbox.channel import ChannelClosed, ChannelCorrupt, ExecutorChannel
 from tether.sandbox.exec_fallback import run_with_docker_exec
 from tether.sandbox.hardening import container_kwargs
 
@@ -37,10 +37,21 @@ LABEL_POOL = "tether.pool"
 EXECUTOR_LABEL = "tether.executor"
 READY_TIMEOUT_S = 20.0
 ANSWER_TIMEOUT_S = 5.0
+ANSWER_GRACE_S = 15.0
+"""How long past a call's own timeout the host waits for the executor's answer. The executor
+kills the call at its timeout and sweeps what it left within two seconds; a sandbox that has
+not answered by then is taken as lost, whatever its stream does."""
 
 
 class SandboxGone(RuntimeError):
     """The run's container no longer exists (removed, or its host's engine was reset)."""
+
+
+def corrupted(container_id: str, error: ChannelCorrupt) -> SandboxGone:
+    """A sandbox whose stream carried what its executor never writes: no answer from it can
+    be trusted any more, so the run goes on in a new one."""
+    return SandboxGone(f"sandbox {container_id[:12]} wrote what its executor never would"
+                       f" ({error}): taken as lost")
 
 
 class SandboxBroken(RuntimeError):
@@ -111,7 +122,9 @@ class SandboxManager:
     def create(self, spec: SandboxSpec, labels: dict[str, str], *, name: str) -> Container:
         """Creates and starts a hardened container, and waits until its executor answers."""
         try:
-            container = self.engine.containers.create(**container_kwargs(spec, name=name, labels=labels))
+            image_labels = self.engine.images.get(spec.image).labels or {}
+            container = self.engine.containers.create(**container_kwargs(
+                spec, name=name, labels=labels, executor=image_labels.get(EXECUTOR_LABEL) == "1"))
         except ImageNotFound:
             raise SandboxBroken(
                 f"sandbox image {spec.image!r} is not on this engine; build it with `make image`"
@@ -284,14 +297,21 @@ class SandboxManager:
         response_future = asyncio.wrap_future(stream.request(request))
         loop = asyncio.get_running_loop()
         give_up_at = None if hand_off_after is None else loop.time() + hand_off_after
+        lost_at = loop.time() + timeout_s + ANSWER_GRACE_S
         try:
             while True:
-                wait = 1.0 if give_up_at is None else min(1.0, max(0.0, give_up_at - loop.time()))
+                until = lost_at if give_up_at is None else min(lost_at, give_up_at)
+                wait = min(1.0, max(0.0, until - loop.time()))
                 done, _ = await asyncio.wait({response_future}, timeout=wait)
                 if done:
                     break
                 if give_up_at is not None and loop.time() >= give_up_at:
                     raise StillRunning(f"call {key} is still running after {hand_off_after:g} s")
+                if loop.time() >= lost_at:
+                    self.forget_channel(container_id)
+                    raise SandboxGone(
+                        f"sandbox {container_id[:12]} did not answer call {key} within"
+                        f" {ANSWER_GRACE_S:g} s of its {timeout_s:g} s timeout: taken as lost")
                 if tick is not None:
                     maybe = tick()
                     if maybe is not None:
@@ -299,7 +319,10 @@ class SandboxManager:
         except asyncio.CancelledError:
             await asyncio.to_thread(self._cancel_in_container, container_id, key)
             raise
-        response = response_future.result()
+        try:
+            response = response_future.result()
+        except ChannelCorrupt as error:
+            raise corrupted(container_id, error) from None
         if not response.get("ok"):
             raise SandboxBroken(f"executor refused the call: {response.get('error')}")
         return ToolResult.model_validate(response["result"])

@@ -19,7 +19,8 @@ import anyio
 import mcp_types as types
 from mcp.client._transport import TransportStreams
 from mcp.shared.message import SessionMessage
-from tether.sandbox.manager import SandboxBroken, SandboxManager
+from tether.sandbox.channel import ChannelCorrupt
+from tether.sandbox.manager import SandboxBroken, SandboxManager, corrupted
 
 ANSWER_GRACE_S = 5.0
 
@@ -35,7 +36,10 @@ async def sandbox_stdio(
     async def ask(message: dict[str, Any], wait: float = ANSWER_GRACE_S) -> dict[str, Any]:
         await asyncio.to_thread(sandboxes.find, container_id, started_at)  # a lost sandbox says so
         stream = await asyncio.to_thread(sandboxes.channel, container_id)
-        response = await asyncio.wait_for(asyncio.wrap_future(stream.request(message)), wait)
+        try:
+            response = await asyncio.wait_for(asyncio.wrap_future(stream.request(message)), wait)
+        except ChannelCorrupt as error:
+            raise corrupted(container_id, error) from None
         if not response.get("ok"):
             raise SandboxBroken(f"MCP server {name!r} in the sandbox: {response.get('error')}")
         return dict(response.get("result") or {})

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.contracts.files import MAX_FILE_BYTES, name_problem
-from tether.sandbox.manager import ANSWER_TIMEOUT_S, SandboxManager
+from tether.sandbox.channel import ChannelCorrupt
+from tether.sandbox.manager import ANSWER_TIMEOUT_S, SandboxManager, corrupted
 
 CHUNK_BYTES = 1 << 20
 """Bytes per request: one JSON line of about 1.4 MB, small beside the stream's frames."""
@@ -82,7 +83,10 @@ def read_artifact(sandboxes: SandboxManager, container_id: str, path: str, *,
 
 def _ask(sandboxes: SandboxManager, container_id: str, request: dict[str, Any], *,
          timeout: float = ANSWER_TIMEOUT_S * 6) -> dict[str, Any]:
-    response = sandboxes.channel(container_id).request(request).result(timeout=timeout)
+    try:
+        response = sandboxes.channel(container_id).request(request).result(timeout=timeout)
+    except ChannelCorrupt as error:
+        raise corrupted(container_id, error) from None
     if not response.get("ok"):
         raise WorkspaceRefused(str(response.get("error")))
     result: dict[str, Any] = response.get("result") or {}

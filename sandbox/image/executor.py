@@ -14,7 +14,11 @@ Guarantees it gives the host:
 - a container taken from a warm pool is bound to one run, once: it never serves another;
 - a tool that runs out of memory is killed, not the executor: the executor lowers its own OOM
   score and starts every tool at the highest, and the memory-backed workspace has room of
-  its own beside `memory_mb` (the host sizes the container so).
+  its own beside `memory_mb` (the host sizes the container so);
+- no tool reaches the host's stream: the executor is the container's init (PID 1), the only
+  process holding the stream, and not dumpable, so its /proc entries (file descriptors,
+  memory) are root's, and a process of its namespace can neither trace nor signal it. As
+  init it also reaps every orphan the tools leave.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ PR_SET_DUMPABLE = 4
 OUT_OF_MEMORY = ("MemoryError", "Cannot allocate memory", "out of memory")
 
 _out_lock = threading.Lock()
+_children_lock = threading.Lock()
+"""Held while a process is started and while orphans are reaped: the reaper must never reap a
+child whose `Popen` is still to learn its exit status."""
+_children: set[int] = set()
+"""The pids of the processes this executor started and still waits for (tools, MCP servers)."""
+_child_exited = threading.Event()
 
 # cgroup v1 and v2 paths of the counters that say a limit was hit during a call.
 OOM_KILLS = (("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
@@ -151,6 +161,43 @@ def _collect(process, stdin: bytes, buffers: dict, timeout: float) -> bool:
     return False
 
 
+def _start(argv: list, **options) -> subprocess.Popen:
+    """Starts a tool or server in a session of its own, registered so the reaper leaves it to
+    its `Popen`."""
+    with _children_lock:
+        process = subprocess.Popen(argv, cwd=WORKSPACE, start_new_session=True, close_fds=True,
+                                   **options)
+        _children.add(process.pid)
+    return process
+
+
+def _wait(process: subprocess.Popen) -> int:
+    code = process.wait()
+    with _children_lock:
+        _children.discard(process.pid)
+    return code
+
+
+def _reap_orphans() -> None:
+    """Reaps the exited processes that are nobody's to wait for. As the container's init the
+    executor inherits every orphan (a daemon's exit, a group killed at a timeout), and an
+    unreaped one holds a pid of the sandbox's `pids` limit."""
+    with _children_lock:
+        for pid, (parent, state) in _states().items():
+            if parent == os.getpid() and state == "Z" and pid not in _children:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+
+def _reap_forever() -> None:
+    while True:
+        _child_exited.wait(timeout=5.0)
+        _child_exited.clear()
+        _reap_orphans()
+
+
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -178,7 +225,7 @@ class McpServer:
                 self.lines.put(ServerEnded(f"the server wrote over {MCP_SESSION_BYTES} bytes"))
                 return
             self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
-        self.lines.put(ServerEnded(f"the server exited (code {self.process.wait()})"))
+        self.lines.put(ServerEnded(f"the server exited (code {_wait(self.process)})"))
 
     def exchange(self, line: str, expect, timeout: float) -> dict:
         """Writes one message; for a request (`expect` is its id), returns every line the
@@ -207,7 +254,7 @@ class McpServer:
 
     def stop(self) -> None:
         _killpg(self.process.pid)
-        self.process.wait()
+        _wait(self.process)
 
 
 class Call:
@@ -313,10 +360,8 @@ class Executor:
         with self.lock:
             self.running += 1
         try:
-            process = subprocess.Popen(
-                [*TOOL_PRELUDE, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, cwd=WORKSPACE, env=dict(CHILD_ENV),
-                start_new_session=True, close_fds=True)
+            process = _start([*TOOL_PRELUDE, *argv], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(CHILD_ENV))
         except OSError:
             self.server_closed()
             raise
@@ -421,10 +466,8 @@ class Executor:
     def spawn(self, call, argv, stdin, env, timeout, limit) -> dict:
         started = time.monotonic()
         oom_before, refused_before = _counter(OOM_KILLS), _counter(PIDS_REFUSED)
-        process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=WORKSPACE, env=env, start_new_session=True, close_fds=True,
-        )
+        process = _start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
         call.process = process
         if call.cancelled:
             call.kill()
@@ -433,7 +476,7 @@ class Executor:
             timed_out = _collect(process, stdin, {process.stdout: out, process.stderr: err}, timeout)
         finally:
             _killpg(process.pid)  # whatever happened, the call's group doesn't outlive it
-            process.wait()
+            _wait(process)
             for pipe in (process.stdin, process.stdout, process.stderr):
                 if pipe is not None:
                     pipe.close()
@@ -496,25 +539,26 @@ TOOL_PRELUDE = _tool_prelude()
 
 
 def _guard_self() -> None:
-    """Makes the executor (and init) the last processes of the sandbox the OOM killer picks,
-    and keeps tools (the same uid) out of its /proc entries: not dumpable, its score, memory
-    and file descriptors (the host's stream) are root's, so no tool can raise the score again,
-    read the requests or forge a response. Unprivileged, a process may lower its score down
-    to 0; where something is refused, the executor runs as it was."""
-    # The container's init (docker-init, our parent) too: tiny, it would otherwise come
-    # before the last tools, and the container ends with it.
-    for pid in ("self", "1") if os.getppid() == 1 else ("self",):
-        try:
-            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
-                f.write(str(EXECUTOR_OOM_SCORE_ADJ))
-        except OSError:
-            pass
+    """Makes the executor the last process of the sandbox the OOM killer picks, and keeps
+    tools (the same uid) out of it: not dumpable, its /proc entries (its score, memory and file
+    descriptors: the host's stream) are root's, so no tool can raise the score again, trace it,
+    read the requests or write a response. As PID 1 of the container it gets only the signals
+    it has a handler for: Python's SIGINT handler goes back to the default, so a tool can't
+    interrupt it either. Unprivileged, a process may lower its score down to 0."""
     try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(EXECUTOR_OOM_SCORE_ADJ))
+    except OSError:
         pass
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        # Without it, a tool could read the requests and forge answers: serve nothing.
+        sys.exit(f"tether executor: prctl(PR_SET_DUMPABLE) failed: {os.strerror(ctypes.get_errno())}")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # A handler, not SIG_IGN: tools inherit an ignored signal, and a handler resets at exec.
+    signal.signal(signal.SIGCHLD, lambda *_: _child_exited.set())
+    threading.Thread(target=_reap_forever, daemon=True).start()
 
 
 def _limit_notes(oom_before: int, refused_before: int) -> str:
@@ -536,9 +580,9 @@ def _limit_notes(oom_before: int, refused_before: int) -> str:
     return notes
 
 
-def _parents() -> dict[int, int]:
-    """Every process in the container, with its parent's pid."""
-    parents = {}
+def _states() -> dict[int, tuple[int, str]]:
+    """Every process in the container: its parent's pid and its state (`Z` for a zombie)."""
+    states = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -548,8 +592,9 @@ def _parents() -> dict[int, int]:
         except OSError:
             continue
         # The command name may hold spaces and parentheses: the fields start after the last ')'.
-        parents[int(name)] = int(stat[stat.rindex(b")") + 2:].split()[1])
-    return parents
+        fields = stat[stat.rindex(b")") + 2:].split()
+        states[int(name)] = (int(fields[1]), fields[0].decode())
+    return states
 
 
 def _strays() -> list[int]:
@@ -557,7 +602,7 @@ def _strays() -> list[int]:
     `docker exec` (health checks, an operator's shell). Those have their parent outside the
     container (ppid 0), which no process a tool starts can have; a process's name proves
     nothing, since a tool chooses it."""
-    parents = _parents()
+    parents = {pid: parent for pid, (parent, _) in _states().items()}
 
     def entered_by_exec(pid: int) -> bool:
         seen = set()
@@ -573,8 +618,9 @@ def _strays() -> list[int]:
 
 
 def _kill_strays(wait: float = 2.0) -> None:
-    """Kills the leftovers and waits until init has reaped them, so none outlives the call
-    that returns next. Repeats, because a leftover may fork while it is being killed."""
+    """Kills the leftovers and reaps them, so none outlives the call that returns next.
+    Repeats, because a leftover may fork while it is being killed, and its children come to
+    init only once it is dead."""
     deadline = time.monotonic() + wait
     while (strays := _strays()) and time.monotonic() < deadline:
         for pid in strays:
@@ -583,6 +629,7 @@ def _kill_strays(wait: float = 2.0) -> None:
             except OSError:
                 pass
         time.sleep(0.01)
+        _reap_orphans()
 
 
 def _confined(path: str) -> str | None:
@@ -792,7 +839,9 @@ def main() -> None:
         try:
             request = json.loads(raw)
         except ValueError:
-            send({"id": None, "ok": False, "error": "request is not JSON"})
+            request = None
+        if not isinstance(request, dict):
+            send({"id": None, "ok": False, "error": "a request is one JSON object a line"})
             continue
         executor.handle(request)
     # stdin closed: nobody can reach us any more, but the container's life is the host's call.

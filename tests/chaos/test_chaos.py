@@ -119,10 +119,9 @@ class Chaos:
         target, container = await self._a_sandbox(runs)
         at = time.time()
         api = self.engine.client().api
-        # As a tool could: the executor runs as the tools' own unprivileged user.
-        exec_id = await asyncio.to_thread(api.exec_create, container,
-                                          ["sh", "-c", "pkill -9 -f tether/executor.py"], user="10001")
-        await asyncio.to_thread(api.exec_start, exec_id)
+        # From the host: the executor is the container's init, which nothing inside may kill.
+        state = await asyncio.to_thread(api.inspect_container, container)
+        os.kill(state["State"]["Pid"], signal.SIGKILL)
         return Fault("executor_kill", at, at, target=target)
 
     async def container_kill(self, runs: list[str]) -> Fault:

@@ -59,9 +59,9 @@ print(json.dumps(sorted(seen)))
 
 
 def leftovers(processes: list[list[str]]) -> list[list[str]]:
-    """What is running beyond init, the executor, and a health probe the engine may be
-    running (`sh` and `grep`, which entered by exec)."""
-    expected = {"docker-init": 1, "python3": 1}
+    """What is running beyond the executor (the container's init), and a health probe the
+    engine may be running (`sh` and `grep`, which entered by exec)."""
+    expected = {"python3": 1}
     extra = []
     for name, state in processes:
         if expected.get(name, 0) > 0 and state != "Z":

@@ -4,6 +4,8 @@ output caps, exactly-once per key, reattaching, file confinement, and a dead exe
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 from tether.sandbox.channel import ChannelClosed
@@ -83,10 +85,29 @@ async def test_a_file_read_is_capped_at_the_output_limit(sandbox: str):
     assert read.truncated and read.stdout == "a" * 64
 
 
-async def test_a_tool_that_kills_the_executor_loses_the_sandbox_not_the_worker(sandbox: str):
-    # The executor runs as the tools' own unprivileged user, so a tool can kill it.
+async def test_a_tool_can_neither_kill_nor_interrupt_the_executor(sandbox: str):
+    def executor_pid() -> int:
+        answer = sandboxes().channel(sandbox).request({"op": "ping"}).result(timeout=5)
+        return int(answer["result"]["pid"])
+
+    before = executor_pid()
+    # The executor is the container's init: inside, only signals it handles reach it.
+    tried = await call(sandbox, "for s in KILL INT TERM HUP USR1 SEGV; do kill -s $s 1; done; echo tried")
+    assert tried.stdout == "tried\n"
+    assert (await call(sandbox, "echo alive")).stdout == "alive\n"
+    assert executor_pid() == before == 1
+
+
+async def test_an_executor_killed_from_outside_loses_the_sandbox_not_the_worker(sandbox: str):
+    async def kill_the_executor() -> None:
+        await asyncio.sleep(0.5)
+        state = sandboxes().engine.api.inspect_container(sandbox)
+        os.kill(state["State"]["Pid"], signal.SIGKILL)
+
+    killing = asyncio.create_task(kill_the_executor())
     with pytest.raises(ChannelClosed):
-        await call(sandbox, "kill -9 $PPID")
+        await call(sandbox, "sleep 5")
+    await killing
 
     def restarted() -> bool:
         state = sandboxes().engine.api.inspect_container(sandbox)
