@@ -21,6 +21,7 @@ from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from tether.llm import errors
 from tether.llm.connection import Connection
+from tether.llm.tool_arguments import parse_arguments
 
 
 async def read_stream(
@@ -43,10 +44,7 @@ async def read_stream(
         # The SDK ends quietly when the body does: a proxy that closed the stream early
         # would otherwise pass off half an answer as the whole one.
         raise errors.broke_off(conn, "the stream ended before message_stop")
-    try:
-        return answer.message()
-    except (ValueError, RecursionError) as exc:  # a tool's input that is not JSON, or too deep
-        raise errors.malformed(conn, f"tool input that is not JSON ({type(exc).__name__})") from None
+    return answer.message()
 
 
 async def _events(
@@ -119,8 +117,9 @@ class MessageAssembler:
 
     def message(self) -> AnthropicMessage:
         for index, raw in self.tool_json.items():
-            if raw.strip():  # a tool without arguments streams no fragments, or an empty one
-                self.blocks[index]["input"] = json.loads(raw)
+            # A tool without arguments streams no fragments, or an empty one: its start's input stays.
+            if raw.strip():
+                self.blocks[index]["input"] = parse_arguments(raw)
         # `construct`, as the SDK itself builds a response: no validation to trip on a
         # compatible server's unusual stop reason.
         return AnthropicMessage.construct(**{**(self.body or {}), "content": self._content()})

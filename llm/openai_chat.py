@@ -20,6 +20,7 @@ from tether.llm.connection import Connection, connection_for
 from tether.llm.openai_stream import read_stream
 from tether.llm.sdk_client import sdk_client
 
+from tether.llm.tool_arguments import parse_arguments
 
 class OpenAIProvider:
     def __init__(self, *, timeout_seconds: float) -> None:
@@ -116,14 +117,3 @@ def turn_from(response: ChatCompletion) -> ModelTurn:
         finish_reason=choice.finish_reason or None,
     )
 
-
-def parse_arguments(raw: str | None) -> dict[str, Any]:
-    """The model's arguments. Malformed JSON is kept as `{"_raw": ...}`: the tool then
-    reports a clear error to the model, which can correct itself, instead of the step failing."""
-    if not raw or not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):  # RecursionError: nested past what json reads
-        return {"_raw": raw}
-    return value if isinstance(value, dict) else {"_raw": raw}

@@ -158,3 +158,23 @@ async def test_counts_in_message_delta_replace_those_of_message_start(
     anthropic_server.reply_stream(events)
     turn = await streamed(anthropic_server)
     assert turn.usage == Usage(input_tokens=520, output_tokens=70)
+
+
+async def test_malformed_streamed_tool_input_is_kept_raw_instead_of_failing_the_turn(
+    anthropic_server: ProviderServer,
+) -> None:
+    """As on OpenAI: the tool tells the model its arguments were not JSON, and the model can
+    correct itself; the model call is not retried for what the model wrote."""
+    events = events_of(answer(
+        tool_use("toolu_a", "python", {"code": "print(1)"}),
+        tool_use("toolu_b", "shell", {"command": "date"}),
+        tool_use("toolu_c", "read_file", {"path": "x"}),
+    ), size=400)
+    unclosed, nested_too_deep, not_an_object = '{"code": "print(1)"', "[" * 5000 + "]" * 5000, "[1, 2]"
+    fragments = [e for e in events if e["type"] == "content_block_delta" and e["delta"]["partial_json"]]
+    for event, raw in zip(fragments, (unclosed, nested_too_deep, not_an_object), strict=True):
+        event["delta"]["partial_json"] = raw
+    anthropic_server.reply_stream(events)
+    turn = await streamed(anthropic_server)
+    assert [call.arguments for call in turn.tool_calls] == [
+        {"_raw": unclosed}, {"_raw": nested_too_deep}, {"_raw": not_an_object}]
