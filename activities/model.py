@@ -107,7 +107,7 @@ class ModelActivities:
                 if done:
                     break
                 progress.beat()
-            turn = carriable(call.result())
+            turn = carriable(call.result(), step=input.step)
         except PermanentModelError as error:
             # The provider's message already names the model and endpoint.
             raise ApplicationError(str(error), type="ModelPermanentError", non_retryable=True) from None

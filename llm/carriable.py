@@ -5,6 +5,11 @@ A lone surrogate (`"\\ud800"` is valid JSON) can't be written as UTF-8, and argu
 a few hundred levels deep are written by the activity but refused by the JSON reader of the
 workflow or the store: either would fail the step on every retry, or worse, the workflow
 task. The text keeps a replacement character; arguments too deep become a tool error.
+
+A call's id is how its result finds it, in the store (`full_arguments`) and at the provider
+(`tool_call_id`, `tool_use_id`): two calls of one turn sharing an id, or without one, would
+run or answer each other's arguments. A repeated or empty id is replaced by one of tether's;
+a unique one is kept, so the provider reads back the ids it sent.
 """
 
 from __future__ import annotations
@@ -19,11 +24,33 @@ MAX_ARGUMENT_DEPTH = 64
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def carriable(turn: ModelTurn) -> ModelTurn:
+def carriable(turn: ModelTurn, *, step: int) -> ModelTurn:
+    """`step` makes the ids tether gives unique in the conversation, not only in the turn."""
     return turn.model_copy(update={
         "text": None if turn.text is None else _text(turn.text),
-        "tool_calls": [_call(call) for call in turn.tool_calls],
+        "tool_calls": unique_ids([_call(call) for call in turn.tool_calls], step=step),
     })
+
+
+def unique_ids(calls: list[ToolCall], *, step: int) -> list[ToolCall]:
+    """The calls, the second and later of a repeated id and every empty one renamed
+    `tether_<step>_<index>`: letters, digits and `_`, which every provider takes back."""
+    taken = {call.id for call in calls}
+    seen: set[str] = set()
+    out = []
+    for index, call in enumerate(calls):
+        if call.id and call.id not in seen:
+            seen.add(call.id)
+            out.append(call)
+            continue
+        new, n = f"tether_{step}_{index}", 0
+        while new in taken:  # a provider's id that happens to look like tether's
+            n += 1
+            new = f"tether_{step}_{index}_{n}"
+        taken.add(new)
+        seen.add(new)
+        out.append(call.model_copy(update={"id": new}))
+    return out
 
 
 def _call(call: ToolCall) -> ToolCall:

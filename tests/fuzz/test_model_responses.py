@@ -95,7 +95,7 @@ async def outcome(server: ProviderServer, *, streaming: bool) -> None:
     except ModelError as error:
         assert str(error), "a model error says what went wrong"
         return
-    carried = carriable(turn)
+    carried = carriable(turn, step=1)
     for call in carried.tool_calls:
         assert isinstance(call.arguments, dict)
     carried.model_dump_json()  # what the store and history will hold

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import threading
 import uuid
@@ -41,20 +42,46 @@ def openai_chunks(text: str | None = None, calls: list[tuple[str, str, dict]] = 
     return out
 
 
-def anthropic_events(text: str) -> list[dict[str, Any]]:
-    """One Messages API text answer as Anthropic streams it."""
+def anthropic_events(text: str, calls: list[tuple[str, str, dict]] = ()  # type: ignore[assignment]
+                     ) -> list[dict[str, Any]]:
+    """One Messages API answer as Anthropic streams it."""
     message = {"id": "m1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-latest",
                "content": [], "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": 30, "output_tokens": 1}}
-    return [
+    events: list[dict[str, Any]] = [
         {"type": "message_start", "message": message},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": {"output_tokens": 9}},
-        {"type": "message_stop"},
     ]
+    for index, (call_id, name, arguments) in enumerate(calls, start=1):
+        events += [
+            {"type": "content_block_start", "index": index, "content_block": {
+                "type": "tool_use", "id": call_id, "name": name, "input": {}}},
+            {"type": "content_block_delta", "index": index, "delta": {
+                "type": "input_json_delta", "partial_json": json.dumps(arguments)}},
+            {"type": "content_block_stop", "index": index},
+        ]
+    return [*events,
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use" if calls else "end_turn",
+                                                "stop_sequence": None}, "usage": {"output_tokens": 9}},
+            {"type": "message_stop"}]
+
+
+def answered_calls(flavor: str, request: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
+    """What a request sent back to the provider: each call's id, with the arguments the
+    assistant message gave it and the result matched to it by that id."""
+    if flavor == "openai":
+        messages = request["messages"]
+        [assistant] = [m for m in messages if m["role"] == "assistant"]
+        sent = [(c["id"], json.loads(c["function"]["arguments"])) for c in assistant["tool_calls"]]
+        results = {m["tool_call_id"]: json.loads(m["content"]) for m in messages if m["role"] == "tool"}
+    else:
+        blocks = [b for m in request["messages"] for b in m["content"]]
+        sent = [(b["id"], b["input"]) for b in blocks if b["type"] == "tool_use"]
+        results = {b["tool_use_id"]: json.loads(b["content"]) for b in blocks if b["type"] == "tool_result"}
+    assert len({call_id for call_id, _ in sent}) == len(sent) == len(results)
+    return {call_id: (arguments, results[call_id]) for call_id, arguments in sent}
 
 
 def run_input(server: ProviderServer, **extra: Any) -> dict[str, Any]:
@@ -231,3 +258,28 @@ async def test_a_run_on_an_unpriced_model_says_its_cost_is_unknown(
                               task_queue=worker)
     assert result.status == "completed"
     assert result.cost_known is False
+
+
+@pytest.mark.parametrize("flavor", ["openai", "anthropic"])
+async def test_calls_sharing_an_id_or_without_one_each_run_their_own_arguments(
+    temporal_client: Client, worker: str, openai_server: ProviderServer,
+    anthropic_server: ProviderServer, flavor: str,
+):
+    server = openai_server if flavor == "openai" else anthropic_server
+    calls = [("call_7", "shell", {"command": "echo first"}), ("call_7", "shell", {"command": "echo second"}),
+             ("", "shell", {"command": "echo third"}), ("", "shell", {"command": "echo fourth"})]
+    answer = openai_chunks if flavor == "openai" else anthropic_events
+    server.reply_stream(answer("Four calls.", calls))
+    server.reply_stream(answer("done"))
+    model = {"provider": flavor, "name": "gpt-4o-mini" if flavor == "openai" else "claude-3-5-haiku-latest",
+             "base_url": server.base_url}
+    result = await tether.run(temporal_client, run_input(server, model=model, tools=["shell"]),
+                              task_queue=worker)
+    assert result.status == "completed", result.stop_reason
+    sent = answered_calls(flavor, server.requests[1].body)
+    for call_id, (arguments, outcome) in sent.items():
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", call_id), call_id  # what both vendors accept
+        assert outcome["stdout"] == arguments["command"].removeprefix("echo ") + "\n"
+    assert sorted(arguments["command"] for arguments, _ in sent.values()) == sorted(
+        arguments["command"] for _, _, arguments in calls)
+    assert "call_7" in sent  # a unique provider id is kept; only the repeat is renamed
