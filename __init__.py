@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether.client import (
+        approve,
         connect,
         download_artifacts,
         get_artifacts,
         get_run,
         get_status,
         get_transcript,
+        get_waiting_calls,
         start_run,
     )
     from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
@@ -42,19 +44,22 @@ _PUBLIC = {
     "ToolContext": "tether.tools",
     "tool": "tether.tools",
     "tool_context": "tether.tools",
+    "approve": "tether.client",
     "connect": "tether.client",
     "download_artifacts": "tether.client",
     "get_artifacts": "tether.client",
     "get_run": "tether.client",
     "get_status": "tether.client",
     "get_transcript": "tether.client",
+    "get_waiting_calls": "tether.client",
     "start_run": "tether.client",
 }
 
 __all__ = [
     "AgentRun", "AgentRunInput", "AgentRunResult", "RunStatus", "StepRecord", "TetherPlugin",
-    "TetherSettings", "ToolContext", "connect", "download_artifacts", "get_artifacts", "get_run",
-    "get_status", "get_transcript", "start_run", "tool", "tool_context",
+    "TetherSettings", "ToolContext", "approve", "connect", "download_artifacts", "get_artifacts",
+    "get_run", "get_status", "get_transcript", "get_waiting_calls", "start_run", "tool",
+    "tool_context",
 ]
 
 

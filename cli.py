@@ -408,12 +408,18 @@ def status(
 
     async def go() -> Any:
         connection = await _connect()
-        return (await client.get_status(connection, workflow_id),
-                await client.partial_text(connection, workflow_id))
+        current = await client.get_status(connection, workflow_id)
+        return (current, await client.partial_text(connection, workflow_id),
+                await client.get_waiting_calls(connection, workflow_id, settings=settings(),
+                                               status=current))
 
-    current, writing = _read(workflow_id, "the status", go)
+    current, writing, waiting = _read(workflow_id, "the status", go)
     if as_json:
-        print(json.dumps({**current.model_dump(mode="json"), "partial_text": writing}))
+        shown = current.model_dump(mode="json")
+        for entry, call in zip(shown["pending_approvals"], waiting, strict=True):
+            entry.update(full_arguments=call.arguments if call.whole else None,
+                         full_text=call.text if call.whole else None, problem=call.problem)
+        print(json.dumps({**shown, "partial_text": writing}))
         return
     b = current.budget
     table = Table(title=literal(f"{workflow_id} · {current.state} · step {current.step}"))
@@ -425,16 +431,40 @@ def status(
                               ("seconds", b.seconds, b.max_seconds)]:
         table.add_row(name, f"{used:g}", "∞" if limit is None else f"{limit:g}")
     console.print(table)
-    # A call waiting for a person is shown whole: what they approve is what runs.
-    for pending in current.pending_approvals:
-        console.print(Text("awaiting approval ", "yellow") + literal(pending.call_id)
-                      + Text(": ") + literal(pending.tool) + Text(" ")
-                      + literal(json.dumps(pending.arguments)), soft_wrap=True)
+    for call in waiting:
+        _print_waiting(workflow_id, call)
     if current.last_error:
         console.print(Text("last error: ", "red") + literal(current.last_error), soft_wrap=True)
     if writing:
         console.print(literal(current.model, "cyan") + Text(" is writing: ", "cyan")
                       + literal("…" + writing[-500:]), soft_wrap=True)
+
+
+def _print_waiting(workflow_id: str, call: Any) -> None:
+    """A call waiting for a person, whole: the model's reason, the arguments (code as code),
+    and the command approving exactly them. One that could not be read whole says why and
+    is not offered for approval."""
+    p = call.pending
+    console.print(Text("awaiting approval ", "yellow") + literal(p.call_id) + Text(": ")
+                  + literal(p.tool) + Text(" ") + literal(json.dumps(call.arguments)), soft_wrap=True)
+    if call.text:
+        console.print(Text("  the model: ", "yellow") + literal(call.text), soft_wrap=True)
+    for name, value in call.arguments.items():
+        if isinstance(value, str) and "\n" in value:
+            console.print(Text(f"  {name}:", "yellow"))
+            console.print(literal("    " + value.replace("\n", "\n    ")), soft_wrap=True)
+    if p.arguments_digest:
+        console.print(Text("  digest: ", "yellow") + literal(p.arguments_digest), soft_wrap=True)
+    deny = Text("  deny: ", "yellow") + literal(
+        f'tether approve {workflow_id} {p.call_id} --deny --reason "..."')
+    if not call.whole:
+        console.print(Text("  not shown whole: ", "red") + literal(call.problem or ""), soft_wrap=True)
+        console.print(deny, soft_wrap=True)
+        return
+    pinned = f" --digest {p.arguments_digest}" if p.arguments_digest else ""
+    console.print(Text("  approve: ", "yellow") + literal(f"tether approve {workflow_id} {p.call_id}{pinned}",
+                                                        "bold"), soft_wrap=True)
+    console.print(deny, soft_wrap=True)
 
 
 @app.command()
@@ -590,9 +620,12 @@ def approve(
     call_id: Annotated[str, typer.Argument(help="The call's id, as `tether status` shows it.")],
     deny: Annotated[bool, typer.Option("--deny", help="Deny the call instead.")] = False,
     reason: Annotated[str | None, typer.Option()] = None,
+    digest: Annotated[str | None, typer.Option(
+        help="The arguments' digest as `tether status` prints it: the run refuses the "
+             "approval unless those are exactly the arguments that would run.")] = None,
 ) -> None:
     """Approve (or --deny) a tool call that is waiting for a person."""
-    _update(workflow_id, "approve", call_id, not deny, reason)
+    _update(workflow_id, "approve", call_id, not deny, reason, *([digest] if digest else []))
 
 
 @app.command()

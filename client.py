@@ -16,24 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, WorkflowHandle
+from tether.approvals import WaitingCall, read_waiting
 from tether.connection import connect_config
 from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunStatus, StepRecord
 from tether.encryption import data_converter
 from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
-from tether.store import ContentAddressed, ContentStore, open_blobs
+from tether.store import ContentAddressed, ContentStore, Conversations, open_blobs
 from tether.store.files import Downloaded, upload_paths, write_artifacts
 from tether.store.sealed import sealed
 from tether.watching import watch
 
 __all__ = [
     "NoWorker",
+    "WaitingCall",
+    "approve",
     "connect",
     "download_artifacts",
     "get_artifacts",
     "get_run",
     "get_status",
     "get_transcript",
+    "get_waiting_calls",
     "list_runs",
     "partial_text",
     "run",
@@ -131,6 +135,36 @@ async def get_status(client: Client, workflow_id: str) -> RunStatus:
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
     return await query(client, workflow_id, "transcript", result_type=list[StepRecord])  # type: ignore[no-any-return]
+
+
+async def get_waiting_calls(
+    client: Client, workflow_id: str, *, settings: TetherSettings | None = None,
+    status: RunStatus | None = None,
+) -> list[WaitingCall]:
+    """The calls a run waits to have approved, each whole (history holds long arguments cut):
+    read from the content store the workers share (`settings`' store) and checked against
+    the digest the run holds. One that can't be read whole says why in `problem`."""
+    status = status or await get_status(client, workflow_id)
+    settings = settings or TetherSettings()
+    try:
+        conversations: Conversations | None = Conversations(content_store(settings))
+    except Exception:  # read_waiting says, per call, that it could not read it whole
+        conversations = None
+    return read_waiting(status, conversations, where=settings.store_location)
+
+
+async def approve(
+    client: Client, workflow_id: str, call_id: str, *, approved: bool = True,
+    reason: str | None = None, digest: str | None = None,
+) -> str:
+    """Decides a call waiting for a person; returns what the run answered. With `digest` (the
+    `arguments_digest` the person read), the run refuses the approval unless those are
+    exactly the arguments that would run: a `WorkflowUpdateFailedError` says why."""
+    args: list[Any] = [call_id, approved, reason]
+    if digest is not None:  # a run older than digests takes three arguments
+        args.append(digest)
+    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
+        "approve", args=args, result_type=str)
 
 
 def content_store(settings: TetherSettings | None = None) -> ContentStore:

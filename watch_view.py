@@ -101,7 +101,8 @@ class WatchView:
             tail = "\n".join(text.splitlines()[-6:])[-600:]
             parts.append(Text(f"step {step} is writing: ", "cyan") + literal(tail))
         for waiting in self.waiting.values():
-            parts.append(Text("awaiting approval: ", "yellow") + literal(waiting.approve_command, "bold"))
+            answer = waiting.status_command if waiting.capped else waiting.approve_command
+            parts.append(Text("awaiting approval: ", "yellow") + literal(answer, "bold"))
         if self.budget is not None:
             parts += budget_bars(self.budget)
         return Group(*parts)
@@ -120,13 +121,7 @@ class WatchView:
                    soft_wrap=True)
         elif isinstance(event, ApprovalNeeded):
             self.waiting[event.call_id] = event
-            # Shown whole: what a person approves is what runs.
-            print_(Text("awaiting approval ", "bold yellow") + literal(event.call_id) + Text(": ")
-                   + literal(event.tool, "bold") + Text(" ") + literal(json.dumps(event.arguments)),
-                   soft_wrap=True)
-            print_(Text("  approve: ", "yellow") + literal(event.approve_command, "bold")
-                   + Text("   deny: ", "yellow") + literal(event.approve_command + ' --deny --reason "..."'),
-                   soft_wrap=True)
+            self.show_waiting(event)
         elif isinstance(event, ToolCallFinished):
             self.waiting.pop(event.call_id, None)
             print_(Text("← ", "cyan") + literal(event.call_id, "dim") + Text(" ")
@@ -143,6 +138,27 @@ class WatchView:
             self.result = event
         if self.live is not None:
             self.live.refresh()
+
+    def show_waiting(self, event: ApprovalNeeded) -> None:
+        """A call waiting for a person, with the model's reason and the digest of what would
+        run. Arguments history holds cut are never offered for approval from here: the
+        command that prints them whole is, and it prints the one approving exactly them."""
+        print_ = self.console.print
+        print_(Text("awaiting approval ", "bold yellow") + literal(event.call_id) + Text(": ")
+               + literal(event.tool, "bold") + Text(" ") + literal(json.dumps(event.arguments)),
+               soft_wrap=True)
+        if event.text:
+            print_(Text("  the model: ", "yellow") + literal(event.text), soft_wrap=True)
+        if event.arguments_digest:
+            print_(Text("  digest: ", "yellow") + literal(event.arguments_digest), soft_wrap=True)
+        deny = Text("   deny: ", "yellow") + literal(
+            f'tether approve {self.workflow_id} {event.call_id} --deny --reason "..."')
+        if event.capped:
+            print_(Text("  cut in the middle here: read it whole, and approve it, with ", "yellow")
+                   + literal(event.status_command, "bold") + deny, soft_wrap=True)
+        else:
+            print_(Text("  approve: ", "yellow") + literal(event.approve_command, "bold") + deny,
+                   soft_wrap=True)
 
     def finish(self, links: dict[str, str]) -> None:
         """After the footer is gone: the result, as `tether run --wait` prints it."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
-from tether.contracts import AgentRunResult, RunStatus, StepRecord
+from tether.contracts import AgentRunResult, PendingApproval, RunStatus, StepRecord
 from tether.contracts.events import (
     ApprovalNeeded,
     BudgetUpdate,
@@ -122,8 +122,10 @@ class _Watcher:
                 self.announced.add(pending.call_id)
                 events.append(ApprovalNeeded(
                     step=status.step, call_id=pending.call_id, tool=pending.tool,
-                    arguments=pending.arguments,
-                    approve_command=f"tether approve {self.handle.id} {pending.call_id}"))
+                    arguments=pending.arguments, arguments_digest=pending.arguments_digest,
+                    capped=pending.capped, text=pending.text,
+                    approve_command=approve_command(self.handle.id, pending),
+                    status_command=f"tether status {self.handle.id}"))
         b = status.budget
         # Seconds move on their own: report them every 5 s rather than on every look.
         key = (status.state, b.steps, b.tokens, b.cost_usd, b.max_steps, b.max_tokens,
@@ -159,6 +161,12 @@ class _Watcher:
             closed = description.status.name.lower() if description.status else "failed"
             return RunFinished(offset=offset, result=None, status=closed, error=str(cause))
         return RunFinished(offset=offset, result=result, status=result.status)
+
+
+def approve_command(workflow_id: str, pending: PendingApproval) -> str:
+    """The command that approves exactly the arguments the run waits to run."""
+    pinned = f" --digest {pending.arguments_digest}" if pending.arguments_digest else ""
+    return f"tether approve {workflow_id} {pending.call_id}{pinned}"
 
 
 def new_text(seen: str, now: str) -> str:

@@ -23,6 +23,7 @@ from tether.contracts import (
 )
 from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
 from tether.contracts.caps import cap_arguments
+from tether.contracts.digests import arguments_digest
 from tether.contracts.tools import BUILTIN_TOOLS, ToolSpec
 from tether.llm import Providers
 from tether.llm.carriable import carriable
@@ -125,9 +126,13 @@ class ModelActivities:
         # tool activity reads the full arguments from the stored assistant message.
         capped = [call.model_copy(update={"arguments": cap_arguments(call.arguments)})
                   for call in turn.tool_calls]
+        # Of the arguments as stored (their JSON form), which the tool activity runs and a
+        # person approving reads back: the digest an approval names.
+        digests = [arguments_digest(call.model_dump(mode="json")["arguments"])
+                   for call in turn.tool_calls]
         return ModelCallOutput(
             head=new_head, text=turn.text, tool_calls=capped, usage=usage,
-            cost_known=price is not None,
+            cost_known=price is not None, argument_digests=digests,
         )
 
     def _script_by_reference(self, spec: ModelSpec) -> ModelSpec:

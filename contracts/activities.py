@@ -72,8 +72,12 @@ class ModelCallOutput(BaseModel):
     head: str
     text: str | None
     tool_calls: list[ToolCall]
+    """As history holds them: long arguments capped."""
     usage: Usage
     cost_known: bool
+    argument_digests: list[str] = Field(default_factory=list)
+    """Each call's whole arguments as `contracts/digests.arguments_digest` names them, in
+    order: what an approval names. Empty in histories recorded before."""
 
 
 class ToolCallInput(BaseModel):

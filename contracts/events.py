@@ -79,7 +79,8 @@ class TextDelta(Strict):
 
 
 class ApprovalNeeded(Strict):
-    """Live: a call waiting for a person, whole, with the command that answers it."""
+    """Live: a call waiting for a person, the model's reason for it, and the commands that
+    show it whole and answer it."""
 
     kind: Literal["approval_needed"] = "approval_needed"
     offset: None = None
@@ -87,7 +88,16 @@ class ApprovalNeeded(Strict):
     call_id: str
     tool: str
     arguments: dict[str, Any]
+    """As history holds them: cut in the middle when `capped`."""
     approve_command: str
+    """Approves exactly the arguments `arguments_digest` names (with `--digest`, once known)."""
+    arguments_digest: str | None = None
+    capped: bool = False
+    """Whether `arguments` were cut: `status_command` prints them whole."""
+    text: str | None = None
+    """What the model said in the step that asked for the call, capped."""
+    status_command: str = ""
+    """Prints the call whole, with the model's whole text and the command approving it."""
 
 
 class BudgetUpdate(Strict):

@@ -213,9 +213,27 @@ class AgentRunResult(Strict):
 
 
 class PendingApproval(Strict):
+    """A tool call waiting for a person. Every field past `arguments` has a default, so
+    statuses of runs that started before them still decode."""
+
     call_id: str
     tool: str
     arguments: dict[str, Any]
+    """As history holds them: a string over 2,000 characters is cut in the middle (`capped`).
+    `tether status` reads them whole from the content store."""
+    arguments_digest: str | None = None
+    """`sha256:` of the canonical JSON of the whole arguments (`contracts/digests.py`):
+    exactly what runs if the call is approved. An `approve` that names a digest must name
+    this one. None for a call asked for before tether recorded digests."""
+    capped: bool = False
+    """Whether `arguments` were cut: then only the store's copy shows what runs."""
+    assistant_ref: str | None = None
+    """The stored assistant message that asked for the call: its whole arguments and text."""
+    text: str | None = None
+    """What the model said in the step that asked for the call (its reason), capped like
+    `arguments`."""
+    text_digest: str | None = None
+    """`sha256:` of the whole text, when `text` was cut."""
 
 
 class BudgetView(Strict):

@@ -14,11 +14,13 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from tether import client as tether
+from tether.contracts.digests import arguments_digest
 from tether.contracts.events import RunEvent
 
+from tests.endpoints import wire_server
 from tests.helpers import ROOT, tether_cli, wait_for
 from tests.llm.test_agent_runs_on_providers import openai_chunks
-from tests.llm.wire_servers import OPENAI_KEY, ProviderServer
+from tests.llm.wire_servers import OPENAI_KEY
 from tests.scripts import scripted_run, turn
 
 
@@ -105,7 +107,8 @@ async def test_a_watcher_is_told_of_a_waiting_call_with_its_command_and_of_the_b
     kinds = [e.kind for e in seen]
     [waiting] = [e for e in seen if e.kind == "approval_needed"]
     assert waiting.tool == "shell" and waiting.arguments == {"command": "echo approved-and-ran"}
-    assert waiting.approve_command == f"tether approve {handle.id} 1-0"
+    digest = arguments_digest({"command": "echo approved-and-ran"})
+    assert waiting.approve_command == f"tether approve {handle.id} 1-0 --digest {digest}"
     assert kinds.index("tool_call_started") < kinds.index("approval_needed") < kinds.index(
         "tool_call_finished")
     budgets = [e for e in seen if e.kind == "budget"]

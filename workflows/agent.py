@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         START_CONVERSATION,
     )
     from tether.contracts.caps import cap_record
+    from tether.contracts.digests import given_digest
     from tether.contracts.events import RunProgress
     from tether.contracts.files import CollectInput, RunArtifacts
     from tether.contracts.tools import McpListInput, McpListOutput
@@ -200,7 +201,8 @@ class AgentRun:
                 # attributes follow when a call goes to another queue or waits for a person
                 # (the tool runner's `on_change`), and at the step's end.
                 self._publish(lasting=not workflow.patched(LASTING_ATTRIBUTES_PATCH))
-                entry.tool_results = await self._tool_runner.run(calls, lost=lost)
+                entry.tool_results = await self._tool_runner.run(
+                    calls, lost=lost, text=turn.text, digests=turn.argument_digests)
                 state.phase = "thinking"
         except BudgetExhausted:
             if calls:
@@ -354,13 +356,17 @@ class AgentRun:
         return list(self._state.transcript) if self.state else []
 
     @workflow.update
-    async def approve(self, call_id: str, approved: bool, reason: str | None = None) -> str:
+    async def approve(self, call_id: str, approved: bool, reason: str | None = None,
+                      digest: str | None = None) -> str:
+        """Decides a waiting call. With `digest`, only if it names the arguments that would
+        run (the validator refuses another), so a person approves exactly what they read."""
         wait = self._state.approvals[call_id]
         wait.approved, wait.reason = approved, reason
         return f"call {call_id} ({wait.request.tool}) {'approved' if approved else 'denied'}"
 
     @approve.validator
-    def _validate_approve(self, call_id: str, approved: bool, reason: str | None = None) -> None:
+    def _validate_approve(self, call_id: str, approved: bool, reason: str | None = None,
+                          digest: str | None = None) -> None:
         approvals = self._state.approvals if self.state else {}
         if call_id not in approvals:
             waiting = ", ".join(approvals) or "none"
@@ -370,6 +376,8 @@ class AgentRun:
             raise ValueError(f"approved must be true or false, got {approved!r}")
         if reason is not None:
             check_text("the reason", reason)
+        if digest is not None:
+            check_digest(call_id, approvals[call_id].request.arguments_digest, digest)
 
     @workflow.update
     async def cancel(self, reason: str = "cancelled by a person") -> str:
@@ -552,6 +560,22 @@ def check_text(what: str, value: object) -> None:
         raise ValueError(f"{what} must be text, got {'null' if value is None else type(value).__name__}")
     if len(value) > MAX_MESSAGE_CHARS:
         raise ValueError(f"{what} has {len(value)} characters; the limit is {MAX_MESSAGE_CHARS}")
+
+
+def check_digest(call_id: str, waiting: str | None, given: object) -> None:
+    """An approval's digest must name the arguments that would run. The refusal shows only the
+    start of the right one: enough to recognise, not to approve unread."""
+    if not isinstance(given, str):
+        raise ValueError(f"the digest must be text, got {type(given).__name__}")
+    digest = given_digest(given)
+    read_it = f"read it again with `tether status {workflow.info().workflow_id}`"
+    if waiting is None:
+        raise ValueError(f"call {call_id} was asked for before tether recorded digests, so none "
+                         f"can be checked: {read_it} and approve it without a digest")
+    if digest != waiting:
+        raise ValueError(f"call {call_id} would run arguments with digest {waiting[:19]}…, not "
+                         f"{digest[:19]}…: what was read is not what would run; {read_it} and "
+                         "approve with the digest it prints")
 
 
 def joined(*notes: str | None) -> str | None:

@@ -8,8 +8,10 @@ carry on; only an interruption or a sandbox that can't be made stops the step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -33,7 +35,8 @@ from tether.contracts.activities import (
     ToolCallHereInput,
     ToolCallHereOutput,
 )
-from tether.contracts.caps import cap_arguments
+from tether.contracts.caps import cap_arguments, cap_text
+from tether.contracts.digests import arguments_digest, text_digest
 from tether.contracts.tools import FunctionCallInput, McpCallInput, ToolRoute
 from tether.workflows import telemetry
 from tether.workflows.failures import host_gone, root_message, sandbox_lost, stop_if_cancelled
@@ -61,20 +64,29 @@ class ToolRunner:
         self.options = options
         self.on_change = on_change
 
-    async def run(self, calls: list[ToolCall], *, lost: list[str] | None = None) -> list[ToolResult]:
+    async def run(
+        self, calls: list[ToolCall], *, lost: list[str] | None = None, text: str | None = None,
+        digests: Sequence[str] = (),
+    ) -> list[ToolResult]:
         """Runs the calls at once; their results go to the next model call, in order. Each
-        sandbox lost under a call is told in `lost` (the step's note in the transcript)."""
+        sandbox lost under a call is told in `lost` (the step's note in the transcript).
+        `text` (what the model said with the calls) and `digests` (of each call's whole
+        arguments) are shown to a person asked to approve one."""
         lost = [] if lost is None else lost
-        outcomes = await asyncio.gather(*(self._run_one(i, call, lost) for i, call in enumerate(calls)))
+        asked = Asked(text=text, digests=list(digests))
+        outcomes = await asyncio.gather(
+            *(self._run_one(i, call, lost, asked) for i, call in enumerate(calls)))
         self.state.tool_results.extend(message for _, message in outcomes)
         results = [result for result, _ in outcomes]
         telemetry.tool_calls(calls, results)
         return results
 
-    async def _run_one(self, index: int, call: ToolCall, lost: list[str]) -> tuple[ToolResult, NewMessage]:
+    async def _run_one(
+        self, index: int, call: ToolCall, lost: list[str], asked: Asked,
+    ) -> tuple[ToolResult, NewMessage]:
         problem = invalid_call_reason(call, self.state.tool_names(self.input.tools))
         if problem is None and call.name in self.input.approval.tools:
-            problem = await self._await_approval(index, call)
+            problem = await self._await_approval(index, call, asked)
         if problem is not None:
             return refused(call, problem)
         route = self.state.routes.get(call.name)
@@ -221,11 +233,11 @@ class ToolRunner:
                 return refused(call, f"tool call failed: {root_message(error)}", exit_code=125)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _await_approval(self, index: int, call: ToolCall) -> str | None:
+    async def _await_approval(self, index: int, call: ToolCall, asked: Asked) -> str | None:
         """Waits, durably, for a person's decision. Returns why the call may not run, or None."""
         call_id = f"{self.state.step}-{index}"
-        wait = ApprovalWait(request=PendingApproval(
-            call_id=call_id, tool=call.name, arguments=cap_arguments(call.arguments)))
+        wait = ApprovalWait(request=approval_request(call_id, call, asked.digest(index, call),
+                                                     asked.text, self.state.head))
         self.state.approvals[call_id] = wait
         self.on_change()
         timeout = self.input.approval.timeout_seconds
@@ -241,6 +253,41 @@ class ToolRunner:
         if wait.approved:
             return None
         return f"a person denied this call: {wait.reason or 'no reason given'}"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What the model turn said beside its calls, for the person asked to approve one."""
+
+    text: str | None
+    digests: list[str]
+
+    def digest(self, index: int, call: ToolCall) -> str | None:
+        """The digest of the call's whole arguments: the model activity's, or for a history
+        recorded before it gave them, one made here when history holds them whole."""
+        if index < len(self.digests):
+            return self.digests[index]
+        return None if cut(call.arguments) else arguments_digest(call.arguments)
+
+
+def cut(arguments: dict[str, Any]) -> bool:
+    """Whether history's copy of a call's arguments had a string cut. A cut string keeps
+    2,000 characters and a note, so it is over the cap: capping it again would change it."""
+    return cap_arguments(arguments) != arguments
+
+
+def approval_request(
+    call_id: str, call: ToolCall, digest: str | None, text: str | None, assistant_ref: str | None,
+) -> PendingApproval:
+    """What a person is shown of a waiting call. Only the query and the Web UI's details carry
+    it, never a command: history holds the text and the arguments once already. The
+    arguments are history's copy, capped by the model activity."""
+    capped = cut(call.arguments) if digest is None else arguments_digest(call.arguments) != digest
+    shown_text = cap_text(text)
+    return PendingApproval(
+        call_id=call_id, tool=call.name, arguments=call.arguments, arguments_digest=digest,
+        capped=capped, assistant_ref=assistant_ref, text=shown_text,
+        text_digest=text_digest(text) if text is not None and shown_text != text else None)
 
 
 def refused(call: ToolCall, reason: str, *, exit_code: int = 126) -> tuple[ToolResult, NewMessage]:

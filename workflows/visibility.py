@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from tether.contracts import AgentRunInput, ModelSpec, RunStatus
+from tether.contracts import AgentRunInput, ModelSpec, PendingApproval, RunStatus
 from tether.workflows.budget import Spent, view
 from tether.workflows.state import RunState
 
@@ -99,14 +99,27 @@ def details_markdown(status: RunStatus, workflow_id: str, started_at: datetime, 
     if status.pending_approvals:
         lines += ["", "**Waiting for approval:**", ""]
         for p in status.pending_approvals:
-            lines += [
-                f"- `{p.call_id}` **{p.tool}** {code(json.dumps(p.arguments))}",
-                f"  approve: `tether approve {workflow_id} {p.call_id}`"
-                f" (or add `--deny --reason \"...\"`)",
-            ]
+            lines += approval_lines(p, workflow_id)
     if status.last_error:
         lines += ["", f"**Last error:** {code(status.last_error)}"]
     return "\n".join(lines)
+
+
+def approval_lines(p: PendingApproval, workflow_id: str) -> list[str]:
+    """A waiting call as the Web UI shows it: the model's reason, the arguments, and the digest
+    of what would run. Arguments history holds cut are not offered for approval here: the
+    command that prints them whole is, and it prints the one that approves exactly them."""
+    lines = [f"- `{p.call_id}` **{p.tool}** {code(json.dumps(p.arguments))}"]
+    if p.text:
+        lines.append(f"  the model: {code(p.text)}")
+    if p.arguments_digest:
+        lines.append(f"  digest: `{p.arguments_digest}`")
+    deny = f"`tether approve {workflow_id} {p.call_id} --deny --reason \"...\"`"
+    if p.capped:
+        return [*lines, f"  cut in the middle here: read it whole, and approve it, with "
+                        f"`tether status {workflow_id}` · deny: {deny}"]
+    pinned = f" --digest {p.arguments_digest}" if p.arguments_digest else ""
+    return [*lines, f"  approve: `tether approve {workflow_id} {p.call_id}{pinned}` · deny: {deny}"]
 
 
 def code(text: str) -> str:

@@ -8,6 +8,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey
 from tether import client as tether
+from tether.contracts.digests import arguments_digest
 
 from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
@@ -66,7 +67,9 @@ async def test_status_shows_state_step_usage_against_every_limit_approvals_sandb
     assert "- tokens: 240 of 1000" in details
     assert "**Waiting for approval:**" in details
     assert "`2-0` **python** ` {\"code\": \"print(2)\"} `" in details
-    assert f"`tether approve {handle.id} 2-0`" in details
+    digest = arguments_digest({"code": "print(2)"})
+    assert f"digest: `{digest}`" in details
+    assert f"`tether approve {handle.id} 2-0 --digest {digest}`" in details
 
     await handle.execute_update("approve", args=["2-0", True])
     assert (await handle.result()).status == "completed"
