@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import ctypes
 import json
 import os
 import queue
@@ -39,6 +40,7 @@ import time
 
 WORKSPACE = "/workspace"
 LEDGER_RESULTS_KEPT = 256
+LEDGER_MAX_BYTES = 64 * 1024 * 1024
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 LEADER_GONE_GRACE = 0.25
 MCP_SESSION_BYTES = 16 * 1024 * 1024
@@ -54,6 +56,15 @@ CHILD_ENV = {
 # What the host promised the sandbox (its SandboxSpec), from the executor's environment.
 MEMORY_MB = os.environ.get("TETHER_MEMORY_MB", "")
 ADDRESS_SPACE_MB = os.environ.get("TETHER_ADDRESS_SPACE_MB", "")
+TOOL_UID = os.environ.get("TETHER_TOOL_UID", "")
+"""Set where the host starts the executor as root (under gVisor): the uid tools run as, while
+the executor takes EXECUTOR_UID. Unset, tools run as the executor's own uid."""
+EXECUTOR_UID = 10002
+EXECUTOR_CAPABILITIES = {"CHOWN": 0, "DAC_OVERRIDE": 1, "KILL": 5, "SETGID": 6, "SETUID": 7}
+"""What the executor keeps of root: start tools as TOOL_UID, signal them, and read and write
+their workspace, giving what it writes to them."""
+PR_SET_KEEPCAPS = 8
+CAPABILITY_VERSION_3 = 0x20080522
 EXECUTOR_OOM_SCORE_ADJ = 500
 TOOL_OOM_SCORE_ADJ = 1000
 PR_SET_DUMPABLE = 4
@@ -164,6 +175,8 @@ def _collect(process, stdin: bytes, buffers: dict, timeout: float) -> bool:
 def _start(argv: list, **options) -> subprocess.Popen:
     """Starts a tool or server in a session of its own, registered so the reaper leaves it to
     its `Popen`."""
+    if TOOL_UID:
+        options.update(user=int(TOOL_UID), group=int(TOOL_UID), extra_groups=[])
     with _children_lock:
         process = subprocess.Popen(argv, cwd=WORKSPACE, start_new_session=True, close_fds=True,
                                    **options)
@@ -288,6 +301,8 @@ class Executor:
         self.calls: dict[str, Call] = {}
         self.finished: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self.forgotten: set[str] = set()
+        self.finished_bytes = 0
+        self.ledger_bytes = _ledger_bytes()
         self.running = 0
         self.binding: dict | None = None
         self.servers: dict[str, McpServer] = {}
@@ -435,8 +450,12 @@ class Executor:
             del self.calls[call.key]
             joiners, call.joiners = call.joiners, []
             self.finished[call.key] = call.result or {}
-            while len(self.finished) > LEDGER_RESULTS_KEPT:
-                old, _ = self.finished.popitem(last=False)
+            self.finished_bytes += _result_bytes(self.finished[call.key])
+            # The newest result stays whatever its size: its own retry must still find it.
+            while len(self.finished) > 1 and (len(self.finished) > LEDGER_RESULTS_KEPT
+                                              or self.finished_bytes > self.ledger_bytes):
+                old, result = self.finished.popitem(last=False)
+                self.finished_bytes -= _result_bytes(result)
                 self.forgotten.add(old)
             idle = self.running == 0
             call.done.set()
@@ -496,6 +515,19 @@ class Executor:
         )
 
 
+def _ledger_bytes() -> int:
+    """What the ledger of finished results may hold: 64 MiB, and at most a quarter of the
+    memory the host gave the sandbox, so old results can't crowd out the tools."""
+    if MEMORY_MB.isdigit():
+        return min(LEDGER_MAX_BYTES, int(MEMORY_MB) * (1 << 20) // 4)
+    return LEDGER_MAX_BYTES
+
+
+def _result_bytes(result: dict) -> int:
+    """About what a recorded result holds in memory: its text, and a little for the rest."""
+    return 256 + sum(len(value) for value in result.values() if isinstance(value, str))
+
+
 def _result(exit_code, *, stdout="", stderr="", truncated=False, timed_out=False, duration_ms=0):
     return {"exit_code": exit_code, "stdout": stdout, "stderr": stderr, "truncated": truncated,
             "timed_out": timed_out, "duration_ms": duration_ms}
@@ -538,6 +570,49 @@ def _tool_prelude() -> list[str]:
 TOOL_PRELUDE = _tool_prelude()
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _become_executor() -> None:
+    """Where the host starts it as root (under gVisor, whose /proc lets a process of the same
+    uid open another's file descriptors, not dumpable or not), the executor takes a uid of its
+    own and keeps only EXECUTOR_CAPABILITIES: tools, started as TOOL_UID, hold no capability
+    (no-new-privileges, nothing to gain at exec) and can't open its /proc entries. Fails
+    closed: an executor that can't drop root serves nothing."""
+    if os.getuid() != 0:
+        return
+    if not TOOL_UID.isdigit() or int(TOOL_UID) in (0, EXECUTOR_UID):
+        sys.exit(f"tether executor: started as root, but TETHER_TOOL_UID is {TOOL_UID!r}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.setgroups([])
+    os.setresgid(EXECUTOR_UID, EXECUTOR_UID, EXECUTOR_UID)
+    if libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        sys.exit(f"tether executor: prctl(PR_SET_KEEPCAPS): {os.strerror(ctypes.get_errno())}")
+    os.setresuid(EXECUTOR_UID, EXECUTOR_UID, EXECUTOR_UID)
+    kept = sum(1 << bit for bit in EXECUTOR_CAPABILITIES.values())
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = kept
+    if libc.capset(ctypes.byref(_CapHeader(CAPABILITY_VERSION_3, 0)), data) != 0:
+        sys.exit(f"tether executor: capset: {os.strerror(ctypes.get_errno())}")
+    libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
+
+
+def _give_to_tools(path: str | int, *, dir_fd: int | None = None) -> None:
+    """What the executor creates in the workspace is the tools', as if they had written it."""
+    if not TOOL_UID:
+        return
+    if isinstance(path, int):
+        os.fchown(path, int(TOOL_UID), int(TOOL_UID))
+    else:
+        os.chown(path, int(TOOL_UID), int(TOOL_UID), dir_fd=dir_fd, follow_symlinks=False)
+
+
 def _guard_self() -> None:
     """Makes the executor the last process of the sandbox the OOM killer picks, and keeps
     tools (the same uid) out of it: not dumpable, its /proc entries (its score, memory and file
@@ -550,8 +625,6 @@ def _guard_self() -> None:
             f.write(str(EXECUTOR_OOM_SCORE_ADJ))
     except OSError:
         pass
-    import ctypes
-
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         # Without it, a tool could read the requests and forge answers: serve nothing.
         sys.exit(f"tether executor: prctl(PR_SET_DUMPABLE) failed: {os.strerror(ctypes.get_errno())}")
@@ -661,6 +734,18 @@ def _read_file(path: str, limit: int) -> dict:
                    duration_ms=int((time.monotonic() - started) * 1000))
 
 
+def _make_dirs(full: str) -> None:
+    """`os.makedirs`, each directory it makes given to the tools."""
+    if os.path.isdir(full):
+        return
+    _make_dirs(os.path.dirname(full))
+    try:
+        os.mkdir(full, 0o755)
+    except FileExistsError:
+        return
+    _give_to_tools(full)
+
+
 def _write_file(path: str, content: str) -> dict:
     started = time.monotonic()
     full = _confined(path)
@@ -670,11 +755,12 @@ def _write_file(path: str, content: str) -> dict:
     if len(data) > MAX_WRITE_BYTES:
         return _result(1, stderr=f"write_file: {len(data)} bytes is over the {MAX_WRITE_BYTES} limit")
     try:
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        _make_dirs(os.path.dirname(full))
         if _confined(os.path.relpath(full, WORKSPACE)) is None:
             return _result(1, stderr=f"write_file: {path!r} is outside /workspace")
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as f:
+            _give_to_tools(f.fileno())
             f.write(data)
     except OSError as error:
         return _result(1, stderr=f"write_file: {path!r}: {error.strerror}")
@@ -713,6 +799,7 @@ def _open_beneath(path: str, flags: int, *, make_dirs: bool = False) -> int:
             if make_dirs:
                 try:
                     os.mkdir(part, 0o755, dir_fd=directory)
+                    _give_to_tools(part, dir_fd=directory)
                 except FileExistsError:
                     pass
             inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
@@ -732,6 +819,7 @@ def _put_file(request: dict) -> dict:
     with os.fdopen(fd, "wb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise ValueError(f"{request.get('path')!r} is not a regular file")
+        _give_to_tools(f.fileno())
         if f.tell() + len(data) > MAX_WRITE_BYTES:
             raise ValueError(f"{request.get('path')!r} would be over the {MAX_WRITE_BYTES}-byte limit")
         f.write(data)
@@ -833,6 +921,7 @@ WORKSPACE_OPS = {"file_put": _put_file, "artifact_list": _list_artifacts,
 
 
 def main() -> None:
+    _become_executor()
     _guard_self()
     executor = Executor()
     for raw in sys.stdin.buffer:
