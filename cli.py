@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -714,14 +715,23 @@ def server(
     ui_port = ui_port or settings().ui_port
     data = settings().data_path
     data.mkdir(parents=True, exist_ok=True)
-    endpoint = codec_endpoint if settings().encryption_keys else None
+    token = settings().codec_token
+    endpoint = (_ui_codec_endpoint(codec_endpoint, token.get_secret_value() if token else None)
+                if settings().encryption_keys else None)
     command = embedded.server_command(port=port, ui_port=ui_port, db_file=data / "temporal.db",
                                       log_level="warn", codec_endpoint=endpoint)
     console.print(f"Temporal dev server on 127.0.0.1:{port} · web UI http://localhost:{ui_port}")
     if endpoint:
-        console.print(f"the web UI decodes payloads with the codec server at {endpoint}: "
-                      "run `tether codec-server` beside it")
+        console.print(f"the web UI decodes payloads with the codec server at {codec_endpoint}"
+                      f"{' (with TETHER_CODEC_TOKEN)' if token else ''}: run `tether codec-server` "
+                      "beside it")
     os.execv(command[0], command)
+
+
+def _ui_codec_endpoint(endpoint: str, token: str | None) -> str:
+    """The endpoint the Web UI calls: it sends no header of its own, so the codec server's
+    token is the path's first segment (`tether codec-server` takes it there too)."""
+    return f"{endpoint.rstrip('/')}/{token}" if token else endpoint
 
 
 @app.command()
@@ -737,19 +747,25 @@ def dev(
     data.mkdir(parents=True, exist_ok=True)
     address = settings().temporal_address
     keyed = settings().encryption_keys is not None
+    # The codec server asks for a token even here: one of this session's own when none is set.
+    given = settings().codec_token
+    token = given.get_secret_value() if given else secrets.token_urlsafe(24)
     server_process = None
     if not embedded.answers(address):
         port = int(address.rpartition(":")[2])
-        server_process = embedded.start(port=port, ui_port=settings().ui_port,
-                                        db_file=data / "temporal.db", log_file=data / "temporal.log",
-                                        codec_endpoint=codec_endpoint if keyed else None)
+        server_process = embedded.start(
+            port=port, ui_port=settings().ui_port, db_file=data / "temporal.db",
+            log_file=data / "temporal.log",
+            codec_endpoint=_ui_codec_endpoint(codec_endpoint, token) if keyed else None)
         console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings().ui_port}")
     codec_process = None
     if keyed:
         codec_process = subprocess.Popen([
             sys.executable, "-m", "tether.cli", "codec-server",
-            "--port", str(urlsplit(codec_endpoint).port or 80)])
-        console.print(f"codec server on {codec_endpoint}")
+            "--port", str(urlsplit(codec_endpoint).port or 80)],
+            env={**os.environ, "TETHER_CODEC_TOKEN": token})
+        console.print(f"codec server on {codec_endpoint}, for the web UI only "
+                      "(its endpoint carries the token)")
     worker_process = subprocess.Popen([sys.executable, "-m", "tether.worker"])
     try:
         worker_process.wait()
@@ -880,15 +896,21 @@ class _BuildProgress(Progress):
 def codec_server(
     port: Annotated[int, typer.Option()] = 8081,
     host: Annotated[str, typer.Option(
-        help="Where to listen. Anyone who reaches it can decrypt: 127.0.0.1 unless it is "
-             "behind authentication.")] = "127.0.0.1",
+        help="Where to listen. Beyond loopback it needs a token (TETHER_CODEC_TOKEN).")] = "127.0.0.1",
     cors_origin: Annotated[list[str] | None, typer.Option(
         help="A Web UI origin allowed to call it (repeat); default: the embedded UI's, "
              "http://localhost:TETHER_UI_PORT and http://127.0.0.1:TETHER_UI_PORT.")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help="A name requests may reach it by, beyond localhost, 127.0.0.1 "
+                             "and the --host address (repeat).")] = None,
+    token_env: Annotated[str | None, typer.Option(
+        metavar="NAME", help="The variable holding the token requests must carry; "
+                             "default: TETHER_CODEC_TOKEN.")] = None,
 ) -> None:
     """Serve Temporal's codec protocol (POST /encode, /decode) with TETHER_ENCRYPTION_KEYS, so the
     Web UI and `temporal workflow show --codec-endpoint` show encrypted runs in plaintext."""
     from tether.encryption import codec_server as codec
+    from tether.encryption.codec_access import Access, AccessRefused, check_token
 
     keys = settings().key_ring
     if keys is None:
@@ -896,10 +918,28 @@ def codec_server(
              "set it as on the workers; `tether keygen ID` makes a key")
     ui = settings().ui_port
     origins = cors_origin or [f"http://localhost:{ui}", f"http://127.0.0.1:{ui}"]
+    try:
+        if token_env:
+            if not os.environ.get(token_env):
+                raise AccessRefused(f"--token-env {token_env}: {token_env} is not set")
+            token: str | None = check_token(os.environ[token_env], named=token_env)
+        elif settings().codec_token:
+            token = check_token(settings().codec_token.get_secret_value(),  # type: ignore[union-attr]
+                                named="TETHER_CODEC_TOKEN")
+        else:
+            token = None
+        access = Access.of(token=token, listen=host, allow_hosts=allow_host or [],
+                           cors_origins=origins)
+    except AccessRefused as error:
+        fail(str(error))
+    guarded = ("requests need the token" if token else
+               f"no token: anyone on this machine who reaches {host}:{port} can decrypt "
+               "(set TETHER_CODEC_TOKEN to ask for one)")
     console.print(Text(f"codec server on http://{host}:{port} · keys {', '.join(keys.ids)} · "
-                       f"for the web UI at {', '.join(origins)}"), soft_wrap=True)
+                       f"for the web UI at {', '.join(origins)} · answers to "
+                       f"{', '.join(sorted(access.hosts))} · {guarded}"), soft_wrap=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(codec.serve(keys, host=host, port=port, cors_origins=origins))
+        asyncio.run(codec.serve(keys, host=host, port=port, access=access))
 
 
 @app.command()

@@ -50,6 +50,9 @@ class TetherSettings(BaseSettings):
     encryption_keys: SecretStr | None = None
     """`id1:BASE64,id2:BASE64`: AES-256-GCM keys for payloads and the store; the first
     encrypts, all decrypt. Unset: nothing is encrypted."""
+    codec_token: SecretStr | None = None
+    """The token `tether codec-server` asks of every request (`Authorization: Bearer`, or
+    the endpoint's first path segment); unset, it listens on loopback only."""
     task_queue: str = DEFAULT_TASK_QUEUE
     """The shared queue for workflows, model calls and sandbox acquisition."""
     worker_id: str = Field(default_factory=socket.gethostname)

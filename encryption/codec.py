@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
-from tether.encryption.keys import KeyRing
+from tether.encryption.keys import DecryptionError, KeyRing
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -44,9 +45,20 @@ class EncryptionCodec(PayloadCodec):
             if payload.metadata.get("encoding") != ENCODING:
                 decoded.append(payload)
                 continue
-            key_id = payload.metadata.get(KEY_ID, b"").decode()
-            decoded.append(Payload.FromString(self.keys.decrypt(key_id, payload.data)))
+            decoded.append(self._open(payload))
         return decoded
+
+    def _open(self, payload: Payload) -> Payload:
+        try:
+            key_id = payload.metadata.get(KEY_ID, b"").decode("ascii")
+        except UnicodeDecodeError:
+            raise DecryptionError(f"an encrypted payload's {KEY_ID} is not a key id") from None
+        plaintext = self.keys.decrypt(key_id, payload.data)
+        try:
+            return Payload.FromString(plaintext)
+        except DecodeError:
+            raise DecryptionError(f"a payload decrypted with key '{key_id}' is not a Temporal "
+                                  "payload: it was not encrypted by tether's codec") from None
 
 
 def data_converter(keys: KeyRing | None) -> DataConverter:

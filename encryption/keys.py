@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 VARIABLE = "TETHER_ENCRYPTION_KEYS"
 
@@ -103,6 +104,9 @@ class KeyRing:
             raise DecryptionError(
                 f"the data is encrypted with key '{key_id}', which {VARIABLE} does not hold "
                 f"(it holds {', '.join(repr(i) for i in self.ids)}); add key '{key_id}' to it")
+        if len(sealed) < NONCE_BYTES + TAG_BYTES:
+            raise DecryptionError(f"the data encrypted with key '{key_id}' is cut short: "
+                                  f"{len(sealed)} bytes, less than AES-GCM's nonce and tag")
         try:
             return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated)
         except InvalidTag:

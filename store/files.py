@@ -5,7 +5,8 @@ stored under the directory's name, as `cp -r` would place them). Download: every
 written under one directory and nowhere else. Names are checked again here (a record could
 come from anywhere), parents are opened one at a time without following links, and each
 file is written to a new name and renamed into place, so a link or hard link already in
-the directory is replaced, never written through.
+the directory is replaced, never written through; and replaced only when the person asked
+(`overwrite`), as a dotfile is written only when a glob names it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from tether.contracts.files import (
     name_problem,
 )
 from tether.store.content import BlobNotFound, ContentStore
+from tether.store.globs import hidden, named
+
+
+class ArtifactExists(FileExistsError):
+    """A download would replace a file already in its directory; nothing was written."""
+
+    def __init__(self, path: str, where: Path) -> None:
+        super().__init__(f"{where / path} already exists, and nothing was written: download with "
+                         "overwrite=True to replace what is there")
+        self.path = path
+        self.where = where
 
 
 class FilesRefused(ValueError):
@@ -80,18 +92,35 @@ class Downloaded:
 
 
 def write_artifacts(blobs: ContentStore, records: Sequence[ArtifactRecord],
-                    directory: str | os.PathLike[str]) -> Downloaded:
-    """Writes each artifact under `directory`; those that can't be are skipped, with why."""
+                    directory: str | os.PathLike[str], *, globs: Sequence[str] | None = None,
+                    overwrite: bool = False) -> Downloaded:
+    """Writes each artifact under `directory`; those that can't be are skipped, with why.
+
+    With `globs`, only the artifacts they match; a dotfile only where a glob names it
+    (`tether.store.globs`). A file already in the directory refuses the whole download,
+    before anything is written, unless `overwrite`: a run must not replace a person's files
+    unasked."""
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
     done = Downloaded()
+    chosen = []
+    for record in records:
+        if globs is not None and not named(globs, record.path, dotted=True):
+            continue  # not asked for
+        problem = name_problem(record.path, what="artifact name")
+        if problem is None and hidden(record.path) and not named(globs or [], record.path):
+            problem = f"a dotfile: written only when a glob names it (--glob {record.path!r})"
+        if problem:
+            done.skipped.append(SkippedArtifact(path=record.path, reason=problem))
+        else:
+            chosen.append(record)
+    root.mkdir(parents=True, exist_ok=True)
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for record in records:
-            problem = name_problem(record.path, what="artifact name")
-            if problem:
-                done.skipped.append(SkippedArtifact(path=record.path, reason=problem))
-                continue
+        if not overwrite:
+            for record in chosen:
+                if _exists_beneath(root_fd, record.path):
+                    raise ArtifactExists(record.path, root)
+        for record in chosen:
             try:
                 data = blobs.get(record.sha256)
             except (BlobNotFound, ValueError) as error:
@@ -111,6 +140,28 @@ def write_artifacts(blobs: ContentStore, records: Sequence[ArtifactRecord],
     finally:
         os.close(root_fd)
     return done
+
+
+def _exists_beneath(root_fd: int, name: str) -> bool:
+    """Whether a download would replace something at `name`, its parents opened as the write
+    opens them: a link or a file in a parent's place fails the write, so replaces nothing."""
+    parts = name.split("/")
+    directory = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            except OSError:
+                return False
+            os.close(directory)
+            directory = inner
+        try:
+            os.stat(parts[-1], dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(directory)
 
 
 def _write_beneath(root_fd: int, name: str, data: bytes) -> None:

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY_A = KeyRing.generate("key-a")
 KEY_B = KeyRing.generate("key-b")
 OTHER_A = KeyRing.generate("key-a")  # the same id, another key
+CODEC_TOKEN = "codec-token-" + uuid.uuid4().hex
 
 
 def keyed(keys: str | None) -> TetherSettings:
@@ -241,11 +242,11 @@ async def test_a_failure_message_is_encrypted_too(stack):
     assert "Encoded failure" in raw and f"tool_{marker}" not in raw
 
 
-async def test_temporal_workflow_show_with_the_codec_server_shows_plaintext(stack, encrypted_run):
+async def test_temporal_workflow_show_with_the_codec_servers_token_shows_plaintext(stack, encrypted_run):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "cli.py", "codec-server", "--port", str(port)], cwd=ROOT,
-        env={**os.environ, "TETHER_ENCRYPTION_KEYS": KEY_A},
+        env={**os.environ, "TETHER_ENCRYPTION_KEYS": KEY_A, "TETHER_CODEC_TOKEN": CODEC_TOKEN},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         for _ in range(100):
@@ -255,7 +256,9 @@ async def test_temporal_workflow_show_with_the_codec_server_shows_plaintext(stac
         show = [embedded.temporal_binary(), "workflow", "show", "--address", stack.address,
                 "-w", encrypted_run.workflow_id, "--detailed"]
         without = subprocess.run(show, capture_output=True, text=True, timeout=60)
-        decoded = subprocess.run([*show, "--codec-endpoint", f"http://127.0.0.1:{port}"],
+        through = [*show, "--codec-endpoint", f"http://127.0.0.1:{port}"]
+        no_token = subprocess.run(through, capture_output=True, text=True, timeout=60)
+        decoded = subprocess.run([*through, "--codec-auth", f"Bearer {CODEC_TOKEN}"],
                                  capture_output=True, text=True, timeout=60)
     finally:
         server.terminate()
@@ -264,3 +267,5 @@ async def test_temporal_workflow_show_with_the_codec_server_shows_plaintext(stac
     for secret in (encrypted_run.secrets[0], encrypted_run.secrets[2]):
         assert secret in decoded.stdout
         assert secret not in without.stdout
+        assert secret not in no_token.stdout
+    assert no_token.returncode != 0  # refused (401); the CLI retries until its deadline
