@@ -509,6 +509,11 @@ def artifacts(
     workflow_id: str,
     download: Annotated[Path | None, typer.Option(
         help="Write the artifacts under this directory (and nowhere else).")] = None,
+    glob: Annotated[list[str] | None, typer.Option(
+        help="Download only what this glob matches (repeat). A dotfile (.git/config, .env) is "
+             "written only when a glob names it, dot included: '.git/*', not '**'.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace files already in the directory; without it, one there refuses the download.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the files a run left (its input's `artifacts` globs), or download them."""
@@ -520,10 +525,14 @@ def artifacts(
     found = _read(workflow_id, "the artifacts", go)
     downloaded = None
     if download is not None:
-        from tether.store.files import write_artifacts
+        from tether.store.files import ArtifactExists, write_artifacts
 
         try:
-            downloaded = write_artifacts(client.content_store(settings()), found.artifacts, download)
+            downloaded = write_artifacts(client.content_store(settings()), found.artifacts, download,
+                                         globs=glob, overwrite=overwrite)
+        except ArtifactExists as exists:
+            fail(f"{exists.where / exists.path} already exists, so nothing was written: "
+                 "pass --overwrite to replace it")
         except OSError as error:
             fail(f"cannot write to {download}: {error.strerror or error}", "choose a directory you can write")
     if as_json:

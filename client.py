@@ -23,11 +23,12 @@ from tether.encryption import data_converter
 from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
 from tether.store import ContentAddressed, ContentStore, Conversations, open_blobs
-from tether.store.files import Downloaded, upload_paths, write_artifacts
+from tether.store.files import ArtifactExists, Downloaded, upload_paths, write_artifacts
 from tether.store.sealed import sealed
 from tether.watching import watch
 
 __all__ = [
+    "ArtifactExists",
     "NoWorker",
     "WaitingCall",
     "approve",
@@ -187,9 +188,13 @@ async def get_artifacts(client: Client, workflow_id: str) -> RunArtifacts:
 
 async def download_artifacts(
     client: Client, workflow_id: str, directory: str | os.PathLike[str], *,
-    settings: TetherSettings | None = None,
+    settings: TetherSettings | None = None, globs: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> Downloaded:
     """Writes a run's artifacts under `directory`, and nowhere else: `written` lists the
-    files, `skipped` what could not be written there (and why)."""
+    files, `skipped` what could not be written there (and why). With `globs`, only those
+    they match; dotfiles only where a glob names them (`.git/*`). A file already in the
+    directory raises `ArtifactExists`, nothing written, unless `overwrite`."""
     found = await get_artifacts(client, workflow_id)
-    return write_artifacts(content_store(settings), found.artifacts, Path(directory))
+    return write_artifacts(content_store(settings), found.artifacts, Path(directory),
+                           globs=globs, overwrite=overwrite)

@@ -147,3 +147,23 @@ async def test_the_clients_approve_refuses_another_digest_and_approves_the_one_w
     assert await tether.approve(temporal_client, handle.id, "1-0", digest=DIGEST) == (
         "call 1-0 (shell) approved")
     assert (await handle.result()).output == "PWNED"
+
+
+async def test_status_prints_waiting_code_as_it_reads_below_its_json(
+    temporal_client: Client, temporal_address: str, worker: str
+):
+    code = "import os\nfor name in os.listdir('.'):\n    print(name)"
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("list", turn("Listing.", python=code), turn("done"), approval={"tools": ["python"]}),
+        task_queue=worker)
+
+    async def waiting() -> bool:
+        return bool((await tether.get_status(temporal_client, handle.id)).pending_approvals)
+
+    await wait_for(waiting, what="the call to wait for approval")
+    exit_code, out, err = await cli(temporal_address, worker, "status", handle.id)
+    assert exit_code == 0, err
+    assert "  code:\n    import os\n    for name in os.listdir('.'):\n        print(name)\n" in out
+    await handle.execute_update("cancel", "seen")
+    assert (await handle.result()).status == "cancelled"

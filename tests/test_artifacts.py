@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.contracts import ArtifactRecord
 from tether.contracts.files import MAX_FILE_BYTES
-from tether.store.files import write_artifacts
+from tether.store.files import ArtifactExists, write_artifacts
 
 from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
@@ -199,7 +199,7 @@ async def test_a_download_writes_nothing_outside_its_directory_whatever_the_reco
              "out/x.txt", "file.txt", "linked.txt", "ok/fine.txt"]
     records = [ArtifactRecord(path=name, size=8, sha256=digest) for name in names]
     records.append(ArtifactRecord(path="wrong.txt", size=8, sha256=hashlib.sha256(b"other").hexdigest()))
-    done = write_artifacts(store, records, target)
+    done = write_artifacts(store, records, target, overwrite=True)
 
     written = sorted(str(p.relative_to(target)) for p in done.written)
     assert written == ["file.txt", "linked.txt", "ok/fine.txt"]
@@ -219,3 +219,92 @@ def test_an_artifact_glob_that_leaves_the_workspace_is_refused():
     for glob in ("../*", "/etc/*", "out/../../x"):
         with pytest.raises(ValueError, match="artifact glob"):
             tether.AgentRunInput.model_validate({"task": "x", "artifacts": [glob]})
+
+
+def stored(*names: str) -> list[ArtifactRecord]:
+    """Records of artifacts named `names`, each holding its own name, in the suite's store."""
+    store = tether.content_store()
+    return [ArtifactRecord(path=name, size=len(name), sha256=store.put(name.encode())) for name in names]
+
+
+def test_a_download_writes_no_dotfile_unless_a_glob_names_it(tmp_path):
+    records = stored(".git/config", ".env", "out/.hidden", "out/x.txt", "docs/a.md")
+    done = write_artifacts(tether.content_store(), records, tmp_path / "all")
+    assert sorted(local_files(tmp_path / "all")) == ["docs/a.md", "out/x.txt"]
+    reasons = {s.path: s.reason for s in done.skipped}
+    assert sorted(reasons) == [".env", ".git/config", "out/.hidden"]
+    assert all("dotfile" in reason and "glob" in reason for reason in reasons.values())
+
+    # A wildcard is no explicit name: `**` and `*` pass over names that start with a dot.
+    done = write_artifacts(tether.content_store(), records, tmp_path / "wild", globs=["**", "out/*"])
+    assert sorted(local_files(tmp_path / "wild")) == ["docs/a.md", "out/x.txt"]
+
+    done = write_artifacts(tether.content_store(), records, tmp_path / "named",
+                           globs=[".git/*", "out/.hid*", "docs/**"])
+    assert local_files(tmp_path / "named") == {
+        ".git/config": b".git/config", "out/.hidden": b"out/.hidden", "docs/a.md": b"docs/a.md"}
+    assert done.skipped == []  # what no glob asked for is not written, and not a problem either
+
+
+def test_a_download_onto_an_existing_file_raises_and_writes_nothing(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.txt").write_text("mine\n")
+    with pytest.raises(ArtifactExists) as refused:
+        write_artifacts(tether.content_store(), stored("out/a.txt", "out/b.txt", "c/d.txt"), tmp_path)
+    assert refused.value.path == "out/b.txt"
+    assert local_files(tmp_path) == {"out/b.txt": b"mine\n"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_overwrite_replaces_the_files_a_download_finds_in_its_way(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.txt").write_text("mine\n")
+    done = write_artifacts(tether.content_store(), stored("out/a.txt", "out/b.txt"), tmp_path, overwrite=True)
+    assert len(done.written) == 2
+    assert local_files(tmp_path) == {"out/a.txt": b"out/a.txt", "out/b.txt": b"out/b.txt"}
+
+
+async def test_the_cli_refuses_in_one_line_to_replace_a_file_unless_told_to_overwrite(
+    temporal_client: Client, temporal_address: str, worker: str, tmp_path
+):
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("write", turn(shell="mkdir out && echo a > out/a.txt && echo b > out/b.txt"),
+                     turn("done"), artifacts=["out/**"]),
+        task_queue=worker)
+    assert (await handle.result()).status == "completed"
+    target = tmp_path / "results"
+    (target / "out").mkdir(parents=True)
+    (target / "out" / "b.txt").write_text("mine\n")
+
+    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(target))
+    assert code != 0
+    [line] = err.strip().splitlines()
+    assert "out/b.txt" in line and "--overwrite" in line
+    assert local_files(target) == {"out/b.txt": b"mine\n"}  # not even out/a.txt
+
+    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(target),
+                               "--overwrite")
+    assert code == 0, err
+    assert local_files(target) == {"out/a.txt": b"a\n", "out/b.txt": b"b\n"}
+
+
+async def test_the_cli_writes_a_runs_dotfiles_only_when_a_glob_names_them(
+    temporal_client: Client, temporal_address: str, worker: str, tmp_path
+):
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("write", turn(shell="mkdir .git && echo '[core]' > .git/config && echo r > report.md"),
+                     turn("done"), artifacts=["**"]),
+        task_queue=worker)
+    assert sorted(a.path for a in (await handle.result()).artifacts) == [".git/config", "report.md"]
+
+    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(tmp_path / "a"))
+    assert code == 0, err
+    assert local_files(tmp_path / "a") == {"report.md": b"r\n"}
+    assert "not written .git/config" in out and "--glob" in out
+
+    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(tmp_path / "b"),
+                               "--glob", ".git/config")
+    assert code == 0, err
+    assert local_files(tmp_path / "b") == {".git/config": b"[core]\n"}
