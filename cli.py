@@ -120,10 +120,11 @@ def run(
                              "JSON; the task and flags given override its fields.")] = None,
     model: Annotated[str | None, typer.Option(
         help="provider:name, or scripted:FILE. Default: openai:gpt-4o-mini")] = None,
+    endpoint: Annotated[str | None, typer.Option(
+        help="A model endpoint the worker configures (TETHER_MODEL_ENDPOINTS), by name.")] = None,
     base_url: Annotated[str | None, typer.Option(
-        help="The model server (any OpenAI- or Anthropic-compatible endpoint).")] = None,
-    api_key_env: Annotated[str | None, typer.Option(
-        help="Name of the worker's environment variable holding the key.")] = None,
+        help="A model server of your own, sent no key: only a worker with "
+             "TETHER_ALLOW_INPUT_URLS=1 (local development) accepts it.")] = None,
     fallback: Annotated[list[str] | None, typer.Option(
         help="A model that serves a step when the ones before fail (repeat).")] = None,
     tool: Annotated[list[str] | None, typer.Option(help="Enable only these tools (repeat).")] = None,
@@ -160,14 +161,13 @@ def run(
         raw["task"] = task
     if "task" not in raw:
         fail("no task: give one (tether run \"TASK\") or put it in --input-file")
-    if model is not None or base_url or api_key_env:
+    if model is not None or endpoint or base_url:
         chosen = model_option(model or "openai:gpt-4o-mini")
-        if base_url or api_key_env:
+        if endpoint or base_url:
             if not isinstance(chosen, str):
-                fail("--base-url and --api-key-env are for openai: and anthropic: models")
+                fail("--endpoint and --base-url are for openai: and anthropic: models")
             provider, _, name = chosen.partition(":")
-            chosen = {"provider": provider, "name": name, "base_url": base_url,
-                      "api_key_env": api_key_env}
+            chosen = {"provider": provider, "name": name, **given(endpoint=endpoint, base_url=base_url)}
         raw["model"] = chosen
     if approve or approval_timeout is not None:
         raw["approval"] = {**raw.get("approval", {}), **given(

@@ -19,6 +19,7 @@ from tether.sandbox.manager import SandboxGone, SandboxManager
 from tether.sandbox.mcp_stdio import sandbox_stdio
 from tether.store import BlobNotFound, Conversations
 from tether.tools.mcp_client import McpUnavailable, call_tool, http_transport, list_tools, session
+from tether.tools.mcp_servers import McpEndpoints, McpRefused
 
 LIST_TIMEOUT_S = 60.0
 TOOLSET = TypeAdapter(list[ToolSpec])
@@ -26,12 +27,15 @@ TOOLSET = TypeAdapter(list[ToolSpec])
 
 class McpActivities:
     """`sandboxes` is this host's engine (None on a worker without one: HTTP servers only);
-    `environment` holds the values of the header variables a run names."""
+    `servers` the HTTP servers this worker reaches (`TETHER_MCP_SERVERS`); `environment` holds
+    the values of the header variables they name."""
 
     def __init__(self, *, conversations: Conversations, sandboxes: SandboxManager | None,
+                 servers: McpEndpoints | None = None,
                  environment: Mapping[str, str] = os.environ) -> None:
         self.conversations = conversations
         self.sandboxes = sandboxes
+        self.servers = servers or McpEndpoints()
         self.environment = environment
 
     @activity.defn(name=MCP_LIST_TOOLS)
@@ -75,6 +79,12 @@ class McpActivities:
 
     def _transport(self, server: McpServer, container_id: str | None, timeout_s: float, *,
                    started_at: str | None = None) -> AbstractAsyncContextManager[TransportStreams]:
+        try:
+            # Checked at every request, not only at the run's start: a worker configured
+            # unlike the one that started the run reaches nothing it did not configure.
+            server = self.servers.resolve(server)
+        except McpRefused as refused:
+            raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
         if server.url is not None:
             try:
                 return http_transport(server, self.environment)
@@ -90,6 +100,8 @@ class McpActivities:
 def _activity_error(error: BaseException) -> ApplicationError:
     """A lost sandbox as the workflow reads one, a misconfigured server as final, and anything
     else (a server not up yet, a dropped connection) as worth another attempt."""
+    if isinstance(error, ApplicationError):
+        return error  # classified where it was raised
     if isinstance(error, SandboxGone):
         return ApplicationError(str(error), type="SandboxGone", non_retryable=True)
     if isinstance(error, McpUnavailable):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from pydantic import TypeAdapter
@@ -27,10 +28,12 @@ from tether.contracts.digests import arguments_digest
 from tether.contracts.tools import BUILTIN_TOOLS, ToolSpec
 from tether.llm import Providers
 from tether.llm.carriable import carriable
+from tether.llm.endpoints import EndpointRefused
 from tether.llm.pricing import cost_usd, price_known
 from tether.llm.provider import PermanentModelError, TransientModelError
 from tether.store import BlobNotFound, Conversations
 from tether.tools import FunctionTools
+from tether.tools.mcp_servers import McpEndpoints, McpRefused
 
 HEARTBEAT_EVERY_S = 2.0
 STREAM_BEAT_EVERY_S = 0.5
@@ -43,15 +46,18 @@ class ModelActivities:
     the worker's function tools given."""
 
     def __init__(self, *, conversations: Conversations, providers: Providers,
-                 functions: FunctionTools | None = None) -> None:
+                 functions: FunctionTools | None = None, mcp_servers: McpEndpoints | None = None) -> None:
         self.conversations = conversations
         self.providers = providers
         self.functions = functions or FunctionTools()
+        self.mcp_servers = mcp_servers or McpEndpoints()
+        """The worker's MCP servers: checked at a run's start, as its models' endpoints are."""
 
     @activity.defn(name=START_CONVERSATION)
     async def start_conversation(self, input: StartConversationInput) -> StartConversationOutput:
+        self._refuse_foreign_endpoints(input)
         if input.max_cost_usd is not None:
-            refuse_unpriced(input.models)
+            refuse_unpriced(input.models, self._base_url)
         if input.files:
             check_files(self.conversations.blobs, input.files, input.disk_mb)
         head = self.conversations.append(None, [
@@ -65,6 +71,29 @@ class ModelActivities:
             TypeAdapter(list[ToolSpec]).dump_json(specs, exclude_defaults=True))
         return StartConversationOutput(head=head, models=models, toolset=toolset,
                                        routes={spec.name: spec.route() for spec in specs})
+
+    def _refuse_foreign_endpoints(self, input: StartConversationInput) -> None:
+        """A URL or a key variable the worker did not configure refuses the run before any
+        request leaves a worker (the model and MCP activities check again, at each request)."""
+        problems = []
+        for spec in input.models:
+            try:
+                self._base_url(spec)
+            except EndpointRefused as refused:
+                problems.append(str(refused))
+        for server in input.mcp_servers:
+            try:
+                self.mcp_servers.resolve(server)
+            except McpRefused as refused:
+                problems.append(str(refused))
+        if problems:
+            raise ApplicationError("; ".join(problems), type="InvalidInput", non_retryable=True)
+
+    def _base_url(self, spec: ModelSpec) -> str | None:
+        """Where the spec's calls go, as this worker's endpoints say; None for the scripted model."""
+        if spec.provider == "scripted":
+            return None
+        return self.providers.options.endpoints.route(spec).base_url
 
     def _tool_specs(self, names: list[str]) -> list[ToolSpec]:
         """The run's tools, as this worker knows them; an unknown name refuses the run."""
@@ -95,13 +124,19 @@ class ModelActivities:
             tools = self._offered(input)
         except BlobNotFound as error:
             raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+        try:
+            base_url = self._base_url(spec)
+        except EndpointRefused as refused:
+            # A worker configured unlike the one that started the run sends nothing either.
+            raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
 
         provider = self.providers.get(spec.provider)
         # The label people read: a script passed by reference would show as "scripted:store:<digest>".
         progress = Progress(input.step, "scripted" if spec.provider == "scripted" else spec.label)
         call = asyncio.ensure_future(observed(
             provider.complete(spec, messages, tools, on_text=progress.on_text),
-            spec, conversation_id=input.workflow_id, step=input.step, messages=messages))
+            spec, conversation_id=input.workflow_id, step=input.step, messages=messages,
+            base_url=base_url))
         try:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
@@ -118,7 +153,7 @@ class ModelActivities:
         finally:
             call.cancel()
 
-        price = cost_usd(spec, turn.usage)
+        price = cost_usd(spec, turn.usage, base_url=base_url)
         usage = turn.usage.model_copy(update={"cost_usd": price or 0.0})
         assistant = Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls)
         new_head = conversations.append(head, [assistant]) or head
@@ -162,10 +197,10 @@ class ModelActivities:
         return Message.model_validate_json(self.conversations.blobs.get(item.ref))
 
 
-def refuse_unpriced(models: list[ModelSpec]) -> None:
+def refuse_unpriced(models: list[ModelSpec], base_url: Callable[[ModelSpec], str | None]) -> None:
     """A cost budget can't be enforced on a model whose price nobody knows: say so at start,
     not after the money is spent."""
-    unknown = [spec.label for spec in models if not price_known(spec)]
+    unknown = [spec.label for spec in models if not price_known(spec, base_url=base_url(spec))]
     if unknown:
         raise ApplicationError(
             f"max_cost_usd can't be enforced: no known price for {', '.join(unknown)}; give "
