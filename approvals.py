@@ -59,7 +59,8 @@ def read_one(pending: PendingApproval, conversations: Conversations | None, *,
     except Exception as error:  # any backend's, or a key that can't open it: say which
         return partial(f"cut in the middle; reading it whole from {where} failed: {error} "
                        "(set TETHER_STORE_URL and TETHER_ENCRYPTION_KEYS as the workers have them)")
-    index = int(pending.call_id.rsplit("-", 1)[-1])
+    position = pending.call_id.rpartition("-")[2]  # ids are `<step>-<index>`
+    index = int(position) if position.isdigit() else len(message.tool_calls)
     calls = message.tool_calls
     if index >= len(calls) or calls[index].name != pending.tool:
         return partial(f"the stored message {pending.assistant_ref[:12]} has no call {pending.call_id}"

@@ -19,8 +19,8 @@ from tether.llm import errors
 from tether.llm.connection import Connection, connection_for
 from tether.llm.openai_stream import read_stream
 from tether.llm.sdk_client import sdk_client
-
 from tether.llm.tool_arguments import parse_arguments
+
 
 class OpenAIProvider:
     def __init__(self, *, timeout_seconds: float) -> None:

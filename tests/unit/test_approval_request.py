@@ -102,3 +102,11 @@ def test_the_client_says_when_it_cannot_read_a_cut_call_whole(tmp_path: Path):
     call = read_one(pending, conversations, where="file:///nowhere")
     assert not call.whole and call.arguments == pending.arguments
     assert call.problem is not None and "file:///nowhere" in call.problem
+
+
+def test_the_client_finds_no_call_for_an_id_it_cannot_place_and_says_so(tmp_path: Path):
+    conversations, ref = stored(tmp_path, WHOLE)
+    pending = asked_for(WHOLE, DIGEST).model_copy(update={"assistant_ref": ref, "call_id": "1-x"})
+    call = read_one(pending, conversations)
+    assert not call.whole
+    assert call.problem is not None and "no call 1-x" in call.problem
