@@ -277,14 +277,14 @@ async def test_the_cli_refuses_in_one_line_to_replace_a_file_unless_told_to_over
     (target / "out").mkdir(parents=True)
     (target / "out" / "b.txt").write_text("mine\n")
 
-    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(target))
+    code, _, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(target))
     assert code != 0
     [line] = err.strip().splitlines()
     assert "out/b.txt" in line and "--overwrite" in line
     assert local_files(target) == {"out/b.txt": b"mine\n"}  # not even out/a.txt
 
-    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(target),
-                               "--overwrite")
+    code, _, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(target),
+                             "--overwrite")
     assert code == 0, err
     assert local_files(target) == {"out/a.txt": b"a\n", "out/b.txt": b"b\n"}
 
@@ -299,12 +299,13 @@ async def test_the_cli_writes_a_runs_dotfiles_only_when_a_glob_names_them(
         task_queue=worker)
     assert sorted(a.path for a in (await handle.result()).artifacts) == [".git/config", "report.md"]
 
-    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(tmp_path / "a"))
+    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id,
+                               "--download", str(tmp_path / "a"))
     assert code == 0, err
     assert local_files(tmp_path / "a") == {"report.md": b"r\n"}
     assert "not written .git/config" in out and "--glob" in out
 
-    code, out, err = await cli(temporal_address, worker, "artifacts", handle.id, "--download", str(tmp_path / "b"),
-                               "--glob", ".git/config")
+    code, _, err = await cli(temporal_address, worker, "artifacts", handle.id,
+                             "--download", str(tmp_path / "b"), "--glob", ".git/config")
     assert code == 0, err
     assert local_files(tmp_path / "b") == {".git/config": b"[core]\n"}
