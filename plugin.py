@@ -151,9 +151,11 @@ class TetherPlugin(SimplePlugin):
             settings = self.settings
             self._model = ModelActivities(
                 conversations=self._store(), functions=self._functions(),
+                mcp_servers=settings.mcp_endpoint_policy,
                 providers=Providers(ProviderOptions(
                     timeout_seconds=settings.model_timeout_seconds,
-                    max_output_tokens=settings.max_output_tokens)))
+                    max_output_tokens=settings.max_output_tokens,
+                    endpoints=settings.model_endpoint_policy)))
         return self._model
 
     def host_activities(self, client: Client, task_queue: str) -> HostActivities:
@@ -177,7 +179,8 @@ class TetherPlugin(SimplePlugin):
                         unclaimed=lambda: pool.idle if pool else 0)),
                 tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes,
                                      worker_id=settings.worker_id, gate=gate),
-                mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes),
+                mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes,
+                                  servers=settings.mcp_endpoint_policy),
                 artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
                 pool=pool,
                 gate=gate,

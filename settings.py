@@ -4,12 +4,14 @@
 the demo), and is passed down to what needs it; nothing below reads the environment itself.
 The README's configuration table lists every field here (a test checks it).
 
-Model API keys are the one exception, on purpose: a run names the *variable* holding its
-key, and the provider reads it on the worker at call time, so a rotated key needs no restart.
+Model API keys and MCP header values are the one exception, on purpose: the worker's
+endpoints (`model_endpoints`, `mcp_servers`) name the *variable* holding each, and it is read
+at call time, so a rotated key needs no restart. A run names endpoints, never variables.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,11 +19,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tether.encryption.keys import KeyRing
+from tether.llm.endpoints import ModelEndpoint, ModelEndpoints
 from tether.store.backends import check_store_url, file_url
+from tether.tools.mcp_servers import McpEndpoint, McpEndpoints
 
 DEFAULT_TASK_QUEUE = "agents"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1:7233"
+NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+"""An endpoint's or MCP server's name, as a run gives it."""
 
 
 def host_and_port(value: str) -> str:
@@ -93,6 +99,15 @@ class TetherSettings(BaseSettings):
     """How long one HTTP request to a model provider may take."""
     max_output_tokens: int = Field(default=4096, gt=0)
     """The cap on a model's answer, for APIs that require one (Anthropic's Messages)."""
+    model_endpoints: dict[str, ModelEndpoint] = Field(default_factory=dict)
+    """JSON: name → `{"provider", "base_url", "api_key_env"}`: the model servers a run may name
+    (`"model": {..., "endpoint": NAME}`), each with the variable its key is read from."""
+    mcp_servers: dict[str, McpEndpoint] = Field(default_factory=dict)
+    """JSON: name → `{"url", "headers_env": {HEADER: VARIABLE}}`: the HTTP MCP servers a run
+    may name (`"mcp_servers": [{"name": NAME}]`), each with the variables its headers carry."""
+    allow_input_urls: bool = False
+    """For local development only: a run may give a model `base_url` or an MCP `url` of its
+    own, reached with no key or header of the worker's (`1` to opt in)."""
     trace_file: str | None = None
     """Where workers append finished spans as JSON lines (`off`: nowhere);
     `<data_dir>/traces.jsonl` when unset."""
@@ -128,6 +143,25 @@ class TetherSettings(BaseSettings):
         if isinstance(value, str):
             return [entry.strip() for entry in value.split(",") if entry.strip()]
         return value
+
+    @field_validator("model_endpoints", "mcp_servers")
+    @classmethod
+    def _endpoint_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an endpoint name: letters, digits, _ and - "
+                                 "(at most 32)")
+        return value
+
+    @property
+    def model_endpoint_policy(self) -> ModelEndpoints:
+        """Where this worker's model calls may go, and which key variables they may read."""
+        return ModelEndpoints(self.model_endpoints, allow_input_urls=self.allow_input_urls)
+
+    @property
+    def mcp_endpoint_policy(self) -> McpEndpoints:
+        """Which HTTP MCP servers this worker reaches, and which variables their headers carry."""
+        return McpEndpoints(self.mcp_servers, allow_input_urls=self.allow_input_urls)
 
     @field_validator("encryption_keys")
     @classmethod

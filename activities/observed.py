@@ -18,7 +18,7 @@ ERROR_TYPES = {PermanentModelError: "ModelPermanentError", TransientModelError: 
 
 
 async def observed(call: Awaitable[ModelTurn], spec: ModelSpec, *, conversation_id: str,
-                   step: int, messages: Sequence[Message]) -> ModelTurn:
+                   step: int, messages: Sequence[Message], base_url: str | None) -> ModelTurn:
     # The activity's meter: the worker's runtime serves it, labelled with the activity type.
     metrics = WorkerMetrics(activity.metric_meter())
     started = time.monotonic()
@@ -32,7 +32,7 @@ async def observed(call: Awaitable[ModelTurn], spec: ModelSpec, *, conversation_
             metrics.model_call(spec, seconds=time.monotonic() - started, usage=None,
                                response_model=None, cost_usd=None, error_type=error_type)
             raise
-        price = cost_usd(spec, turn.usage)
+        price = cost_usd(spec, turn.usage, base_url=base_url)
         tracing.chat_answered(span, spec, turn, price)
     metrics.model_call(spec, seconds=time.monotonic() - started, usage=turn.usage,
                        response_model=turn.model, cost_usd=price)

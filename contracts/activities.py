@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from tether.contracts.messages import Message, ToolCall, ToolResult, Usage
 from tether.contracts.run import ModelSpec, SandboxSpec
-from tether.contracts.tools import ToolRoute, call_key
+from tether.contracts.tools import McpServer, ToolRoute, call_key
 
 START_CONVERSATION = "start_conversation"
 MODEL_CALL = "model_call"
@@ -35,6 +35,8 @@ class StartConversationInput(BaseModel):
     files: dict[str, str] = Field(default_factory=dict)
     """The files the run is given: each must be in the store, and all must fit `disk_mb`."""
     disk_mb: int | None = None
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+    """The run's MCP servers: each must be one the worker configured, as its models' endpoints."""
 
 
 class StartConversationOutput(BaseModel):

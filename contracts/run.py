@@ -54,9 +54,15 @@ class ModelSpec(Strict):
 
     provider: Provider
     name: str = ""
+    endpoint: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """An endpoint of the worker's `TETHER_MODEL_ENDPOINTS`, by name: the worker's configuration
+    says its URL and the variable its key is read from. None: the vendor's own."""
     base_url: str | None = None
+    """Kept so recorded histories and older inputs decode: a worker refuses one that is not a
+    configured endpoint's (with `TETHER_ALLOW_INPUT_URLS`, it sends that URL no key)."""
     api_key_env: str | None = None
-    """The name of the environment variable holding the key; the value never leaves the worker."""
+    """Kept so recorded histories and older inputs decode: a worker refuses a variable it did
+    not configure for an endpoint."""
     script: Script | None = None
     price: ModelPrice | None = None
     """The model's price, when the price table has none or the deal differs from it."""
@@ -79,6 +85,8 @@ class ModelSpec(Strict):
             )
         if self.provider != "scripted" and not self.name:
             raise ValueError(f"model '{self.provider}' needs a name, e.g. '{self.provider}:NAME'")
+        if self.provider == "scripted" and self.endpoint is not None:
+            raise ValueError("a scripted model has no endpoint: drop \"endpoint\"")
         return self
 
     @property

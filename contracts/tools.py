@@ -85,9 +85,12 @@ def call_key(workflow_id: str, step: int, index: int) -> str:
 
 
 class McpServer(BaseModel):
-    """An MCP server whose tools a run may call: a stdio server started inside the run's own
-    sandbox (`command`, `where: "sandbox"`), or a streamable-HTTP server the worker reaches
-    (`url`, header values read from the worker's environment by variable name)."""
+    """An MCP server whose tools a run may call: one the worker configures, by name alone
+    (`TETHER_MCP_SERVERS` says its URL and the variables its headers are read from), or a
+    stdio server started inside the run's own sandbox (`command`, `where: "sandbox"`).
+    `url` and `headers_env` are kept so older inputs decode: a worker refuses them unless
+    they are what it configured under that name (or, with `TETHER_ALLOW_INPUT_URLS`, a URL
+    with no headers)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -102,13 +105,14 @@ class McpServer(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> McpServer:
-        if (self.command is None) == (self.url is None):
-            raise ValueError(f"MCP server {self.name!r} needs either a command or a url")
+        if self.command is not None and (self.url is not None or self.headers_env):
+            raise ValueError(f"MCP server {self.name!r} needs either a command or a url, not both")
         if self.command is not None and self.where != "sandbox":
             raise ValueError(
                 f"MCP server {self.name!r}: a command runs in the run's sandbox: add \"where\": \"sandbox\"")
-        if self.url is not None and self.where is not None:
-            raise ValueError(f"MCP server {self.name!r}: a url server runs where it is; drop \"where\"")
+        if self.command is None and self.where is not None:
+            raise ValueError(f"MCP server {self.name!r}: a server the worker reaches runs where it is; "
+                             "drop \"where\" (or give the command to run in the sandbox)")
         return self
 
 
@@ -139,3 +143,7 @@ class McpCallInput(BaseModel):
     """When the sandbox's container started, as its handle recorded: a later start means its
     engine restarted it, empty, and the call takes it as lost. None in histories from before."""
     timeout_seconds: float = 60.0
+
+    @property
+    def idempotency_key(self) -> str:
+        return call_key(self.workflow_id, self.step, self.index)

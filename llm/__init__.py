@@ -4,8 +4,9 @@ looked up by the name a run's `ModelSpec.provider` gives."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from tether.llm.endpoints import ModelEndpoints
 from tether.llm.provider import ModelProvider
 
 
@@ -17,6 +18,8 @@ class ProviderOptions:
     """How long one HTTP request to a model may take."""
     max_output_tokens: int = 4096
     """The answer's cap, for APIs that require one (Anthropic's Messages)."""
+    endpoints: ModelEndpoints = field(default_factory=ModelEndpoints)
+    """Where calls may go and which key variables they may read: the worker's configuration."""
 
 
 ProviderFactory = Callable[[ProviderOptions], ModelProvider]
@@ -31,14 +34,14 @@ def _scripted(options: ProviderOptions) -> ModelProvider:
 def _openai(options: ProviderOptions) -> ModelProvider:
     from tether.llm.openai_chat import OpenAIProvider  # imported on first use: SDKs are heavy
 
-    return OpenAIProvider(timeout_seconds=options.timeout_seconds)
+    return OpenAIProvider(timeout_seconds=options.timeout_seconds, endpoints=options.endpoints)
 
 
 def _anthropic(options: ProviderOptions) -> ModelProvider:
     from tether.llm.anthropic_messages import AnthropicProvider
 
     return AnthropicProvider(timeout_seconds=options.timeout_seconds,
-                             max_output_tokens=options.max_output_tokens)
+                             max_output_tokens=options.max_output_tokens, endpoints=options.endpoints)
 
 
 BUILTIN_PROVIDERS: Mapping[str, ProviderFactory] = {

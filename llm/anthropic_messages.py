@@ -19,13 +19,16 @@ from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, ToolSpec, 
 from tether.llm import errors
 from tether.llm.anthropic_stream import read_stream
 from tether.llm.connection import Connection, connection_for
+from tether.llm.endpoints import ModelEndpoints
 from tether.llm.sdk_client import sdk_client
 
 
 class AnthropicProvider:
-    def __init__(self, *, timeout_seconds: float, max_output_tokens: int) -> None:
+    def __init__(self, *, timeout_seconds: float, max_output_tokens: int,
+                 endpoints: ModelEndpoints) -> None:
         self.timeout_seconds = timeout_seconds
         self.max_output_tokens = max_output_tokens
+        self.endpoints = endpoints
 
     async def complete(
         self,
@@ -35,7 +38,7 @@ class AnthropicProvider:
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
-        conn = connection_for(spec, timeout_seconds=self.timeout_seconds)
+        conn = connection_for(spec, self.endpoints, timeout_seconds=self.timeout_seconds)
         system, conversation = to_anthropic_messages(messages)
         request: dict[str, Any] = {
             "model": spec.name, "max_tokens": self.max_output_tokens, "messages": conversation,

@@ -1,8 +1,8 @@
 """Where a model call goes and with which key, resolved on the worker at call time.
 
-Only the *name* of the key's environment variable travels in a run's input (and so in
-Temporal's history); the value is read here, on the worker, just before the call. Reading it
-per call also picks up a rotated key without restarting the worker.
+The endpoint and the key's variable are the worker's (`llm.endpoints`); the key's value is
+read here, just before the call, never earlier: it stays out of Temporal's history, and a
+rotated key needs no restart of the worker.
 """
 
 from __future__ import annotations
@@ -11,25 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 from tether.contracts import ModelSpec
+from tether.llm.endpoints import VENDORS, ModelEndpoints
 from tether.llm.provider import PermanentModelError
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 PLACEHOLDER_KEY = "tether-no-key"
 """Sent to self-hosted servers (vLLM, Ollama, llama.cpp) that ignore the key but whose
-OpenAI-compatible SDKs refuse to send a request without one."""
-
-
-@dataclass(frozen=True)
-class _Defaults:
-    base_url: str
-    base_url_env: str
-    key_env: str
-
-
-_DEFAULTS = {
-    "openai": _Defaults("https://api.openai.com/v1", "OPENAI_BASE_URL", "OPENAI_API_KEY"),
-    "anthropic": _Defaults("https://api.anthropic.com", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
-}
+OpenAI-compatible SDKs refuse to send a request without one, and to any URL a run gave."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +25,8 @@ class Connection:
     """Everything a provider needs to reach its endpoint. `repr` never shows the key."""
 
     base_url: str
-    key_env: str
+    key_env: str | None
+    """None: the worker sends this endpoint no key of its own."""
     api_key: str = field(repr=False)
     timeout: float
     where: str
@@ -49,30 +38,22 @@ class Connection:
         return None if self.api_key == PLACEHOLDER_KEY else self.api_key
 
 
-def base_url_for(spec: ModelSpec) -> str:
-    """The endpoint: the spec's own, else `<PROVIDER>_BASE_URL`, else the vendor's."""
-    defaults = _DEFAULTS[spec.provider]
-    url = spec.base_url or os.environ.get(defaults.base_url_env) or defaults.base_url
-    return url.rstrip("/")
-
-
-def connection_for(spec: ModelSpec, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Connection:
+def connection_for(spec: ModelSpec, endpoints: ModelEndpoints, *,
+                   timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Connection:
     """Resolve the endpoint, key and timeout for one call, or say what to configure."""
-    defaults = _DEFAULTS[spec.provider]
-    base_url = base_url_for(spec)
-    key_env = spec.api_key_env or defaults.key_env
-    api_key = os.environ.get(key_env, "").strip()
+    route = endpoints.route(spec)
+    api_key = os.environ.get(route.key_env, "").strip() if route.key_env else ""
     if not api_key:
-        if base_url == defaults.base_url:
+        if route.key_env and route.base_url == VENDORS[spec.provider].base_url:
             raise PermanentModelError(
-                f"no API key for {spec.label}: set the environment variable ${key_env} "
-                "on the worker (or name another one with the model's api_key_env)"
+                f"no API key for {spec.label}: set the environment variable ${route.key_env} "
+                "on the worker (or configure an endpoint with another in TETHER_MODEL_ENDPOINTS)"
             )
         api_key = PLACEHOLDER_KEY
     return Connection(
-        base_url=base_url,
-        key_env=key_env,
+        base_url=route.base_url,
+        key_env=route.key_env,
         api_key=api_key,
         timeout=timeout_seconds,
-        where=f"{spec.label} at {base_url}",
+        where=f"{spec.label} at {route.base_url}",
     )

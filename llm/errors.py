@@ -110,11 +110,13 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
 
 
 def _hint(conn: Connection, status: int) -> str:
+    key = (f"the key in ${conn.key_env}" if conn.key_env else
+           "the placeholder key (this endpoint gets no key of the worker's)")
     return {
         400: "the request was rejected; check the model name and its parameters",
-        401: f"authentication failed: check the key in ${conn.key_env}",
+        401: f"authentication failed: check {key}",
         402: "payment required: check the account's billing",
-        403: f"the key in ${conn.key_env} may not use this model: check its permissions",
+        403: f"{key} may not use this model: check its permissions",
         404: "not found: check the model name and the base URL",
         413: "the request is too large: shorten the conversation",
         422: "the request was not understood: check the model's parameters",

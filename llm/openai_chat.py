@@ -17,14 +17,16 @@ from openai.types.chat import ChatCompletion
 from tether.contracts import Message, ModelSpec, ModelTurn, ToolCall, ToolSpec, Usage
 from tether.llm import errors
 from tether.llm.connection import Connection, connection_for
+from tether.llm.endpoints import ModelEndpoints
 from tether.llm.openai_stream import read_stream
 from tether.llm.sdk_client import sdk_client
 from tether.llm.tool_arguments import parse_arguments
 
 
 class OpenAIProvider:
-    def __init__(self, *, timeout_seconds: float) -> None:
+    def __init__(self, *, timeout_seconds: float, endpoints: ModelEndpoints) -> None:
         self.timeout_seconds = timeout_seconds
+        self.endpoints = endpoints
 
     async def complete(
         self,
@@ -34,7 +36,7 @@ class OpenAIProvider:
         *,
         on_text: Callable[[str], None] | None = None,
     ) -> ModelTurn:
-        conn = connection_for(spec, timeout_seconds=self.timeout_seconds)
+        conn = connection_for(spec, self.endpoints, timeout_seconds=self.timeout_seconds)
         request: dict[str, Any] = {"model": spec.name, "messages": to_chat_messages(messages)}
         if tools:
             request["tools"] = to_chat_tools(tools)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import genai_prices
 from tether.contracts import ModelSpec, Usage
-from tether.llm.connection import base_url_for
+from tether.llm.endpoints import VENDORS
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
-def cost_usd(spec: ModelSpec, usage: Usage) -> float | None:
+def cost_usd(spec: ModelSpec, usage: Usage, *, base_url: str | None = None) -> float | None:
     """The price of `usage` on `spec`'s model in dollars, or None when the price is unknown.
+    `base_url` is where the calls go (the worker's endpoint for the model); None: the vendor's.
 
     A price given with the model wins, for any provider. Otherwise the scripted model costs
     nothing unless its script says otherwise (a turn's `usage`).
@@ -36,14 +37,14 @@ def cost_usd(spec: ModelSpec, usage: Usage) -> float | None:
             # Priced by endpoint: a model served by another vendor (OpenRouter, Groq, ...) at
             # that vendor's rates, and a local server's models, which match no vendor, unknown
             # rather than at OpenAI's prices.
-            provider_api_url=base_url_for(spec),
+            provider_api_url=base_url or VENDORS[spec.provider].url(),
         )
     except (LookupError, ValueError):
         return None
     return float(price.total_price)
 
 
-def price_known(spec: ModelSpec) -> bool:
+def price_known(spec: ModelSpec, *, base_url: str | None = None) -> bool:
     """Whether `cost_usd` can price this model; lets a run warn before a dollar budget is moot."""
-    return cost_usd(spec, Usage()) is not None
+    return cost_usd(spec, Usage(), base_url=base_url) is not None
 

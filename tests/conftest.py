@@ -29,7 +29,12 @@ from tether.embedded import temporal as embedded  # noqa: E402
 from tether.plugin import TetherPlugin  # noqa: E402
 from tether.worker import serve  # noqa: E402
 
+from tests import endpoints  # noqa: E402
 from tests.helpers import free_port, sandboxes, suite_settings  # noqa: E402, sandboxes
+
+# Before the suite's settings are read: the endpoints and MCP servers its worker is
+# configured with, the only ones a run may name.
+endpoints.configure(os.environ)
 
 SANDBOX_IMAGE = "tether-sandbox:latest"
 

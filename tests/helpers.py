@@ -46,7 +46,8 @@ def providers() -> Providers:
     """Providers as a worker would build them from the environment as it is now."""
     settings = TetherSettings()
     return Providers(ProviderOptions(timeout_seconds=settings.model_timeout_seconds,
-                                     max_output_tokens=settings.max_output_tokens))
+                                     max_output_tokens=settings.max_output_tokens,
+                                     endpoints=settings.model_endpoint_policy))
 
 
 def sandboxes_of(workflow_id: str) -> list[Container]:

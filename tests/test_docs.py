@@ -100,7 +100,9 @@ def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.Monke
     """The names derived above are the ones pydantic-settings reads: each one sets its field."""
     # "7" is valid for every field but these, and no field's default.
     samples = {"encryption_keys": KeyRing.generate("7"), "store_url": "s3://7", "role": "sandbox",
-               "trace_content": "true", "metrics_bind": "127.0.0.1:7"}
+               "trace_content": "true", "metrics_bind": "127.0.0.1:7", "allow_input_urls": "true",
+               "model_endpoints": '{"7": {"provider": "openai", "base_url": "http://127.0.0.1:7"}}',
+               "mcp_servers": '{"7": {"url": "http://127.0.0.1:7/mcp"}}'}
     for name, field in TetherSettings.model_fields.items():
         variable = environment_variable(name, field)
         sample = samples.get(name, "7")
@@ -109,7 +111,9 @@ def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.Monke
             monkeypatch.setenv(PAIRED[name], "partner")
         value = getattr(TetherSettings(), name)
         shown = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        assert shown in {sample, "7.0", "['7']", "True"}, \
+        if isinstance(value, dict):  # JSON of endpoints by name: the one name given
+            shown = ",".join(value)
+        assert shown in {sample, "7", "7.0", "['7']", "True"}, \
             f"{variable}={sample} did not set TetherSettings.{name}"
         monkeypatch.delenv(variable)
         if name in PAIRED:

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from tether import client as tether
 from tether.contracts import RunStatus
 from tether.sandbox.image_build import build_image
 
-from tests.helpers import free_port, sandboxes, sandboxes_of, wait_for
+from tests.endpoints import MCP_PORT, MCP_URL, MISSING_TOKEN_ENV
+from tests.helpers import sandboxes, sandboxes_of, wait_for
+from tests.llm.wire_servers import OPENAI_KEY, ProviderServer
 from tests.scripts import scripted_run
 from tests.workflows.histories import activities
 
@@ -48,11 +51,12 @@ def time_image(docker_engine) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def everything_url() -> Iterator[str]:
-    """server-everything over streamable HTTP, kept on loopback (see tests/loopback_only.cjs)."""
+    """server-everything over streamable HTTP, kept on loopback (see tests/loopback_only.cjs),
+    on the port of the suite worker's MCP servers `every` and `every-token`."""
     node = shutil.which("node")
     if node is None or not EVERYTHING.exists():
         pytest.fail("server-everything is not installed: `make setup` installs it with npm")
-    port = free_port()
+    port = MCP_PORT
     env = {**os.environ, "PORT": str(port), "NODE_OPTIONS": f"--require {LOOPBACK_ONLY}"}
     process = subprocess.Popen([node, str(EVERYTHING / "dist" / "index.js"), "streamableHttp"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -61,7 +65,7 @@ def everything_url() -> Iterator[str]:
         for line in process.stderr:
             if b"listening" in line:
                 break
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield MCP_URL
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -83,10 +87,25 @@ async def test_a_stdio_server_runs_in_the_runs_own_sandbox_and_its_tool_answers(
     assert sandboxes_of(handle.id) == []
 
 
+async def test_two_calls_to_one_stdio_server_in_one_turn_each_get_their_own_answer(
+    temporal_client: Client, worker: str, time_image: str
+):
+    zones = ["Europe/Paris", "Asia/Tokyo", "America/Lima"]
+    both = {"tool_calls": [{"name": "time__get_current_time", "arguments": {"timezone": zone}}
+                           for zone in zones]}
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "three clocks", both, ANSWER, tools=[], mcp_servers=[TIME_SERVER],
+        sandbox={"image": time_image}), task_queue=worker)
+    assert (await handle.result()).status == "completed"
+    [step, _] = await tether.get_transcript(temporal_client, handle.id)
+    assert [r.exit_code for r in step.tool_results] == [0, 0, 0], step.tool_results
+    assert [json.loads(r.stdout)["timezone"] for r in step.tool_results] == zones
+
+
 async def test_the_model_is_offered_the_servers_tools_by_prefixed_name_and_only_those_chosen(
     temporal_client: Client, worker: str, everything_url: str
 ):
-    server = {"name": "every", "url": everything_url, "tools": ["echo", "get-sum"]}
+    server = {"name": "every", "tools": ["echo", "get-sum"]}
     handle = await tether.start_run(temporal_client, scripted_run(
         "add", call("every__get-sum", a=2, b=40), ANSWER, tools=[], mcp_servers=[server]),
         task_queue=worker)
@@ -101,11 +120,10 @@ async def test_the_model_is_offered_the_servers_tools_by_prefixed_name_and_only_
 async def test_an_http_servers_headers_come_from_the_workers_environment(
     temporal_client: Client, worker: str, everything_url: str, monkeypatch: pytest.MonkeyPatch
 ):
-    server = {"name": "every", "url": everything_url, "headers_env": {"X-Team-Token": "MISSING_TOKEN_VAR"}}
-    monkeypatch.delenv("MISSING_TOKEN_VAR", raising=False)
+    monkeypatch.delenv(MISSING_TOKEN_ENV, raising=False)
     handle = await tether.start_run(temporal_client, scripted_run(
-        "echo", call("every__echo", message="x"), ANSWER, tools=[], mcp_servers=[server]),
-        task_queue=worker)
+        "echo", call("every-token__echo", message="x"), ANSWER, tools=[],
+        mcp_servers=[{"name": "every-token"}]), task_queue=worker)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "needs $MISSING_TOKEN_VAR set on the worker" in str(failure.value.cause)
@@ -114,7 +132,7 @@ async def test_an_http_servers_headers_come_from_the_workers_environment(
 async def test_an_mcp_tool_waits_for_approval_and_an_error_reaches_the_model(
     temporal_client: Client, worker: str, everything_url: str
 ):
-    server = {"name": "every", "url": everything_url}
+    server = {"name": "every"}
     handle = await tether.start_run(temporal_client, scripted_run(
         "sum", call("every__get-sum", a="two", b=1), {"text": "could not"}, tools=[],
         mcp_servers=[server], approval={"tools": ["every__get-sum"]}), task_queue=worker)
@@ -179,7 +197,7 @@ async def test_a_sandbox_its_engine_restarted_is_lost_to_an_mcp_call_too(
 async def test_an_unknown_server_tool_name_in_the_input_fails_the_run_at_start(
     temporal_client: Client, worker: str, everything_url: str
 ):
-    server = {"name": "every", "url": everything_url, "tools": ["no-such-tool"]}
+    server = {"name": "every", "tools": ["no-such-tool"]}
     handle = await tether.start_run(temporal_client, scripted_run(
         "x", ANSWER, tools=[], mcp_servers=[server]), task_queue=worker)
     with pytest.raises(WorkflowFailureError) as failure:
@@ -187,11 +205,47 @@ async def test_an_unknown_server_tool_name_in_the_input_fails_the_run_at_start(
     assert "has no tool 'no-such-tool'" in str(failure.value.cause)
 
 
+async def test_an_mcp_url_with_header_variables_is_refused_and_no_request_reaches_it(
+    temporal_client: Client, worker: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    listener = ProviderServer("openai", OPENAI_KEY)  # records any request it gets
+    listener.start()
+    try:
+        server = {"name": "docs", "url": f"{listener.base_url}/mcp",
+                  "headers_env": {"Authorization": "OPENAI_API_KEY"}}
+        handle = await tether.start_run(temporal_client, scripted_run(
+            "x", ANSWER, tools=[], mcp_servers=[server]), task_queue=worker)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    finally:
+        listener.stop()
+    refused = failure.value.cause
+    assert isinstance(refused, ApplicationError) and refused.type == "InvalidInput"
+    assert "TETHER_MCP_SERVERS" in refused.message
+    assert listener.requests == []
+
+
+async def test_a_server_named_that_the_worker_lacks_is_refused_listing_those_it_has(
+    temporal_client: Client, worker: str
+):
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "x", ANSWER, tools=[], mcp_servers=[{"name": "docs"}]), task_queue=worker)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    refused = failure.value.cause
+    assert isinstance(refused, ApplicationError) and refused.type == "InvalidInput"
+    assert "'docs' is not configured" in refused.message and "every-token" in refused.message
+
+
 def test_a_server_is_either_a_sandboxed_command_or_a_url():
     from pydantic import ValidationError
     from tether.contracts import AgentRunInput
 
     with pytest.raises(ValidationError, match="either a command or a url"):
-        AgentRunInput.model_validate({"task": "x", "mcp_servers": [{"name": "a"}]})
+        AgentRunInput.model_validate({"task": "x", "mcp_servers": [
+            {"name": "a", "command": ["x"], "where": "sandbox", "url": "http://127.0.0.1:1/mcp"}]})
+    with pytest.raises(ValidationError, match='drop "where"'):
+        AgentRunInput.model_validate({"task": "x", "mcp_servers": [{"name": "a", "where": "sandbox"}]})
     with pytest.raises(ValidationError, match='add "where": "sandbox"'):
         AgentRunInput.model_validate({"task": "x", "mcp_servers": [{"name": "a", "command": ["x"]}]})

@@ -108,9 +108,13 @@ async def test_a_secret_given_to_the_worker_appears_nowhere_a_run_leaves_anythin
     server.start()
     environment: dict[str, str | None] = {name: None for name in ENV_READ_BY_TETHER_OR_SDKS} | {
         UNRELATED_ENV: secret,        # 1. an unrelated variable of the worker's
-        MODEL_KEY_ENV: secret,        # 2. the model's API key, named by the run
+        MODEL_KEY_ENV: secret,        # 2. the model's API key, named by the worker's endpoints
         TOKEN_ENV: secret,            # 3. the function tool's credential
         "TETHER_TOOLS": "tests.tools_canary:signed_order_lookup",
+        # The worker's endpoints, each reading the model's key from the variable it names.
+        "TETHER_MODEL_ENDPOINTS": json.dumps({
+            name: {"provider": "openai", "base_url": wire.base_url, "api_key_env": MODEL_KEY_ENV}
+            for name, wire in (("refusing", refusing), ("canary", model))}),
         "TETHER_TRACE_FILE": str(trace_file),
     }
     worker = WorkerSubprocess(address=server.address, data_dir=data_dir, log_file=log_file,
@@ -125,11 +129,11 @@ async def test_a_secret_given_to_the_worker_appears_nowhere_a_run_leaves_anythin
             ("call_order", "signed_order_lookup", {"order_id": "A-7"}),
         ]))
         model.reply_stream(openai_chunks(f"Order A-7 has shipped ({visible})."))
-        spec = {"provider": "openai", "name": "gpt-4o-mini", "api_key_env": MODEL_KEY_ENV}
+        spec = {"provider": "openai", "name": "gpt-4o-mini"}
         handle = await tether.start_run(client, {
             "task": f"Has order A-7 shipped? ({visible})",
-            "model": {**spec, "base_url": refusing.base_url},
-            "fallback_models": [{**spec, "base_url": model.base_url}],
+            "model": {**spec, "endpoint": "refusing"},
+            "fallback_models": [{**spec, "endpoint": "canary"}],
             "tools": ["shell", "signed_order_lookup"],
             "budget": {"max_steps": 4},
         }, task_queue=worker.queue)

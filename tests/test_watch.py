@@ -122,8 +122,8 @@ async def test_the_models_text_arrives_as_deltas_while_it_streams(
     temporal_client: Client, worker: str, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    server = ProviderServer("openai", OPENAI_KEY)
-    server.start()
+    server = wire_server("openai")
+    server.reset(OPENAI_KEY)
     release = threading.Event()
     try:
         server.reply_stream(openai_chunks("Thinking out loud for a long while... 42."),
@@ -131,7 +131,7 @@ async def test_the_models_text_arrives_as_deltas_while_it_streams(
         handle = await tether.start_run(
             temporal_client,
             {"task": "think", "model": {"provider": "openai", "name": "gpt-4o-mini",
-                                        "base_url": server.base_url}},
+                                        "endpoint": "wire-openai"}},
             task_queue=worker)
         seen: list[RunEvent] = []
 
@@ -147,7 +147,7 @@ async def test_the_models_text_arrives_as_deltas_while_it_streams(
         await asyncio.wait_for(watching, 60)
     finally:
         release.set()
-        server.stop()
+        server.reset(OPENAI_KEY)
     [step_done] = [e for e in seen if e.kind == "step_finished"]
     assert step_done.text == "Thinking out loud for a long while... 42."
     assert seen[-1].kind == "finished"

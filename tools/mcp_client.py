@@ -29,8 +29,8 @@ def tool_name(server: str, remote: str) -> str:
 def http_transport(
     server: McpServer, env: Mapping[str, str],
 ) -> AbstractAsyncContextManager[TransportStreams]:
-    """The streamable-HTTP transport to `server`, its headers' values read from `env` (the
-    worker's environment) by the variable names the run gave."""
+    """The streamable-HTTP transport to `server` as the worker configured it, its headers'
+    values read from `env` (the worker's environment) by the variable names configured."""
     missing = [variable for variable in server.headers_env.values() if not env.get(variable)]
     if missing:
         raise McpUnavailable(

@@ -56,6 +56,7 @@ T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 32_000
 LASTING_ATTRIBUTES_PATCH = "search-attributes-when-lasting"
+REFUSED_ENDPOINTS_PATCH = "refused-endpoints-are-invalid-input"
 FINAL_ANSWER_PROMPT = (
     "The run's budget is spent. Give your final answer now, from what you have, "
     "without calling tools."
@@ -525,15 +526,21 @@ class AgentRun:
                     system_prompt=self._input.system_prompt, task=self._input.task,
                     models=[self._input.model, *self._input.fallback_models],
                     max_cost_usd=self._input.budget.max_cost_usd, tools=self._input.tools,
-                    files=self._input.files, disk_mb=self._input.sandbox.disk_mb),
+                    files=self._input.files, disk_mb=self._input.sandbox.disk_mb,
+                    mcp_servers=self._input.mcp_servers),
                 result_type=StartConversationOutput,
                 start_to_close_timeout=self.options.start_timeout,
                 retry_policy=self.options.start_retry,
                 summary="store the task",
             )
         except ActivityError as error:
-            # A run that can't start (a cost budget nobody can count) fails with the reason.
-            raise ApplicationError(root_message(error), type="RunRefused",
+            # A run that can't start (a cost budget nobody can count) fails with the reason;
+            # one whose input gives a URL or a key variable the worker did not configure fails
+            # as any invalid input does.
+            kind = "RunRefused"
+            if invalid_input(error) and workflow.patched(REFUSED_ENDPOINTS_PATCH):
+                kind = "InvalidInput"
+            raise ApplicationError(root_message(error), type=kind,
                                    non_retryable=True) from None
         self._state.head, self._state.models = started.head, started.models
         self._state.toolset, self._state.routes = started.toolset, started.routes
@@ -551,6 +558,11 @@ def parse_input(raw: Any) -> AgentRunInput:
         raise ApplicationError(
             f"invalid AgentRun input: {problems}", type="InvalidInput", non_retryable=True
         ) from None
+
+
+def invalid_input(error: ActivityError) -> bool:
+    """Whether the activity refused what the run's input asks for."""
+    return isinstance(error.cause, ApplicationError) and error.cause.type == "InvalidInput"
 
 
 def check_text(what: str, value: object) -> None:

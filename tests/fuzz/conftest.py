@@ -1,5 +1,6 @@
-"""One OpenAI and one Anthropic loopback server for the fuzz module that asks for them,
-with the keys they expect in the environment the suite's worker reads."""
+"""The session's OpenAI and Anthropic loopback servers for the fuzz module that asks for them
+(the suite's worker knows them as its endpoints), with the keys they expect in the
+environment the suite's worker reads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.endpoints import wire_server
 from tests.llm.wire_servers import (
     ANTHROPIC_KEY,
     ENV_READ_BY_TETHER_OR_SDKS,
@@ -17,15 +19,15 @@ from tests.llm.wire_servers import (
 
 @pytest.fixture(scope="module")
 def wire_servers() -> Iterator[dict[str, ProviderServer]]:
-    servers = {"openai": ProviderServer("openai", OPENAI_KEY),
-               "anthropic": ProviderServer("anthropic", ANTHROPIC_KEY)}
+    keys = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}
+    servers = {flavor: wire_server(flavor) for flavor in keys}
     with pytest.MonkeyPatch.context() as env:
         for name in ENV_READ_BY_TETHER_OR_SDKS:
             env.delenv(name, raising=False)
         env.setenv("OPENAI_API_KEY", OPENAI_KEY)
         env.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-        for server in servers.values():
-            server.start()
+        for flavor, server in servers.items():
+            server.reset(keys[flavor])
         yield servers
-        for server in servers.values():
-            server.stop()
+        for flavor, server in servers.items():
+            server.reset(keys[flavor])

@@ -19,6 +19,7 @@ from tether.contracts import BUILTIN_TOOLS, ModelSpec
 from tether.llm.carriable import carriable
 from tether.llm.provider import ModelError
 
+from tests.endpoints import ENDPOINT_OF
 from tests.fuzz.health import assert_healthy
 from tests.fuzz.strategies import ANY_JSON, odd_text
 from tests.fuzz.wire_answers import MODELS, answer, anthropic_events, model_of, openai_chunks
@@ -87,7 +88,7 @@ def malformed_bodies(draw: st.DrawFn, whole: Any) -> tuple[bytes, str]:
 async def outcome(server: ProviderServer, *, streaming: bool) -> None:
     """Calls the provider once; returns if it made a turn the run can carry, or raised a
     classified ModelError."""
-    spec = ModelSpec(provider=server.flavor, name=MODELS[server.flavor], base_url=server.base_url)
+    spec = ModelSpec(provider=server.flavor, name=MODELS[server.flavor], endpoint=ENDPOINT_OF[server.flavor])
     on_text = (lambda _text: None) if streaming else None
     try:
         turn = await providers().get(server.flavor).complete(

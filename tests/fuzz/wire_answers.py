@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.endpoints import ENDPOINT_OF
 from tests.llm.wire_servers import Flavor, ProviderServer
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
@@ -62,4 +63,4 @@ def answer(server: ProviderServer, *, text: str | None = None, call: tuple[str, 
 
 def model_of(server: ProviderServer) -> dict[str, Any]:
     flavor: Flavor = server.flavor
-    return {"provider": flavor, "name": MODELS[flavor], "base_url": server.base_url}
+    return {"provider": flavor, "name": MODELS[flavor], "endpoint": ENDPOINT_OF[flavor]}

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from tether.contracts import ModelSpec
 
+from tests.endpoints import ENDPOINT_OF, wire_server
 from tests.llm.wire_servers import (
     ANTHROPIC_KEY,
     ENV_READ_BY_TETHER_OR_SDKS,
@@ -46,15 +47,23 @@ def serve() -> Iterator[Callable[[Flavor, str], ProviderServer]]:
 
 
 @pytest.fixture
-def openai_server(serve, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProviderServer]:
+    """The session's OpenAI server, the suite worker's endpoint `wire-openai`, clean."""
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    return serve("openai", OPENAI_KEY)
+    server = wire_server("openai")
+    server.reset(OPENAI_KEY)
+    yield server
+    server.reset(OPENAI_KEY)
 
 
 @pytest.fixture
-def anthropic_server(serve, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
+def anthropic_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProviderServer]:
+    """The session's Anthropic server, the suite worker's endpoint `wire-anthropic`, clean."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    return serve("anthropic", ANTHROPIC_KEY)
+    server = wire_server("anthropic")
+    server.reset(ANTHROPIC_KEY)
+    yield server
+    server.reset(ANTHROPIC_KEY)
 
 
 @pytest.fixture(params=["openai", "anthropic"])
@@ -62,7 +71,7 @@ def endpoint(request: pytest.FixtureRequest) -> Endpoint:
     provider = request.param
     server = request.getfixturevalue(f"{provider}_server")
     name = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
-    spec = ModelSpec(provider=provider, name=name, base_url=server.base_url)
+    spec = ModelSpec(provider=provider, name=name, endpoint=ENDPOINT_OF[provider])
     return Endpoint(server=server, spec=spec, key_env=f"{provider.upper()}_API_KEY")
 
 

@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 
+from tests.endpoints import ENDPOINT_OF, TEAM_KEY_ENV
 from tests.helpers import history_text, run_command
 from tests.llm.wire_servers import ProviderServer
 
@@ -85,8 +86,9 @@ def answered_calls(flavor: str, request: dict[str, Any]) -> dict[str, tuple[dict
 
 
 def run_input(server: ProviderServer, **extra: Any) -> dict[str, Any]:
+    """A run on the OpenAI `server`, by the name the suite's worker configured it under."""
     return {"task": "What is 6 * 7? Use python.",
-            "model": {"provider": "openai", "name": "gpt-4o-mini", "base_url": server.base_url},
+            "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": ENDPOINT_OF[server.flavor]},
             **extra}
 
 
@@ -118,7 +120,7 @@ async def test_a_fallback_model_serves_the_step_when_the_primary_fails_permanent
     anthropic_server.reply_stream(anthropic_events("Served by the fallback."))
     handle = await tether.start_run(temporal_client, run_input(
         openai_server, fallback_models=[{"provider": "anthropic", "name": "claude-3-5-haiku-latest",
-                                         "base_url": anthropic_server.base_url}]),
+                                         "endpoint": "wire-anthropic"}]),
         task_queue=worker)
     result = await handle.result()
     assert result.status == "completed"
@@ -156,20 +158,20 @@ async def test_no_api_key_reaches_the_runs_history(
     monkeypatch: pytest.MonkeyPatch,
 ):
     secret = f"sk-never-in-history-{uuid.uuid4().hex}"
-    monkeypatch.setenv("TEAM_OPENAI_KEY", secret)
+    monkeypatch.setenv(TEAM_KEY_ENV, secret)
     openai_server.api_key = secret
     openai_server.reply_stream(openai_chunks("fine"))
     handle = await tether.start_run(
         temporal_client,
         run_input(openai_server, model={"provider": "openai", "name": "gpt-4o-mini",
-                                        "base_url": openai_server.base_url,
-                                        "api_key_env": "TEAM_OPENAI_KEY"}),
+                                        "endpoint": "wire-openai-team"}),
         task_queue=worker)
     assert (await handle.result()).output == "fine"
     assert openai_server.requests[0].key == secret  # the key did reach the provider
     history = await history_text(handle)
     assert secret not in history
-    assert "TEAM_OPENAI_KEY" in history  # only its name travels
+    # Only the endpoint's name travels: its key variable is the worker's to know.
+    assert "wire-openai-team" in history and TEAM_KEY_ENV not in history
 
 
 async def test_a_wrong_key_fails_the_run_at_once_without_showing_the_key(
@@ -221,7 +223,7 @@ async def test_streamed_partial_text_is_visible_in_the_heartbeat_and_through_tet
 async def test_a_cost_budget_on_a_model_with_no_known_price_is_refused_at_start(
     temporal_client: Client, worker: str, openai_server: ProviderServer
 ):
-    local = {"provider": "openai", "name": "my-local-model", "base_url": openai_server.base_url}
+    local = {"provider": "openai", "name": "my-local-model", "endpoint": "wire-openai"}
     handle = await tether.start_run(
         temporal_client, run_input(openai_server, model=local, budget={"max_cost_usd": 1.0}),
         task_queue=worker)
@@ -235,7 +237,7 @@ async def test_a_cost_budget_on_a_model_with_no_known_price_is_refused_at_start(
 async def test_a_price_in_the_input_makes_a_cost_budget_enforceable(
     temporal_client: Client, worker: str, openai_server: ProviderServer
 ):
-    priced = {"provider": "openai", "name": "my-local-model", "base_url": openai_server.base_url,
+    priced = {"provider": "openai", "name": "my-local-model", "endpoint": "wire-openai",
               "price": {"input_per_mtok_usd": 1_000_000, "output_per_mtok_usd": 1_000_000}}
     openai_server.reply_stream(openai_chunks("one", [("c1", "shell", {"command": "true"})]))
     openai_server.reply_stream(openai_chunks("never asked"))
@@ -252,7 +254,7 @@ async def test_a_price_in_the_input_makes_a_cost_budget_enforceable(
 async def test_a_run_on_an_unpriced_model_says_its_cost_is_unknown(
     temporal_client: Client, worker: str, openai_server: ProviderServer
 ):
-    local = {"provider": "openai", "name": "my-local-model", "base_url": openai_server.base_url}
+    local = {"provider": "openai", "name": "my-local-model", "endpoint": "wire-openai"}
     openai_server.reply_stream(openai_chunks("done"))
     result = await tether.run(temporal_client, run_input(openai_server, model=local),
                               task_queue=worker)
@@ -272,7 +274,7 @@ async def test_calls_sharing_an_id_or_without_one_each_run_their_own_arguments(
     server.reply_stream(answer("Four calls.", calls))
     server.reply_stream(answer("done"))
     model = {"provider": flavor, "name": "gpt-4o-mini" if flavor == "openai" else "claude-3-5-haiku-latest",
-             "base_url": server.base_url}
+             "endpoint": ENDPOINT_OF[flavor]}
     result = await tether.run(temporal_client, run_input(server, model=model, tools=["shell"]),
                               task_queue=worker)
     assert result.status == "completed", result.stop_reason

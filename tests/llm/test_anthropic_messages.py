@@ -6,6 +6,7 @@ from typing import Any
 
 from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ToolCall
 
+from tests.endpoints import ENDPOINT_OF, add_model_endpoint
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
 
@@ -35,7 +36,8 @@ def tool_use(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, An
 
 
 def spec_for(server: ProviderServer) -> ModelSpec:
-    return ModelSpec(provider="anthropic", name="claude-3-5-haiku-latest", base_url=server.base_url)
+    return ModelSpec(provider="anthropic", name="claude-3-5-haiku-latest",
+                     endpoint=ENDPOINT_OF[server.flavor])
 
 
 async def test_a_text_answer_comes_back_as_the_turns_text(
@@ -175,11 +177,15 @@ async def test_max_output_tokens_comes_from_the_environment(
     assert anthropic_server.requests[0].body["max_tokens"] == 512
 
 
-async def test_a_local_server_is_called_without_a_key(serve) -> None:
+async def test_a_local_endpoint_configured_without_a_key_variable_gets_the_placeholder(
+    serve, monkeypatch
+) -> None:
     server = serve("anthropic", "tether-no-key")  # no ANTHROPIC_API_KEY is set
+    add_model_endpoint(monkeypatch, "local", provider="anthropic", base_url=server.base_url)
     server.reply_json(message(text("local")))
     turn = await providers().get("anthropic").complete(
-        spec_for(server), [Message(role="user", content="hi")], []
+        ModelSpec(provider="anthropic", name="claude-3-5-haiku-latest", endpoint="local"),
+        [Message(role="user", content="hi")], []
     )
     assert turn.text == "local"
     assert server.requests[0].key == "tether-no-key"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ModelTurn, ToolCall, Usage
 
+from tests.endpoints import ENDPOINT_OF
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
 
@@ -69,7 +70,8 @@ def events_of(body: dict[str, Any], size: int = 5) -> list[dict[str, Any]]:
 
 
 def spec_for(server: ProviderServer) -> ModelSpec:
-    return ModelSpec(provider="anthropic", name="claude-3-5-haiku-latest", base_url=server.base_url)
+    return ModelSpec(provider="anthropic", name="claude-3-5-haiku-latest",
+                     endpoint=ENDPOINT_OF[server.flavor])
 
 
 async def streamed(server: ProviderServer, seen: list[str] | None = None) -> ModelTurn:

@@ -14,6 +14,7 @@ import pytest
 from tether.contracts import Message
 from tether.llm.provider import PermanentModelError, TransientModelError
 
+from tests.endpoints import add_model_endpoint
 from tests.helpers import providers
 from tests.llm.wire_servers import Endpoint, KeyCheck
 
@@ -78,7 +79,9 @@ async def test_a_key_from_a_custom_variable_is_the_one_named_on_a_401(
     endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEAM_MODEL_KEY", "sk-team-key-not-the-one-the-server-wants")
-    spec = endpoint.spec.model_copy(update={"api_key_env": "TEAM_MODEL_KEY"})
+    add_model_endpoint(monkeypatch, "team", provider=endpoint.flavor,
+                       base_url=endpoint.server.base_url, api_key_env="TEAM_MODEL_KEY")
+    spec = endpoint.spec.model_copy(update={"endpoint": "team"})
     with pytest.raises(PermanentModelError, match=r"check the key in \$TEAM_MODEL_KEY"):
         await providers().get(spec.provider).complete(spec, HELLO, [])
     assert endpoint.server.requests[0].key == "sk-team-key-not-the-one-the-server-wants"
@@ -100,7 +103,7 @@ async def test_a_missing_key_for_the_vendors_endpoint_is_permanent_and_names_the
     endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(endpoint.key_env)
-    spec = endpoint.spec.model_copy(update={"base_url": None})
+    spec = endpoint.spec.model_copy(update={"endpoint": None})
     needed = rf"set the environment variable \${endpoint.key_env}"
     with pytest.raises(PermanentModelError, match=needed):
         await providers().get(spec.provider).complete(spec, HELLO, [])
@@ -118,11 +121,14 @@ async def test_an_answer_slower_than_the_timeout_is_transient(
     assert "did not answer within 0.3 s" in str(error)
 
 
-async def test_an_unreachable_server_is_transient(endpoint: Endpoint) -> None:
+async def test_an_unreachable_server_is_transient(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with socket.socket() as probe:  # a port that was free a moment ago and has no listener
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    spec = endpoint.spec.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
+    add_model_endpoint(monkeypatch, "gone", provider=endpoint.flavor, base_url=f"http://127.0.0.1:{port}")
+    spec = endpoint.spec.model_copy(update={"endpoint": "gone"})
     with pytest.raises(TransientModelError, match=f"could not reach .*127.0.0.1:{port}"):
         await providers().get(spec.provider).complete(spec, HELLO, [])
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ToolCall
 
+from tests.endpoints import ENDPOINT_OF, add_model_endpoint
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
 
@@ -41,7 +42,7 @@ def completion(
 
 
 def spec_for(server: ProviderServer, **extra: Any) -> ModelSpec:
-    return ModelSpec(provider="openai", name="gpt-4o-mini", base_url=server.base_url, **extra)
+    return ModelSpec(provider="openai", name="gpt-4o-mini", endpoint=ENDPOINT_OF[server.flavor], **extra)
 
 
 async def test_a_text_answer_comes_back_as_the_turns_text(openai_server: ProviderServer) -> None:
@@ -159,11 +160,15 @@ async def test_malformed_tool_arguments_are_kept_raw_instead_of_failing_the_turn
     ]
 
 
-async def test_a_local_server_is_called_without_a_key(serve) -> None:
+async def test_a_local_endpoint_configured_without_a_key_variable_gets_the_placeholder(
+    serve, monkeypatch
+) -> None:
     server = serve("openai", "tether-no-key")  # no OPENAI_API_KEY is set
+    add_model_endpoint(monkeypatch, "local", provider="openai", base_url=server.base_url)
     server.reply_json(completion("from vLLM"))
     turn = await providers().get("openai").complete(
-        spec_for(server), [Message(role="user", content="hi")], []
+        ModelSpec(provider="openai", name="gpt-4o-mini", endpoint="local"),
+        [Message(role="user", content="hi")], []
     )
     assert turn.text == "from vLLM"
     assert server.requests[0].key == "tether-no-key"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from tether.contracts import BUILTIN_TOOLS, Message, ModelSpec, ModelTurn, ToolCall, Usage
 
+from tests.endpoints import ENDPOINT_OF
 from tests.helpers import providers
 from tests.llm.wire_servers import ProviderServer
 
@@ -77,7 +78,7 @@ def chunks_of(body: dict[str, Any], size: int = 5) -> list[dict[str, Any]]:
 
 
 def spec_for(server: ProviderServer) -> ModelSpec:
-    return ModelSpec(provider="openai", name="gpt-4o-mini", base_url=server.base_url)
+    return ModelSpec(provider="openai", name="gpt-4o-mini", endpoint=ENDPOINT_OF[server.flavor])
 
 
 async def streamed(server: ProviderServer, seen: list[str] | None = None) -> ModelTurn:

@@ -9,6 +9,7 @@ from tether.contracts import ModelPrice, ModelSpec, Script, ScriptTurn, Usage
 from tether.llm.pricing import cost_usd, price_known
 
 TURN = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+LOCAL_URL = "http://127.0.0.1:8000/v1"
 
 
 @pytest.mark.parametrize("model", ["openai:gpt-4o-mini", "anthropic:claude-3-5-haiku-latest"])
@@ -43,15 +44,13 @@ def test_an_unknown_model_has_no_price() -> None:
 
 
 def test_a_model_on_a_local_server_has_no_price_even_with_a_vendors_model_name() -> None:
-    spec = ModelSpec(provider="openai", name="gpt-4o-mini", base_url="http://127.0.0.1:8000/v1")
-    assert cost_usd(spec, TURN) is None
+    spec = ModelSpec(provider="openai", name="gpt-4o-mini", endpoint="local")
+    assert cost_usd(spec, TURN, base_url=LOCAL_URL) is None
 
 
 def test_a_model_on_another_vendors_endpoint_is_priced_at_that_vendors_rates() -> None:
-    spec = ModelSpec(
-        provider="openai", name="openai/gpt-4o-mini", base_url="https://openrouter.ai/api/v1"
-    )
-    assert (cost_usd(spec, TURN) or 0) > 0
+    spec = ModelSpec(provider="openai", name="openai/gpt-4o-mini", endpoint="router")
+    assert (cost_usd(spec, TURN, base_url="https://openrouter.ai/api/v1") or 0) > 0
 
 
 def test_the_scripted_model_is_free_unless_its_script_gives_a_cost() -> None:
@@ -63,11 +62,12 @@ def test_the_scripted_model_is_free_unless_its_script_gives_a_cost() -> None:
 
 def test_a_price_given_with_the_model_makes_an_unknown_model_priced() -> None:
     spec = ModelSpec(
-        provider="openai", name="llama3", base_url="http://127.0.0.1:8000/v1",
+        provider="openai", name="llama3", endpoint="local",
         price=ModelPrice(input_per_mtok_usd=0.5, output_per_mtok_usd=2.0),
     )
-    assert price_known(spec)
-    assert cost_usd(spec, Usage(input_tokens=2_000_000, output_tokens=250_000)) == pytest.approx(1.5)
+    assert price_known(spec, base_url=LOCAL_URL)
+    assert cost_usd(spec, Usage(input_tokens=2_000_000, output_tokens=250_000),
+                    base_url=LOCAL_URL) == pytest.approx(1.5)
 
 
 def test_a_price_given_with_the_model_wins_over_the_price_table() -> None:
@@ -89,11 +89,11 @@ def test_a_price_can_be_given_in_a_runs_json_input() -> None:
 
 def test_a_price_of_zero_is_a_known_price_and_costs_nothing() -> None:
     spec = ModelSpec(
-        provider="openai", name="in-house", base_url="http://127.0.0.1:8000/v1",
+        provider="openai", name="in-house", endpoint="local",
         price=ModelPrice(input_per_mtok_usd=0, output_per_mtok_usd=0),
     )
-    assert price_known(spec)
-    assert cost_usd(spec, TURN) == 0.0
+    assert price_known(spec, base_url=LOCAL_URL)
+    assert cost_usd(spec, TURN, base_url=LOCAL_URL) == 0.0
 
 
 @pytest.mark.parametrize("field", ["input_per_mtok_usd", "output_per_mtok_usd"])

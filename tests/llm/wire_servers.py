@@ -121,6 +121,20 @@ class ProviderServer:
     def start(self) -> None:
         self._thread.start()
 
+    def serve_once_started(self) -> None:
+        """Starts serving unless it already does: a session's server starts with its first test."""
+        if not self._thread.is_alive():
+            self.start()
+
+    def reset(self, api_key: str) -> None:
+        """Clean for the next test: no queued reply, no request seen, the key it expects, and
+        any handler still sleeping through a `delay` woken."""
+        self.closing.set()
+        self.closing = threading.Event()
+        self.replies.clear()
+        self.requests.clear()
+        self.api_key = api_key
+
     def stop(self) -> None:
         self.closing.set()  # wakes handlers sleeping through a `delay`
         self._http.shutdown()
