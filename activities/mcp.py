@@ -43,7 +43,10 @@ class McpActivities:
         specs = TOOLSET.validate_json(self.conversations.blobs.get(input.toolset))
         try:
             for server in input.servers:
-                async with session(self._transport(server, input.container_id, LIST_TIMEOUT_S)) as client:
+                # A session of its own: a retried listing replaces the one its predecessor left.
+                transport = self._transport(server, input.container_id, LIST_TIMEOUT_S,
+                                            session=f"{server.name}/list")
+                async with session(transport) as client:
                     specs += await list_tools(client, server)
         except Exception as error:
             raise _activity_error(_leaf(error)) from None
@@ -61,7 +64,10 @@ class McpActivities:
             arguments = self.conversations.full_arguments(input.assistant_ref, input.call)
         except BlobNotFound as error:
             raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+        # The call's key names its session: a retried attempt replaces the server its crashed
+        # predecessor left, and two calls at once never share one.
         transport = self._transport(input.server, input.container_id, input.timeout_seconds,
+                                    session=f"{input.server.name}/{input.idempotency_key}",
                                     started_at=input.started_at)
         try:
             async with session(transport) as client:
@@ -78,7 +84,8 @@ class McpActivities:
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
 
     def _transport(self, server: McpServer, container_id: str | None, timeout_s: float, *,
-                   started_at: str | None = None) -> AbstractAsyncContextManager[TransportStreams]:
+                   session: str, started_at: str | None = None,
+                   ) -> AbstractAsyncContextManager[TransportStreams]:
         try:
             # Checked at every request, not only at the run's start: a worker configured
             # unlike the one that started the run reaches nothing it did not configure.
@@ -93,8 +100,8 @@ class McpActivities:
         if self.sandboxes is None or container_id is None or server.command is None:
             raise ApplicationError(f"MCP server {server.name!r} runs in a sandbox, and this worker has none",
                                    type="McpUnavailable", non_retryable=True)
-        return sandbox_stdio(self.sandboxes, container_id, name=server.name, command=server.command,
-                             timeout_s=timeout_s, started_at=started_at)
+        return sandbox_stdio(self.sandboxes, container_id, name=server.name, session=session,
+                             command=server.command, timeout_s=timeout_s, started_at=started_at)
 
 
 def _activity_error(error: BaseException) -> ApplicationError:

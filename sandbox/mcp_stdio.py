@@ -3,8 +3,10 @@
 The server is a process the sandbox's executor starts (`mcp_open`) and feeds one JSON-RPC
 line at a time (`mcp_send`), answering with what the server wrote until the response to a
 request came; `mcp_close` ends it. A third-party server so gets the sandbox's isolation: no
-network, no host files, the run's limits. One server process per session: a session that a
-crashed worker abandoned is replaced by the next one of the same name, never resumed.
+network, no host files, the run's limits. One server process per session, named by the
+caller after what it serves (a call's idempotency key, the run's listing): two calls at once
+to the same server each get their own process, and a retried attempt replaces the session its
+crashed predecessor abandoned, never resumes it.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ ANSWER_GRACE_S = 5.0
 
 @asynccontextmanager
 async def sandbox_stdio(
-    sandboxes: SandboxManager, container_id: str, *, name: str, command: list[str], timeout_s: float,
-    started_at: str | None = None,
+    sandboxes: SandboxManager, container_id: str, *, name: str, session: str, command: list[str],
+    timeout_s: float, started_at: str | None = None,
 ) -> AsyncIterator[TransportStreams]:
-    """`started_at`, when the run's handle recorded it: a container started since (its engine
+    """`session` names this use of the server `name`, unique to it in the sandbox.
+    `started_at`, when the run's handle recorded it: a container started since (its engine
     restarted it) is lost, as it is to a tool call, not taken for the run's sandbox."""
 
     async def ask(message: dict[str, Any], wait: float = ANSWER_GRACE_S) -> dict[str, Any]:
@@ -44,7 +47,7 @@ async def sandbox_stdio(
             raise SandboxBroken(f"MCP server {name!r} in the sandbox: {response.get('error')}")
         return dict(response.get("result") or {})
 
-    await ask({"op": "mcp_open", "name": name, "argv": command})
+    await ask({"op": "mcp_open", "name": name, "session": session, "argv": command})
     read_in, read_out = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_in, write_out = anyio.create_memory_object_stream[SessionMessage](16)
 
@@ -56,8 +59,9 @@ async def sandbox_stdio(
                 # Only a request waits for its answer; notifications and our responses to the
                 # server's own requests don't.
                 expect = data.get("id") if "method" in data and "id" in data else None
-                answer = await ask({"op": "mcp_send", "name": name, "line": raw, "expect": expect,
-                                    "timeout": timeout_s}, wait=timeout_s + ANSWER_GRACE_S)
+                answer = await ask({"op": "mcp_send", "name": name, "session": session, "line": raw,
+                                    "expect": expect, "timeout": timeout_s},
+                                   wait=timeout_s + ANSWER_GRACE_S)
                 for line in answer.get("lines", []):
                     await read_in.send(_parse(line))
 
@@ -71,7 +75,7 @@ async def sandbox_stdio(
     finally:
         with anyio.CancelScope(shield=True):
             try:
-                await ask({"op": "mcp_close", "name": name})
+                await ask({"op": "mcp_close", "name": name, "session": session})
             except Exception:
                 pass  # the sandbox is gone: so is its server
 

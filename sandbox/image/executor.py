@@ -306,7 +306,7 @@ class Executor:
         self.running = 0
         self.binding: dict | None = None
         self.servers: dict[str, McpServer] = {}
-        """MCP stdio servers open for a session, by name: no sweep runs while one is."""
+        """MCP stdio servers open, by session: no sweep runs while one is."""
 
     def bind(self, request: dict) -> None:
         """Records the run this container serves. A warm-pool container learns its run here
@@ -352,26 +352,30 @@ class Executor:
 
     # --- MCP stdio servers --------------------------------------------------------------
     def mcp(self, op: str, request: dict) -> None:
-        name = str(request.get("name", ""))
+        # A session is one call's (or one listing's) own server: two calls at once to the same
+        # server never share its process, its output or its JSON-RPC ids. Hosts from before
+        # sessions send the server's name alone.
+        session = str(request.get("session") or request.get("name", ""))
         try:
             if op == "mcp_open":
-                result = self.open_server(name, [str(part) for part in request.get("argv") or []])
+                result = self.open_server(session, [str(part) for part in request.get("argv") or []])
             elif op == "mcp_send":
-                server = self.servers.get(name)
+                server = self.servers.get(session)
                 if server is None:
-                    raise ServerEnded(f"no MCP server {name!r} is open")
+                    raise ServerEnded(f"no MCP session {session!r} is open")
                 result = server.exchange(str(request.get("line", "")), request.get("expect"),
                                          float(request.get("timeout", 60)))
             else:
-                result = self.close_server(name)
+                result = self.close_server(session)
         except (OSError, TimeoutError, ServerEnded) as error:
             send({"id": request.get("id"), "ok": False, "error": str(error) or type(error).__name__})
             return
         send({"id": request.get("id"), "ok": True, "result": result})
 
-    def open_server(self, name: str, argv: list) -> dict:
-        """Starts the server, as a tool is started; one a crashed worker left is replaced."""
-        self.close_server(name)
+    def open_server(self, session: str, argv: list) -> dict:
+        """Starts the session's server, as a tool is started; one that a crashed worker left
+        under the same session (the same call, retried) is replaced."""
+        self.close_server(session)
         with self.lock:
             self.running += 1
         try:
@@ -380,11 +384,17 @@ class Executor:
         except OSError:
             self.server_closed()
             raise
-        self.servers[name] = McpServer(process)
+        server = McpServer(process)
+        with self.lock:
+            replaced, self.servers[session] = self.servers.get(session), server
+        if replaced is not None:  # two opens of one session raced: the later one stands
+            replaced.stop()
+            self.server_closed()
         return {"pid": process.pid}
 
-    def close_server(self, name: str) -> dict:
-        server = self.servers.pop(name, None)
+    def close_server(self, session: str) -> dict:
+        with self.lock:
+            server = self.servers.pop(session, None)
         if server is None:
             return {"closed": False}
         server.stop()
