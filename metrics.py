@@ -26,6 +26,7 @@ from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from tether.contracts import ModelSpec, Usage
+from tether.contracts.labels import model_label
 from tether.sandbox.manager import LABEL_WORKER, SandboxManager
 
 log = logging.getLogger("tether.metrics")
@@ -93,14 +94,16 @@ class WorkerMetrics:
                    response_model: str | None, cost_usd: float | None,
                    error_type: str | None = None) -> None:
         """One model call, answered (`usage`) or failed (`error_type`)."""
-        labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": provider_name(spec),
-                  "gen_ai_request_model": request_model(spec)}
+        provider = provider_name(spec)
+        model = model_label(provider, request_model(spec))
+        labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": provider,
+                  "gen_ai_request_model": model}
         if response_model:
-            labels["gen_ai_response_model"] = response_model
+            labels["gen_ai_response_model"] = model_label(provider, response_model)
         if error_type:
             labels["error_type"] = error_type
         self.operation_duration.record(seconds, labels)
-        by_model = {"provider": provider_name(spec), "model": request_model(spec)}
+        by_model = {"provider": provider, "model": model}
         if usage is None:
             return
         for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):

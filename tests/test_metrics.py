@@ -4,13 +4,18 @@ Docker engine."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.request
 import uuid
 
 from tether import client as tether
+from tether.contracts.labels import MAX_MODEL_LABELS
 
+from tests.endpoints import ENDPOINT_OF, wire_server
+from tests.fuzz.wire_answers import answer
 from tests.helpers import free_port, wait_for
+from tests.llm.wire_servers import OPENAI_KEY
 from tests.scripts import scripted_run, turn
 from tests.workflows.worker_process import WorkerProcess
 
@@ -110,3 +115,70 @@ async def test_a_bad_metrics_bind_stops_the_worker_naming_it(temporal_address, t
     output = (await asyncio.wait_for(process.communicate(), timeout=60))[0].decode()
     assert process.returncode != 0
     assert "--metrics-bind" in output and "HOST:PORT" in output
+
+
+async def metrics_worker(temporal_client, tmp_path, **env: str) -> tuple[WorkerProcess, str, str]:
+    """A worker process serving /metrics on a queue of its own: (worker, queue, bind)."""
+    queue = f"metrics-{uuid.uuid4().hex[:6]}"
+    bind = f"127.0.0.1:{free_port()}"
+    worker = WorkerProcess(temporal_client, task_queue=queue, worker_id=queue,
+                           log_file=tmp_path / "worker.log",
+                           env={"TETHER_METRICS_BIND": bind, "TETHER_TRACE_FILE": "off", **env})
+    await worker.start()
+    return worker, queue, bind
+
+
+def label_values(samples: list[tuple[str, dict[str, str], float]], name: str, label: str,
+                 **labels: str) -> set[str]:
+    return {ls[label] for n, ls, _ in samples
+            if n == name and label in ls and all(ls.get(k) == want for k, want in labels.items())}
+
+
+async def test_a_tool_name_outside_the_runs_toolset_is_counted_as_unknown(
+    temporal_client, docker_engine, tmp_path
+):
+    worker, queue, bind = await metrics_worker(temporal_client, tmp_path)
+    try:
+        chosen = [{"name": "shell", "arguments": {"command": "true"}},
+                  {"name": "python", "arguments": {"code": "1"}},  # a tool, but not this run's
+                  {"name": 'evil.example/"}\n{x', "arguments": {}}]
+        result = await tether.run(
+            temporal_client,
+            scripted_run("names", {"tool_calls": chosen}, turn("done"), tools=["shell"]),
+            task_queue=queue)
+        assert result.status == "completed"
+        samples = scrape(bind)
+    finally:
+        await worker.stop()
+    assert label_values(samples, "tether_tool_calls_total", "tool", task_queue=queue) == {"shell", "unknown"}
+    assert value(samples, "tether_tool_calls_total", task_queue=queue, tool="unknown", outcome="refused") == 2
+
+
+async def test_model_names_are_bounded_in_length_characters_and_number(
+    temporal_client, docker_engine, tmp_path
+):
+    server = wire_server("openai")
+    server.reset(OPENAI_KEY)
+    worker, queue, bind = await metrics_worker(temporal_client, tmp_path, OPENAI_API_KEY=OPENAI_KEY)
+    hostile = "m" * 300 + '"}\n{evil.example'
+    names = [hostile, *(f"model-{i}" for i in range(MAX_MODEL_LABELS + 8))]
+    try:
+        for _ in names:
+            answer(server, text="ok")
+        runs = [{"task": "hi", "model": {"provider": "openai", "name": name,
+                                         "endpoint": ENDPOINT_OF["openai"]}} for name in names]
+        first = await tether.run(temporal_client, runs[0], task_queue=queue)  # among the names kept
+        rest = await asyncio.gather(*(tether.run(temporal_client, run, task_queue=queue) for run in runs[1:]))
+        assert {r.status for r in [first, *rest]} == {"completed"}
+        samples = scrape(bind)
+    finally:
+        await worker.stop()
+        server.reset(OPENAI_KEY)
+    for name, label in (("tether_tokens_total", "model"), ("tether_steps_total", "model"),
+                        ("gen_ai_client_operation_duration_seconds_count", "gen_ai_request_model")):
+        shown = label_values(samples, name, label)
+        assert "openai:other" in shown, name
+        assert len(shown) <= MAX_MODEL_LABELS + 2, name  # the first names, `scripted`, and the rest as one
+        assert all(re.fullmatch(r"[\w.:/@+-]{1,64}", v, re.ASCII) for v in shown), shown
+    assert value(samples, "tether_tokens_total", model="openai:other", type="input") > 0
+    assert "m" * 64 in label_values(samples, "tether_tokens_total", "model")

@@ -16,7 +16,7 @@ Neither issues a command, so histories replay unchanged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ from temporalio.worker import (
 )
 from tether.contracts import AgentRunResult, ModelCallInput, ToolCall, ToolResult
 from tether.contracts.activities import ACQUIRE_SANDBOX, MODEL_CALL
+from tether.contracts.labels import model_label, tool_label
 
 RUN_WORKFLOW = "AgentRun"
 AGENT_NAME = "tether"
@@ -56,14 +57,18 @@ def count(name: str, description: str, labels: dict[str, str], value: int = 1) -
 
 
 def model_name(spec: Any) -> str:
-    """A model's name for labels; a script, stored by reference, is `scripted`."""
-    return "scripted" if spec.provider == "scripted" else str(spec.name)
+    """A model's name for labels, bounded (`contracts/labels.py`); a script, stored by
+    reference, is `scripted`."""
+    if spec.provider == "scripted":
+        return "scripted"
+    return model_label(str(spec.provider), str(spec.name))
 
 
-def tool_calls(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> None:
-    """Counts a step's tool calls by tool and outcome: `ok`, `error` (a non-zero exit),
-    `timed_out`, `refused` (not allowed, denied or never approved) or `failed` (it could not
-    run: its sandbox, worker or server failed it)."""
+def tool_calls(calls: Sequence[ToolCall], results: Sequence[ToolResult], toolset: Collection[str]) -> None:
+    """Counts a step's tool calls by tool (`unknown` for a name not in the run's `toolset`:
+    the model chose it) and outcome: `ok`, `error` (a non-zero exit), `timed_out`, `refused`
+    (not allowed, denied or never approved) or `failed` (it could not run: its sandbox,
+    worker or server failed it)."""
     for call, result in zip(calls, results, strict=True):
         if result.timed_out:
             outcome = "timed_out"
@@ -76,7 +81,7 @@ def tool_calls(calls: Sequence[ToolCall], results: Sequence[ToolResult]) -> None
         else:
             outcome = "error"
         count("tether_tool_calls", "Tool calls by tool and outcome",
-              {"tool": call.name, "outcome": outcome})
+              {"tool": tool_label(call.name, toolset), "outcome": outcome})
 
 
 def sandbox_lost() -> None:

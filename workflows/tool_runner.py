@@ -78,7 +78,7 @@ class ToolRunner:
             *(self._run_one(i, call, lost, asked) for i, call in enumerate(calls)))
         self.state.tool_results.extend(message for _, message in outcomes)
         results = [result for result, _ in outcomes]
-        telemetry.tool_calls(calls, results)
+        telemetry.tool_calls(calls, results, self.state.tool_names(self.input.tools))
         return results
 
     async def _run_one(
