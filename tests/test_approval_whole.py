@@ -167,3 +167,23 @@ async def test_status_prints_waiting_code_as_it_reads_below_its_json(
     assert "  code:\n    import os\n    for name in os.listdir('.'):\n        print(name)\n" in out
     await handle.execute_update("cancel", "seen")
     assert (await handle.result()).status == "cancelled"
+
+
+async def test_a_call_history_holds_cut_is_not_approved_without_its_digest_but_may_be_denied(
+    temporal_client: Client, temporal_address: str, worker: str
+):
+    handle, _ = await start_waiting(temporal_client, worker)
+
+    code, _, err = await cli(temporal_address, worker, "approve", handle.id, "1-0")
+    assert code == 2
+    assert "approve refused" in err and f"tether status {handle.id}" in err
+    assert (await tether.get_status(temporal_client, handle.id)).state == "awaiting_approval"
+
+    code, out, err = await cli(temporal_address, worker, "approve", handle.id, "1-0", "--deny",
+                               "--reason", "too long to read")
+    assert code == 0, err
+    assert "call 1-0 (shell) denied" in out
+    result = await handle.result()
+    assert result.output != "PWNED"
+    [step] = [s for s in await tether.get_transcript(temporal_client, handle.id) if s.step == 1]
+    assert step.tool_results[0].stderr == "a person denied this call: too long to read"

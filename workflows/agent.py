@@ -377,8 +377,16 @@ class AgentRun:
             raise ValueError(f"approved must be true or false, got {approved!r}")
         if reason is not None:
             check_text("the reason", reason)
+        request = approvals[call_id].request
         if digest is not None:
-            check_digest(call_id, approvals[call_id].request.arguments_digest, digest)
+            check_digest(call_id, request.arguments_digest, digest)
+        elif approved and request.capped and request.arguments_digest is not None:
+            # Nobody has seen such a call whole but through the store, which gives the digest:
+            # approved without it, the unseen middle would run.
+            raise ValueError(
+                f"call {call_id}'s arguments are cut in the middle in the run's history, so an "
+                f"approval must name their digest: read them whole with `tether status "
+                f"{workflow.info().workflow_id}` and approve with the --digest it prints")
 
     @workflow.update
     async def cancel(self, reason: str = "cancelled by a person") -> str:
