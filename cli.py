@@ -525,6 +525,7 @@ def artifacts(
     found = _read(workflow_id, "the artifacts", go)
     downloaded = None
     if download is not None:
+        from tether.store import StoreError
         from tether.store.files import ArtifactExists, write_artifacts
 
         try:
@@ -533,6 +534,9 @@ def artifacts(
         except ArtifactExists as exists:
             fail(f"{exists.where / exists.path} already exists, so nothing was written: "
                  "pass --overwrite to replace it")
+        except StoreError as error:
+            fail(f"cannot download the artifacts: {error}",
+                 "check TETHER_STORE_URL: the CLI reads the store the workers write")
         except OSError as error:
             fail(f"cannot write to {download}: {error.strerror or error}", "choose a directory you can write")
     if as_json:
@@ -563,12 +567,16 @@ def artifacts(
 def _upload(paths: list[Path]) -> dict[str, str]:
     """Puts the files in the content store the workers read; what can't go is a clear error."""
     from tether.client import content_store
+    from tether.store import StoreError
     from tether.store.files import FilesRefused, upload_paths
 
     try:
         return upload_paths(content_store(settings()), paths)
     except FilesRefused as error:
         fail(f"--file refused: {error}", "give existing regular files or directories, each under 16 MiB")
+    except StoreError as error:
+        fail(f"--file: cannot store the files: {error}",
+             "check TETHER_STORE_URL: the CLI writes the store the workers read")
     except OSError as error:
         fail(f"--file: cannot store the files: {error}", "check TETHER_STORE_DIR (the workers' store)")
 

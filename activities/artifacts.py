@@ -12,6 +12,7 @@ import asyncio
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tether.activities.store_errors import store_failure
 from tether.contracts.activities import COLLECT_ARTIFACTS
 from tether.contracts.files import (
     MAX_ARTIFACT_TOTAL_BYTES,
@@ -27,7 +28,7 @@ from tether.contracts.files import (
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import SandboxGone, SandboxManager
 from tether.sandbox.workspace import WorkspaceRefused, list_artifacts, put_file, read_artifact
-from tether.store import BlobNotFound, ContentStore
+from tether.store import BlobNotFound, ContentStore, StoreError
 
 
 def check_files(blobs: ContentStore, files: dict[str, str], disk_mb: int | None) -> None:
@@ -41,6 +42,8 @@ def check_files(blobs: ContentStore, files: dict[str, str], disk_mb: int | None)
             raise ApplicationError(f"file {name!r} ({reference[:19]}...) is not in the content store; "
                                    "upload it with the same TETHER_STORE_DIR as the workers",
                                    type="StoreMissing", non_retryable=True) from None
+        except StoreError as error:
+            raise store_failure(error) from None
         if size > MAX_FILE_BYTES:
             raise ApplicationError(f"file {name!r} is {size} bytes; the limit is {MAX_FILE_BYTES}",
                                    type="FilesRefused", non_retryable=True)
@@ -61,6 +64,8 @@ def place_files(blobs: ContentStore, sandboxes: SandboxManager, container_id: st
             raise ApplicationError(f"file {name!r} ({reference[:19]}...) is not in the content store; "
                                    "upload it with the same TETHER_STORE_DIR as the workers",
                                    type="StoreMissing", non_retryable=True) from None
+        except StoreError as error:
+            raise store_failure(error) from None
         if len(data) > MAX_FILE_BYTES:
             raise ApplicationError(f"file {name!r} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}",
                                    type="FilesRefused", non_retryable=True)
@@ -109,7 +114,10 @@ class ArtifactActivities:
                 skipped.append(SkippedArtifact(path=path, reason=f"changed while collected: {error}"))
                 continue
             total += len(data)
-            digest = await asyncio.to_thread(self.blobs.put, data)
+            try:
+                digest = await self.blobs.put_async(data)
+            except StoreError as error:
+                raise store_failure(error) from None
             records.append(ArtifactRecord(path=path, size=len(data), sha256=digest))
             activity.heartbeat(path)
         return RunArtifacts(artifacts=records, skipped=capped(skipped))

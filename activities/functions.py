@@ -7,11 +7,12 @@ import time
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tether.activities.store_errors import store_failure
 from tether.contracts import Message, ToolCallOutput, ToolResult
 from tether.contracts.activities import FUNCTION_CALL
 from tether.contracts.caps import cap_result
 from tether.contracts.tools import FunctionCallInput
-from tether.store import BlobNotFound, Conversations
+from tether.store import Conversations, StoreError
 from tether.tools import FunctionTools, ToolContext
 from tether.tools.registry import InvalidArguments
 
@@ -37,9 +38,9 @@ class FunctionActivities:
         context = ToolContext(idempotency_key=input.idempotency_key, workflow_id=input.workflow_id,
                               step=input.step, attempt=info.attempt)
         try:
-            arguments = self.conversations.full_arguments(input.assistant_ref, input.call)
-        except BlobNotFound as error:
-            raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+            arguments = await self.conversations.full_arguments_async(input.assistant_ref, input.call)
+        except StoreError as error:
+            raise store_failure(error) from None
         started = time.monotonic()
         try:
             output = await tool.call(arguments, context)
@@ -55,5 +56,9 @@ class FunctionActivities:
         result.duration_ms = int((time.monotonic() - started) * 1000)
         message = Message(role="tool", name=input.call.name, tool_call_id=input.call.id,
                           content=result.model_dump_json())
-        ref = self.conversations.blobs.put(message.model_dump_json(exclude_defaults=True).encode())
+        stored = message.model_dump_json(exclude_defaults=True).encode()
+        try:
+            ref = await self.conversations.blobs.put_async(stored)
+        except StoreError as error:
+            raise store_failure(error) from None
         return ToolCallOutput(result=cap_result(result), message_ref=ref)

@@ -45,7 +45,7 @@ class McpActivities:
             for server in input.servers:
                 # A session of its own: a retried listing replaces the one its predecessor left.
                 transport = self._transport(server, input.container_id, LIST_TIMEOUT_S,
-                                            session=f"{server.name}/list")
+                                            session=f"{server.name}/list", started_at=input.started_at)
                 async with session(transport) as client:
                     specs += await list_tools(client, server)
         except Exception as error:

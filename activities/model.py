@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tether.activities.artifacts import check_files
 from tether.activities.observed import observed
+from tether.activities.store_errors import store_failure
 from tether.contracts import (
     Message,
     ModelCallInput,
@@ -31,7 +32,7 @@ from tether.llm.carriable import carriable
 from tether.llm.endpoints import EndpointRefused
 from tether.llm.pricing import cost_usd, price_known
 from tether.llm.provider import PermanentModelError, TransientModelError
-from tether.store import BlobNotFound, Conversations
+from tether.store import Conversations, StoreError
 from tether.tools import FunctionTools
 from tether.tools.mcp_servers import McpEndpoints, McpRefused
 
@@ -58,17 +59,20 @@ class ModelActivities:
         self._refuse_foreign_endpoints(input)
         if input.max_cost_usd is not None:
             refuse_unpriced(input.models, self._base_url)
-        if input.files:
-            check_files(self.conversations.blobs, input.files, input.disk_mb)
-        head = self.conversations.append(None, [
-            Message(role="system", content=input.system_prompt),
-            Message(role="user", content=input.task),
-        ])
-        assert head is not None
-        models = [self._script_by_reference(spec) for spec in input.models]
         specs = self._tool_specs(input.tools)
-        toolset = self.conversations.blobs.put(
-            TypeAdapter(list[ToolSpec]).dump_json(specs, exclude_defaults=True))
+        try:
+            if input.files:
+                await asyncio.to_thread(check_files, self.conversations.blobs, input.files, input.disk_mb)
+            head = await self.conversations.append_async(None, [
+                Message(role="system", content=input.system_prompt),
+                Message(role="user", content=input.task),
+            ])
+            models = [await self._script_by_reference(spec) for spec in input.models]
+            toolset = await self.conversations.blobs.put_async(
+                TypeAdapter(list[ToolSpec]).dump_json(specs, exclude_defaults=True))
+        except StoreError as error:
+            raise store_failure(error) from None
+        assert head is not None
         return StartConversationOutput(head=head, models=models, toolset=toolset,
                                        routes={spec.name: spec.route() for spec in specs})
 
@@ -117,13 +121,16 @@ class ModelActivities:
     async def call_model(self, input: ModelCallInput) -> ModelCallOutput:
         conversations = self.conversations
         try:
-            new = [self._resolve(item) for item in input.append]
-            head = conversations.append(input.head, new) or input.head
-            messages = conversations.load(head)
-            spec = self._script_from_reference(input.model)
-            tools = self._offered(input)
-        except BlobNotFound as error:
-            raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+            # Every read at once: the conversation (cached on this worker, or read BATCH
+            # nodes a round trip), the new messages stored by reference, the script, the tools.
+            earlier, new, spec, tools = await asyncio.gather(
+                conversations.load_async(input.head or None),
+                asyncio.gather(*(self._resolve(item) for item in input.append)),
+                self._script_from_reference(input.model), self._offered(input))
+            head = await conversations.append_async(input.head or None, new) or input.head
+        except StoreError as error:
+            raise store_failure(error) from None
+        messages = [*earlier, *new]
         try:
             base_url = self._base_url(spec)
         except EndpointRefused as refused:
@@ -156,7 +163,10 @@ class ModelActivities:
         price = cost_usd(spec, turn.usage, base_url=base_url)
         usage = turn.usage.model_copy(update={"cost_usd": price or 0.0})
         assistant = Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls)
-        new_head = conversations.append(head, [assistant]) or head
+        try:
+            new_head = await conversations.append_async(head, [assistant]) or head
+        except StoreError as error:
+            raise store_failure(error) from None
         # History gets the calls with long arguments capped (a whole file to write, say); the
         # tool activity reads the full arguments from the stored assistant message.
         capped = [call.model_copy(update={"arguments": cap_arguments(call.arguments)})
@@ -170,31 +180,32 @@ class ModelActivities:
             cost_known=price is not None, argument_digests=digests,
         )
 
-    def _script_by_reference(self, spec: ModelSpec) -> ModelSpec:
+    async def _script_by_reference(self, spec: ModelSpec) -> ModelSpec:
         if spec.script is None:
             return spec
-        digest = self.conversations.blobs.put(spec.script.model_dump_json().encode())
+        digest = await self.conversations.blobs.put_async(spec.script.model_dump_json().encode())
         return spec.model_copy(update={"script": None, "name": SCRIPT_REF_PREFIX + digest})
 
-    def _script_from_reference(self, spec: ModelSpec) -> ModelSpec:
+    async def _script_from_reference(self, spec: ModelSpec) -> ModelSpec:
         if spec.provider != "scripted" or not spec.name.startswith(SCRIPT_REF_PREFIX):
             return spec
-        raw = self.conversations.blobs.get(spec.name.removeprefix(SCRIPT_REF_PREFIX))
+        raw = await self.conversations.blobs.get_async(spec.name.removeprefix(SCRIPT_REF_PREFIX))
         return spec.model_copy(update={"script": Script.model_validate_json(raw)})
 
-    def _offered(self, input: ModelCallInput) -> list[ToolSpec]:
+    async def _offered(self, input: ModelCallInput) -> list[ToolSpec]:
         """The specs of the tools the model may call now, from the run's stored toolset."""
         if input.toolset is None:  # a run started before toolsets: built-in tools only
             return [BUILTIN_TOOLS[name] for name in input.tools if name in BUILTIN_TOOLS]
-        specs = TypeAdapter(list[ToolSpec]).validate_json(self.conversations.blobs.get(input.toolset))
+        stored = await self.conversations.blobs.get_async(input.toolset)
+        specs = TypeAdapter(list[ToolSpec]).validate_json(stored)
         return [spec for spec in specs if spec.name in input.tools]
 
-    def _resolve(self, item: NewMessage) -> Message:
+    async def _resolve(self, item: NewMessage) -> Message:
         if item.message is not None:
             return item.message
         if item.ref is None:
             raise ApplicationError("a new message has neither ref nor message", non_retryable=True)
-        return Message.model_validate_json(self.conversations.blobs.get(item.ref))
+        return Message.model_validate_json(await self.conversations.blobs.get_async(item.ref))
 
 
 def refuse_unpriced(models: list[ModelSpec], base_url: Callable[[ModelSpec], str | None]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tether.activities.drain import DrainGate
+from tether.activities.store_errors import store_failure
 from tether.contracts import Message, ToolCallInput, ToolCallOutput, ToolResult
 from tether.contracts.activities import (
     TOOL_CALL,
@@ -22,7 +23,7 @@ from tether.contracts.activities import (
 from tether.contracts.caps import cap_result
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import SandboxBroken, SandboxGone, SandboxManager, StillRunning
-from tether.store import BlobNotFound, Conversations
+from tether.store import Conversations, StoreError
 
 
 class ToolActivities:
@@ -56,7 +57,7 @@ class ToolActivities:
 
     async def _run(self, input: ToolCallInput, *, hand_off_after: float | None) -> ToolCallOutput:
         try:
-            arguments = self.conversations.full_arguments(input.assistant_ref, input.call)
+            arguments = await self.conversations.full_arguments_async(input.assistant_ref, input.call)
             result = await self.sandboxes.run_tool(
                 input.container_id,
                 tool=input.call.name,
@@ -73,8 +74,8 @@ class ToolActivities:
             raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None
         except SandboxBroken as error:
             raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
-        except BlobNotFound as error:
-            raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+        except StoreError as error:
+            raise store_failure(error) from None
         except ChannelClosed as error:
             # Retryable: the next attempt reattaches, and the executor's ledger answers for a
             # call that already finished.
@@ -83,7 +84,11 @@ class ToolActivities:
             role="tool", name=input.call.name, tool_call_id=input.call.id,
             content=render_for_model(result),
         )
-        ref = self.conversations.blobs.put(message.model_dump_json(exclude_defaults=True).encode())
+        stored = message.model_dump_json(exclude_defaults=True).encode()
+        try:
+            ref = await self.conversations.blobs.put_async(stored)
+        except StoreError as error:
+            raise store_failure(error) from None
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
 
 

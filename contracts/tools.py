@@ -123,6 +123,9 @@ class McpListInput(BaseModel):
     servers: list[McpServer]
     container_id: str | None = None
     """The run's sandbox, for servers that run in it."""
+    started_at: str | None = None
+    """When the sandbox's container started, as its handle recorded: a later start means its
+    engine restarted it, empty, and the listing takes it as lost. None in histories from before."""
 
 
 class McpListOutput(BaseModel):

@@ -14,8 +14,15 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import obstore
-from obstore.exceptions import AlreadyExistsError, BaseError, NotSupportedError
+from obstore.exceptions import (
+    AlreadyExistsError,
+    BaseError,
+    NotSupportedError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from obstore.store import AzureStore, GCSStore, LocalStore, ObjectStore, S3Store
+from tether.store.errors import BlobNotFound, StoreDenied, StoreError, StoreUnavailable
 
 SCHEMES = ("file", "s3", "gs", "az")
 """What TETHER_STORE_URL may name."""
@@ -28,16 +35,9 @@ RETRIES = {"max_retries": 2, "retry_timeout": timedelta(seconds=10),
                        "max_backoff": timedelta(seconds=2), "base": 2.0}}
 
 
-class BlobNotFound(LookupError):
-    """A digest the store does not hold: the store was wiped or is not shared between hosts."""
-
-
-class StoreUnavailable(ConnectionError):
-    """The store could not be read or written (unreachable, refused credentials, no bucket)."""
-
-
 class Blobs(Protocol):
-    """Immutable bytes by digest. `put` is idempotent: a digest already held is left alone."""
+    """Immutable bytes by digest. `put` is idempotent: a digest already held is left alone.
+    The `_async` methods never block the event loop: async activities use them."""
 
     where: str
     """The store's URL, for messages."""
@@ -45,11 +45,16 @@ class Blobs(Protocol):
     def put(self, digest: str, data: bytes) -> None: ...
     def get(self, digest: str) -> bytes: ...
     def exists(self, digest: str) -> bool: ...
+    async def put_async(self, digest: str, data: bytes) -> None: ...
+    async def get_async(self, digest: str) -> bytes: ...
 
 
 class ObjectBlobs:
     """Blobs as objects `<digest[:2]>/<digest[2:]>` under the store's prefix: the same layout
-    as the directory store has always had, so an existing store reads as before."""
+    as the directory store has always had, so an existing store reads as before.
+
+    obstore does the I/O on its own threads, so the async methods wait without holding the
+    event loop, for a directory as for a bucket."""
 
     def __init__(self, store: ObjectStore, *, where: str) -> None:
         self.store = store
@@ -69,18 +74,39 @@ class ObjectBlobs:
         except AlreadyExistsError:
             pass
         except BaseError as error:
-            raise self._unavailable("write to", error) from None
+            raise self._failed("write to", error) from None
+
+    async def put_async(self, digest: str, data: bytes) -> None:
+        key = _key(digest)
+        try:
+            try:
+                await obstore.put_async(self.store, key, data, mode="create")
+            except NotSupportedError:
+                if not await self._exists_async(digest):
+                    await obstore.put_async(self.store, key, data)
+        except AlreadyExistsError:
+            pass
+        except BaseError as error:
+            raise self._failed("write to", error) from None
 
     def get(self, digest: str) -> bytes:
         key = _key(digest)
         try:
             return bytes(obstore.get(self.store, key).bytes())
         except FileNotFoundError:
-            raise BlobNotFound(
-                f"blob {digest[:12]} is not in {self.where}; several hosts need one shared "
-                "store (TETHER_STORE_URL)") from None
+            raise self._missing(digest) from None
         except BaseError as error:
-            raise self._unavailable("read from", error) from None
+            raise self._failed("read from", error) from None
+
+    async def get_async(self, digest: str) -> bytes:
+        key = _key(digest)
+        try:
+            found = await obstore.get_async(self.store, key)
+            return bytes(await found.bytes_async())
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        except BaseError as error:
+            raise self._failed("read from", error) from None
 
     def exists(self, digest: str) -> bool:
         try:
@@ -88,13 +114,30 @@ class ObjectBlobs:
         except FileNotFoundError:
             return False
         except BaseError as error:
-            raise self._unavailable("read from", error) from None
+            raise self._failed("read from", error) from None
         return True
 
-    def _unavailable(self, doing: str, error: BaseError) -> StoreUnavailable:
+    async def _exists_async(self, digest: str) -> bool:
+        try:
+            await obstore.head_async(self.store, _key(digest))
+        except FileNotFoundError:
+            return False
+        except BaseError as error:
+            raise self._failed("read from", error) from None
+        return True
+
+    def _missing(self, digest: str) -> BlobNotFound:
+        return BlobNotFound(f"blob {digest[:12]} is not in {self.where}; several hosts need one "
+                            "shared store (TETHER_STORE_URL)")
+
+    def _failed(self, doing: str, error: BaseError) -> StoreError:
         # obstore's messages carry the whole request and a debug dump: the first line says it.
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return StoreUnavailable(f"could not {doing} the store {self.where}: {first[:400]}")
+        first = str(error).strip().splitlines()[0][:400] if str(error).strip() else type(error).__name__
+        if isinstance(error, PermissionDeniedError | UnauthenticatedError):
+            return StoreDenied(f"the store {self.where} refused a {doing.split()[0]} with these "
+                               f"credentials: {first}; check the worker's AWS_*, GOOGLE_* or "
+                               "AZURE_* variables and their permissions on the bucket")
+        return StoreUnavailable(f"could not {doing} the store {self.where}: {first}")
 
 
 def open_blobs(url: str) -> ObjectBlobs:

@@ -11,7 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Protocol
 
-from tether.store.backends import BlobNotFound, Blobs, file_url, open_blobs
+from tether.store.backends import Blobs, file_url, open_blobs
+from tether.store.errors import BlobNotFound, StoreCorrupt
 
 __all__ = ["BlobNotFound", "ContentAddressed", "ContentStore", "LocalContentStore", "open_store"]
 
@@ -19,11 +20,16 @@ __all__ = ["BlobNotFound", "ContentAddressed", "ContentStore", "LocalContentStor
 class ContentStore(Protocol):
     def put(self, data: bytes) -> str: ...
     def get(self, digest: str) -> bytes: ...
+    async def put_async(self, data: bytes) -> str: ...
+    async def get_async(self, digest: str) -> bytes: ...
 
 
 class ContentAddressed:
     """Names each blob by its digest and keeps it in `blobs`. The digest is of the bytes
-    given, whatever the backend (or a wrapper around it, such as encryption) stores."""
+    given, whatever the backend (or a wrapper around it, such as encryption) stores.
+
+    Every read is checked against its name: whoever can write the store's directory or
+    bucket could otherwise change a conversation, a tool's arguments or a run's files."""
 
     def __init__(self, blobs: Blobs) -> None:
         self.blobs = blobs
@@ -33,8 +39,24 @@ class ContentAddressed:
         self.blobs.put(digest, data)
         return digest
 
+    async def put_async(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        await self.blobs.put_async(digest, data)
+        return digest
+
     def get(self, digest: str) -> bytes:
-        return self.blobs.get(digest)
+        return self._checked(digest, self.blobs.get(digest))
+
+    async def get_async(self, digest: str) -> bytes:
+        return self._checked(digest, await self.blobs.get_async(digest))
+
+    def _checked(self, digest: str, data: bytes) -> bytes:
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise StoreCorrupt(
+                f"blob {digest[:12]} in {self.blobs.where} does not hold the content its name "
+                "says: the store was altered or damaged; delete that object (the next write of "
+                "the same content stores it again) or restore the store from a backup")
+        return data
 
 
 class LocalContentStore(ContentAddressed):

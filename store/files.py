@@ -25,7 +25,8 @@ from tether.contracts.files import (
     SkippedArtifact,
     name_problem,
 )
-from tether.store.content import BlobNotFound, ContentStore
+from tether.store.content import ContentStore
+from tether.store.errors import BlobNotFound, StoreCorrupt
 from tether.store.globs import hidden, named
 
 
@@ -123,7 +124,7 @@ def write_artifacts(blobs: ContentStore, records: Sequence[ArtifactRecord],
         for record in chosen:
             try:
                 data = blobs.get(record.sha256)
-            except (BlobNotFound, ValueError) as error:
+            except (BlobNotFound, StoreCorrupt, ValueError) as error:
                 done.skipped.append(SkippedArtifact(path=record.path, reason=str(error)))
                 continue
             if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:

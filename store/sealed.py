@@ -21,6 +21,7 @@ import hashlib
 from typing import Protocol
 
 from tether.store.backends import Blobs
+from tether.store.errors import StoreCorrupt
 
 MAGIC = b"tether-sealed\x01"
 
@@ -40,15 +41,26 @@ class SealedBlobs:
         self.where = inner.where
 
     def put(self, digest: str, data: bytes) -> None:
+        self.inner.put(digest, self._seal(digest, data))
+
+    async def put_async(self, digest: str, data: bytes) -> None:
+        await self.inner.put_async(digest, self._seal(digest, data))
+
+    def _seal(self, digest: str, data: bytes) -> bytes:
         key_id, sealed = self.cipher.encrypt(data, digest.encode())
-        self.inner.put(digest, MAGIC + bytes([len(key_id)]) + key_id.encode() + sealed)
+        return MAGIC + bytes([len(key_id)]) + key_id.encode() + sealed
 
     def get(self, digest: str) -> bytes:
-        stored = self.inner.get(digest)
+        return self._open(digest, self.inner.get(digest))
+
+    async def get_async(self, digest: str) -> bytes:
+        return self._open(digest, await self.inner.get_async(digest))
+
+    def _open(self, digest: str, stored: bytes) -> bytes:
         if not stored.startswith(MAGIC):
             if hashlib.sha256(stored).hexdigest() != digest:
-                raise ValueError(f"blob {digest[:12]} in {self.where} is neither encrypted nor "
-                                 "the content its name says: the store was altered")
+                raise StoreCorrupt(f"blob {digest[:12]} in {self.where} is neither encrypted nor "
+                                   "the content its name says: the store was altered")
             return stored
         start = len(MAGIC) + 1
         end = start + stored[len(MAGIC)]

@@ -17,12 +17,15 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from tether import client as tether
-from tether.contracts import RunStatus
+from tether.activities.mcp import McpActivities
+from tether.contracts import RunStatus, SandboxSpec
+from tether.contracts.tools import McpListInput, McpServer
 from tether.sandbox.image_build import build_image
 
 from tests.endpoints import MCP_PORT, MCP_URL, MISSING_TOKEN_ENV
-from tests.helpers import sandboxes, sandboxes_of, wait_for
+from tests.helpers import conversations, sandboxes, sandboxes_of, wait_for
 from tests.llm.wire_servers import OPENAI_KEY, ProviderServer
+from tests.sandbox.direct import direct_labels
 from tests.scripts import scripted_run
 from tests.workflows.histories import activities
 
@@ -192,6 +195,24 @@ async def test_a_sandbox_its_engine_restarted_is_lost_to_an_mcp_call_too(
     [lost, answered] = [a for a in ran if a.type == "mcp_call"]
     assert (lost.outcome, answered.outcome) == ("failed", "completed")
     assert lost.input["started_at"] and lost.input["container_id"] == first.id
+
+
+async def test_a_sandbox_its_engine_restarted_before_the_listing_is_lost_to_it(time_image: str):
+    # Made directly: in a run, nothing comes between the acquisition and the listing.
+    container = await asyncio.to_thread(sandboxes().create, SandboxSpec(image=time_image),
+                                        direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}")
+    try:
+        started_at = await asyncio.to_thread(sandboxes().started_at, container.id)
+        await asyncio.to_thread(container.restart, timeout=1)
+        mcp = McpActivities(conversations=conversations(), sandboxes=sandboxes())
+        listing = McpListInput(toolset=conversations().blobs.put(b"[]"),
+                               servers=[McpServer.model_validate(TIME_SERVER)],
+                               container_id=container.id, started_at=started_at)
+        with pytest.raises(ApplicationError) as lost:
+            await mcp.list_tools(listing)
+    finally:
+        await asyncio.to_thread(sandboxes().remove, container.id)
+    assert lost.value.type == "SandboxGone" and "restarted by its engine" in lost.value.message
 
 
 async def test_an_unknown_server_tool_name_in_the_input_fails_the_run_at_start(

@@ -21,7 +21,14 @@ from temporalio.client import Client
 from tether import client as tether
 from tether.contracts.messages import Message
 from tether.settings import TetherSettings
-from tether.store import BlobNotFound, Conversations, LocalContentStore, StoreUnavailable, open_store
+from tether.store import (
+    BlobNotFound,
+    Conversations,
+    LocalContentStore,
+    StoreDenied,
+    StoreUnavailable,
+    open_store,
+)
 from tether.store.content import ContentAddressed
 
 from tests.helpers import sandboxes
@@ -106,9 +113,10 @@ def test_an_unreachable_s3_store_fails_quickly_saying_which(monkeypatch: pytest.
     assert time.monotonic() - started < 30  # a few quick retries, then Temporal's own
 
 
-def test_wrong_credentials_are_a_clear_error(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch):
+def test_wrong_credentials_are_a_clear_error_of_their_own(s3_server: SeaweedS3,
+                                                          monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    with pytest.raises(StoreUnavailable, match="could not write to the store s3://tether/"):
+    with pytest.raises(StoreDenied, match=r"the store s3://tether/.* refused a write with these credentials"):
         open_store(s3_url()).put(b"x")
 
 

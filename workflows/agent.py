@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.workflows import visibility
     from tether.workflows.budget import BudgetExhausted, Spent
     from tether.workflows.deadline import Deadline
-    from tether.workflows.failures import root_message, stop_if_cancelled
+    from tether.workflows.failures import host_gone, root_message, sandbox_lost, stop_if_cancelled
     from tether.workflows.options import DEFAULT_OPTIONS
     from tether.workflows.sandbox_lease import SandboxLease
     from tether.workflows.state import RunState
@@ -56,6 +56,7 @@ T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 32_000
 LASTING_ATTRIBUTES_PATCH = "search-attributes-when-lasting"
+LIST_AGAIN_PATCH = "mcp-listing-again-in-a-new-sandbox"
 REFUSED_ENDPOINTS_PATCH = "refused-endpoints-are-invalid-input"
 FINAL_ANSWER_PROMPT = (
     "The run's budget is spent. Give your final answer now, from what you have, "
@@ -502,27 +503,37 @@ class AgentRun:
 
     async def _list_mcp_tools(self) -> None:
         """Lists the run's MCP servers' tools once, at its start, and adds them to its tools;
-        a server that runs in the sandbox is started there to be asked."""
+        a server that runs in the sandbox is started there to be asked (again in a new
+        sandbox when that one is lost first, as a tool call is)."""
         state = self._state
         in_sandbox = any(server.command for server in self._input.mcp_servers)
-        sandbox = await self._lease.get() if in_sandbox else None
-        try:
-            listed = await workflow.execute_activity(
-                MCP_LIST_TOOLS,
-                McpListInput(toolset=state.toolset or "", servers=self._input.mcp_servers,
-                             container_id=sandbox.container_id if sandbox else None),
-                result_type=McpListOutput,
-                task_queue=sandbox.task_queue if sandbox else None,
-                start_to_close_timeout=self.options.mcp_list_timeout,
-                schedule_to_start_timeout=(
-                    self.options.host_wait(sandbox.host_wait_seconds) if sandbox else None),
-                retry_policy=self.options.mcp_list_retry,
-                summary="list MCP tools",
-            )
-        except ActivityError as error:
-            raise ApplicationError(f"the run's MCP servers could not be listed: {root_message(error)}",
-                                   type="RunRefused", non_retryable=True) from None
-        state.toolset, state.routes = listed.toolset, listed.routes
+        for attempt in range(2):
+            sandbox = await self._lease.get() if in_sandbox else None
+            try:
+                listed = await workflow.execute_activity(
+                    MCP_LIST_TOOLS,
+                    McpListInput(toolset=state.toolset or "", servers=self._input.mcp_servers,
+                                 container_id=sandbox.container_id if sandbox else None,
+                                 started_at=sandbox.started_at if sandbox else None),
+                    result_type=McpListOutput,
+                    task_queue=sandbox.task_queue if sandbox else None,
+                    start_to_close_timeout=self.options.mcp_list_timeout,
+                    schedule_to_start_timeout=(
+                        self.options.host_wait(sandbox.host_wait_seconds) if sandbox else None),
+                    retry_policy=self.options.mcp_list_retry,
+                    summary="list MCP tools",
+                )
+            except ActivityError as error:
+                if (sandbox is not None and attempt == 0 and sandbox_lost(error)
+                        and workflow.patched(LIST_AGAIN_PATCH)):
+                    state.last_error = (f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
+                                        "listing the MCP servers' tools again in a new sandbox")
+                    self._lease.lose(sandbox, host_answered=not host_gone(error))
+                    continue
+                raise ApplicationError(f"the run's MCP servers could not be listed: {root_message(error)}",
+                                       type="RunRefused", non_retryable=True) from None
+            state.toolset, state.routes = listed.toolset, listed.routes
+            return
 
     async def _start_conversation(self) -> None:
         try:

@@ -20,7 +20,8 @@ class ActivityOptions:
     model_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
         initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=30), maximum_attempts=5,
-        non_retryable_error_types=["ModelPermanentError", "StoreMissing"]))
+        non_retryable_error_types=["ModelPermanentError", "StoreMissing", "StoreCorrupt",
+                                   "ConversationTooLong"]))
     start_timeout: timedelta = timedelta(seconds=30)
     start_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(maximum_attempts=5))
     tool_grace: timedelta = timedelta(seconds=60)
