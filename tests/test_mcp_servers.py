@@ -18,9 +18,10 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from tether import client as tether
 from tether.activities.mcp import McpActivities
-from tether.contracts import RunStatus, SandboxSpec
-from tether.contracts.tools import McpListInput, McpServer
+from tether.contracts import RunStatus, SandboxSpec, ToolCall
+from tether.contracts.tools import McpCallInput, McpListInput, McpServer
 from tether.sandbox.image_build import build_image
+from tether.tools.mcp_servers import McpEndpoints
 
 from tests.endpoints import MCP_PORT, MCP_URL, MISSING_TOKEN_ENV
 from tests.helpers import conversations, sandboxes, sandboxes_of, wait_for
@@ -257,6 +258,28 @@ async def test_a_server_named_that_the_worker_lacks_is_refused_listing_those_it_
     refused = failure.value.cause
     assert isinstance(refused, ApplicationError) and refused.type == "InvalidInput"
     assert "'docs' is not configured" in refused.message and "every-token" in refused.message
+
+
+async def test_an_mcp_call_on_a_worker_without_that_server_reaches_nothing(
+    monkeypatch: pytest.MonkeyPatch
+):
+    # The check at the request itself: a run started by a worker configured otherwise
+    # reaches this worker's MCP activity unchecked.
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    listener = ProviderServer("openai", OPENAI_KEY)
+    listener.start()
+    mcp = McpActivities(conversations=conversations(), sandboxes=None, servers=McpEndpoints())
+    try:
+        with pytest.raises(ApplicationError) as refused:
+            await mcp.call(McpCallInput(
+                workflow_id="run-x", step=1, index=0, call=ToolCall(id="c1", name="docs__search"),
+                server=McpServer(name="docs", url=f"{listener.base_url}/mcp",
+                                 headers_env={"Authorization": "OPENAI_API_KEY"}),
+                remote_name="search"))
+    finally:
+        listener.stop()
+    assert refused.value.type == "InvalidInput" and "TETHER_MCP_SERVERS" in refused.value.message
+    assert listener.requests == []
 
 
 def test_a_server_is_either_a_sandboxed_command_or_a_url():

@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 from tether import client as tether
 from tether.contracts import ModelSpec
 from tether.llm.connection import PLACEHOLDER_KEY
+from tether.llm.endpoints import EndpointRefused
 
 from tests.helpers import history_text, providers
 from tests.llm.test_agent_runs_on_providers import openai_chunks
@@ -121,3 +122,16 @@ async def test_with_the_opt_in_an_input_url_gets_the_placeholder_key_never_the_w
     turn = await providers().get("openai").complete(spec, HELLO, [])
     assert turn.text == "hi"
     assert [r.key for r in local.requests] == [PLACEHOLDER_KEY]
+
+
+async def test_a_provider_asked_for_a_url_its_worker_did_not_configure_sends_nothing(
+    serve, monkeypatch: pytest.MonkeyPatch
+):
+    # The check at the request itself: a run started by a worker configured otherwise (or a
+    # recorded input from before endpoints) reaches this worker's provider unchecked.
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    elsewhere: ProviderServer = serve("openai", OPENAI_KEY)
+    spec = ModelSpec(provider="openai", name="gpt-4o-mini", base_url=elsewhere.base_url)
+    with pytest.raises(EndpointRefused, match="TETHER_MODEL_ENDPOINTS"):
+        await providers().get("openai").complete(spec, HELLO, [])
+    assert elsewhere.requests == []
