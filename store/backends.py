@@ -8,6 +8,7 @@ A backend knows blobs only by digest and never changes one it holds; that narrow
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -117,6 +118,30 @@ class ObjectBlobs:
             raise self._failed("read from", error) from None
         return True
 
+    def digests(self) -> Iterator[str]:
+        """Every digest the store holds, listed as it goes (`tether store rekey`)."""
+        try:
+            for batch in obstore.list(self.store, chunk_size=1000):
+                for meta in batch:
+                    # Anything else under the prefix (a directory store's unfinished write,
+                    # say) is not a blob.
+                    path = meta["path"]
+                    digest = path[:2] + path[3:]
+                    if path[2:3] == "/" and len(digest) == 64 and set(digest) <= HEX:
+                        yield digest
+        except BaseError as error:
+            raise self._failed("list", error) from None
+
+    def replace(self, digest: str, data: bytes) -> None:
+        """Writes `data` over the blob in one step: a reader sees the old bytes or the new,
+        never a mix or none (a directory store writes a new file and renames it over the
+        old; S3, GCS and Azure replace an object with one request). Only for the same
+        content under another key (`tether store rekey`): blobs are otherwise create-only."""
+        try:
+            obstore.put(self.store, _key(digest), data, mode="overwrite")
+        except BaseError as error:
+            raise self._failed("write to", error) from None
+
     async def _exists_async(self, digest: str) -> bool:
         try:
             await obstore.head_async(self.store, _key(digest))
@@ -179,7 +204,10 @@ def file_url(path: Path) -> str:
     return path.resolve().as_uri()
 
 
+HEX = frozenset("0123456789abcdef")
+
+
 def _key(digest: str) -> str:
-    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+    if len(digest) != 64 or not set(digest) <= HEX:
         raise ValueError(f"not a sha256 digest: {digest!r}")
     return f"{digest[:2]}/{digest[2:]}"

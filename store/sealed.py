@@ -24,12 +24,16 @@ from tether.store.backends import Blobs
 from tether.store.errors import StoreCorrupt
 
 MAGIC = b"tether-sealed\x01"
+SEALED_MIN = 12 + 16
+"""AES-GCM's nonce and tag: the least a sealed blob holds after its header."""
 
 
 class Cipher(Protocol):
     """Keys by id: `encrypt` with the current key, `decrypt` with the one named
     (`tether.encryption.KeyRing`)."""
 
+    @property
+    def primary(self) -> str: ...
     def encrypt(self, plaintext: bytes, associated: bytes = b"") -> tuple[str, bytes]: ...
     def decrypt(self, key_id: str, sealed: bytes, associated: bytes = b"") -> bytes: ...
 
@@ -62,9 +66,28 @@ class SealedBlobs:
                 raise StoreCorrupt(f"blob {digest[:12]} in {self.where} is neither encrypted nor "
                                    "the content its name says: the store was altered")
             return stored
+        key_id, sealed = self._header(digest, stored)
+        return self.cipher.decrypt(key_id, sealed, digest.encode())
+
+    def reseal(self, digest: str, stored: bytes) -> bytes | None:
+        """`stored` sealed under the current key instead, or None when it already is
+        (`tether store rekey`)."""
+        if stored.startswith(MAGIC) and self._header(digest, stored)[0] == self.cipher.primary:
+            return None
+        return self._seal(digest, self._open(digest, stored))
+
+    def _header(self, digest: str, stored: bytes) -> tuple[str, bytes]:
+        """(key id, nonce + ciphertext) of a sealed blob; a blob cut short (a write that
+        stopped half way on a store without atomic writes, a damaged disk) says so."""
         start = len(MAGIC) + 1
-        end = start + stored[len(MAGIC)]
-        return self.cipher.decrypt(stored[start:end].decode(), stored[end:], digest.encode())
+        end = start + (stored[len(MAGIC)] if len(stored) >= start else 0)
+        key_id = stored[start:end]
+        if len(stored) < end + SEALED_MIN or not key_id or not key_id.isascii():
+            raise StoreCorrupt(
+                f"blob {digest[:12]} in {self.where} is cut short or garbled ({len(stored)} bytes, "
+                "an encrypted blob's header and no whole ciphertext): delete that object (the "
+                "next write of the same content stores it again) or restore it from a backup")
+        return key_id.decode(), stored[end:]
 
     def exists(self, digest: str) -> bool:
         return self.inner.exists(digest)

@@ -30,6 +30,7 @@ from tether.encryption import DecryptionError, EncryptionCodec, InvalidKeys, Key
 from tether.settings import TetherSettings
 from tether.store import ContentAddressed, open_blobs
 from tether.store.backends import file_url
+from tether.store.errors import StoreCorrupt
 from tether.store.sealed import MAGIC, sealed
 
 from tests.helpers import free_port, history_text
@@ -106,6 +107,17 @@ def test_the_store_encrypts_under_plaintext_digests_and_reads_across_a_rotation(
     # A blob from before keys were set reads as it is, if it is what its name says.
     plain = ContentAddressed(blobs).put(b"from before the keys")
     assert rotated.get(plain) == b"from before the keys"
+
+
+@pytest.mark.parametrize("stored", [
+    MAGIC, MAGIC + b"\x05", MAGIC + b"\x05key-a", MAGIC + b"\x05key-a" + b"n" * 20,
+    MAGIC + b"\x02\xff\xfe" + b"n" * 40])
+def test_a_sealed_blob_cut_short_or_with_a_garbled_header_is_a_clear_store_error(tmp_path, stored):
+    blobs = open_blobs(file_url(tmp_path))
+    digest = hashlib.sha256(b"the content").hexdigest()
+    blobs.put(digest, stored)
+    with pytest.raises(StoreCorrupt, match=f"blob {digest[:12]} in .* is cut short or garbled"):
+        ContentAddressed(sealed(blobs, KeyRing.parse(KEY_A))).get(digest)
 
 
 # --- a whole run, encrypted ------------------------------------------------------------
@@ -269,3 +281,50 @@ async def test_temporal_workflow_show_with_the_codec_servers_token_shows_plainte
         assert secret not in without.stdout
         assert secret not in no_token.stdout
     assert no_token.returncode != 0  # refused (401); the CLI retries until its deadline
+
+
+# --- rotation with a real worker (last: it rekeys the module's store) -------------------
+
+async def test_a_rekey_while_a_run_goes_on_lets_the_old_key_be_removed(stack, encrypted_run):
+    rotated = f"{KEY_B},{KEY_A}"
+
+    async def worker_with(keys: str, queue: str) -> WorkerProcess:
+        worker = WorkerProcess(stack.plain, task_queue=queue, worker_id=queue,
+                               log_file=stack.data / f"{queue}.log",
+                               env={**stack.env, "TETHER_TASK_QUEUE": queue, "TETHER_ENCRYPTION_KEYS": keys})
+        await worker.start()
+        return worker
+
+    marker = uuid.uuid4().hex[:8]
+    worker = await worker_with(rotated, f"rot-{marker}")
+    try:
+        client = await tether_client.connect(keyed(rotated), address=stack.address)
+        handle = await tether_client.start_run(
+            client, scripted_run("rekeyed under me", turn("wait", shell="sleep 3; echo slept"),
+                                 turn("done {{last_output}}")),
+            task_queue=worker.task_queue, workflow_id=f"rot-{marker}")
+        rekeyed = await asyncio.to_thread(
+            tether_cli, "store", "rekey", "--json",
+            env={"TETHER_STORE_DIR": stack.env["TETHER_STORE_DIR"], "TETHER_ENCRYPTION_KEYS": rotated})
+        result = await handle.result()
+    finally:
+        await worker.stop()
+    assert rekeyed.returncode == 0, rekeyed.stderr
+    report = json.loads(rekeyed.stdout)
+    assert report["rekeyed"] >= 3 and report["unreadable"] == []
+    assert result.status == "completed" and result.output.strip() == "done slept"
+
+    # The old key removed: a new run's first node is the same blob the first run wrote
+    # under key-a, and it loads; so does every blob of the old run.
+    worker = await worker_with(KEY_B, f"new-{marker}")
+    try:
+        client = await tether_client.connect(keyed(KEY_B), address=stack.address)
+        fresh = await tether_client.run(client, scripted_run("after key-a is gone", turn("fine")),
+                                        task_queue=worker.task_queue, workflow_id=f"new-{marker}")
+    finally:
+        await worker.stop()
+    assert fresh.status == "completed", fresh
+    only_b = sealed(open_blobs(file_url(stack.data / "store")), KeyRing.parse(KEY_B))
+    opened = b"".join(only_b.get(p.parent.name + p.name)
+                      for p in (stack.data / "store").rglob("*") if p.is_file())
+    assert all(secret.encode() in opened for secret in encrypted_run.secrets)
