@@ -11,13 +11,14 @@ from mcp.client._transport import TransportStreams
 from pydantic import TypeAdapter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tether.activities.store_errors import store_failure
 from tether.contracts import Message, ToolCallOutput, ToolResult, ToolSpec
 from tether.contracts.activities import MCP_CALL, MCP_LIST_TOOLS
 from tether.contracts.caps import cap_result
 from tether.contracts.tools import McpCallInput, McpListInput, McpListOutput, McpServer
 from tether.sandbox.manager import SandboxGone, SandboxManager
 from tether.sandbox.mcp_stdio import sandbox_stdio
-from tether.store import BlobNotFound, Conversations
+from tether.store import Conversations, StoreError
 from tether.tools.mcp_client import McpUnavailable, call_tool, http_transport, list_tools, session
 from tether.tools.mcp_servers import McpEndpoints, McpRefused
 
@@ -55,15 +56,19 @@ class McpActivities:
         if clashes:
             raise ApplicationError(f"two tools are named {', '.join(clashes)}", type="McpUnavailable",
                                    non_retryable=True)
-        toolset = self.conversations.blobs.put(TOOLSET.dump_json(specs, exclude_defaults=True))
+        stored = TOOLSET.dump_json(specs, exclude_defaults=True)
+        try:
+            toolset = await self.conversations.blobs.put_async(stored)
+        except StoreError as error:
+            raise store_failure(error) from None
         return McpListOutput(toolset=toolset, routes={spec.name: spec.route() for spec in specs})
 
     @activity.defn(name=MCP_CALL)
     async def call(self, input: McpCallInput) -> ToolCallOutput:
         try:
-            arguments = self.conversations.full_arguments(input.assistant_ref, input.call)
-        except BlobNotFound as error:
-            raise ApplicationError(str(error), type="StoreMissing", non_retryable=True) from None
+            arguments = await self.conversations.full_arguments_async(input.assistant_ref, input.call)
+        except StoreError as error:
+            raise store_failure(error) from None
         # The call's key names its session: a retried attempt replaces the server its crashed
         # predecessor left, and two calls at once never share one.
         transport = self._transport(input.server, input.container_id, input.timeout_seconds,
@@ -80,7 +85,11 @@ class McpActivities:
             result = ToolResult(exit_code=1, stderr=f"MCP server {input.server.name!r}: {_reason(leaf)}")
         message = Message(role="tool", name=input.call.name, tool_call_id=input.call.id,
                           content=result.model_dump_json())
-        ref = self.conversations.blobs.put(message.model_dump_json(exclude_defaults=True).encode())
+        stored = message.model_dump_json(exclude_defaults=True).encode()
+        try:
+            ref = await self.conversations.blobs.put_async(stored)
+        except StoreError as error:
+            raise store_failure(error) from None
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
 
     def _transport(self, server: McpServer, container_id: str | None, timeout_s: float, *,
