@@ -11,7 +11,7 @@ from tether.contracts import ModelSpec
 from tether.llm.connection import PLACEHOLDER_KEY
 from tether.llm.endpoints import EndpointRefused
 
-from tests.helpers import history_text, providers
+from tests.helpers import history_text, providers, tether_cli
 from tests.llm.test_agent_runs_on_providers import openai_chunks
 from tests.llm.wire_servers import HELLO, OPENAI_KEY, ProviderServer
 
@@ -135,3 +135,19 @@ async def test_a_provider_asked_for_a_url_its_worker_did_not_configure_sends_not
     with pytest.raises(EndpointRefused, match="TETHER_MODEL_ENDPOINTS"):
         await providers().get("openai").complete(spec, HELLO, [])
     assert elsewhere.requests == []
+
+
+async def test_the_cli_names_an_endpoint_and_is_refused_a_url_of_its_own(
+    temporal_address: str, worker: str, openai_server: ProviderServer
+):
+    openai_server.reply_stream(openai_chunks("named by the CLI"))
+    code, out, err = await tether_cli(temporal_address, worker, "run", "hello", "--model",
+                                      "openai:gpt-4o-mini", "--endpoint", "wire-openai", "--wait")
+    assert code == 0, err
+    assert "named by the CLI" in out
+    code, out, err = await tether_cli(temporal_address, worker, "run", "hello", "--model",
+                                      "openai:gpt-4o-mini", "--base-url",
+                                      f"{openai_server.base_url}/elsewhere", "--wait")
+    assert code != 0
+    assert "TETHER_ALLOW_INPUT_URLS=1" in out + err
+    assert len(openai_server.requests) == 1  # the first run's only: the server records any path
