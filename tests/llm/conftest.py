@@ -1,6 +1,8 @@
-"""Fixtures for the wire tests: loopback servers that answer like OpenAI and Anthropic,
-started per test and stopped after it, with the test's environment holding only the keys
-they expect. The servers and helpers themselves are in `tests.llm.wire_servers`.
+"""Fixtures for the wire tests: loopback servers that answer like OpenAI and Anthropic, with
+the test's environment holding only the keys they expect. `openai_server` and
+`anthropic_server` are the session's, the suite worker's configured endpoints (`tests.endpoints`),
+clean for each test; `serve` starts others, stopped after the test. The servers and helpers
+themselves are in `tests.llm.wire_servers`.
 """
 
 from __future__ import annotations
