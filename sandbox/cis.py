@@ -8,8 +8,9 @@ uses. 5.27 (pull the latest image) concerns how images are fetched, not a contai
 left out.
 
 A check either passes, warns, is not applicable on this host (SELinux where the engine has
-none), or is the one allowed exception: no AppArmor profile where the kernel has no
-AppArmor. `python -m tether.sandbox.cis CONTAINER` prints the audit of one container.
+none), or is one of two allowed exceptions: no AppArmor profile where the kernel has no
+AppArmor, and under gVisor the executor's five capabilities (`hardening.separate_executor`).
+`python -m tether.sandbox.cis CONTAINER` prints the audit of one container.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 import docker
 from tether.sandbox.engine import connect_engine
+from tether.sandbox.hardening import EXECUTOR_CAPABILITIES, SANDBOX_UID, is_gvisor
 
 Status = Literal["pass", "warn", "not applicable", "exception"]
 SENSITIVE_HOST_DIRS = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
@@ -96,6 +98,10 @@ def selinux(facts: Facts) -> tuple[Status, str]:
 def capabilities(facts: Facts) -> tuple[Status, str]:
     added = facts.host.get("CapAdd") or []
     dropped = [c.upper() for c in facts.host.get("CapDrop") or []]
+    kept = sorted(c.upper().removeprefix("CAP_") for c in added)
+    if "ALL" in dropped and kept == EXECUTOR_CAPABILITIES and is_gvisor(facts.host.get("Runtime")):
+        return "exception", (f"all dropped; under gVisor the executor alone keeps {', '.join(kept)}"
+                             f" under a uid of its own, and tools run as uid {SANDBOX_UID} with none")
     return verdict(not added and "ALL" in dropped, "all capabilities dropped, none added",
                    f"added {added}, dropped {dropped}")
 

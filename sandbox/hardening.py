@@ -12,6 +12,9 @@ from docker.types import LogConfig, Ulimit
 from tether.contracts import SandboxSpec
 
 SANDBOX_UID = 10001
+EXECUTOR_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"]
+"""Under gVisor only, the executor starts as root with these, takes a uid of its own and runs
+tools as SANDBOX_UID with none (see `separate_executor`)."""
 WORKSPACE = "/workspace"
 TMP_MB = 64
 SHM_MB = 64
@@ -63,10 +66,22 @@ def memory_limit_mb(spec: SandboxSpec) -> int:
     return limit + (GVISOR_MEMORY_MB if is_gvisor(spec.runtime) else 0)
 
 
+def separate_executor(spec: SandboxSpec) -> bool:
+    """Whether the executor runs as a uid of its own, apart from the tools. Under runc the
+    executor is the container's init and not dumpable, so no tool of its uid can open its
+    /proc entries (the host's stream) or signal it, and the container needs no capability at
+    all. gVisor's /proc (Debian's 2022 runsc) lets a process of the same uid open another's
+    file descriptors whatever its dumpability: there the executor starts as root, keeps five
+    capabilities under a uid of its own, and starts tools as SANDBOX_UID with none."""
+    return is_gvisor(spec.runtime)
+
+
 def executor_environment(spec: SandboxSpec) -> dict[str, str]:
     """The executor's environment: tether's own non-secret values, nothing from the host.
     Tools never see it (the executor gives them an environment of their own)."""
     env = {"TETHER_MEMORY_MB": str(spec.memory_mb)}
+    if separate_executor(spec):
+        env["TETHER_TOOL_UID"] = str(SANDBOX_UID)
     if is_gvisor(spec.runtime):
         # gVisor (this release) has no OOM killer of its own: past the cgroup's limit the host
         # kills the whole sandbox. A per-process address-space cap stops one runaway tool first.
@@ -83,6 +98,7 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
     """Keyword arguments for `containers.create` that make a hardened sandbox. `executor`:
     the image's main process is tether's executor, which is then the container's init."""
     gvisor = is_gvisor(spec.runtime)
+    separate = executor and separate_executor(spec)
     memory = f"{memory_limit_mb(spec)}m"
     kwargs: dict[str, Any] = dict(
         image=spec.image,
@@ -93,7 +109,8 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
         # environment either: the image's, and the limits the executor reports.
         network_mode="none",
         environment=executor_environment(spec),
-        user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+        # Root only to become the executor's own uid at once (`separate_executor`).
+        user="0:0" if separate else f"{SANDBOX_UID}:{SANDBOX_UID}",
         read_only=True,
         tmpfs={
             # The workspace is the only sizeable writable place, bounded by disk_mb (and in
@@ -105,6 +122,7 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
             "/dev/shm": _tmpfs(SHM_MB, "rw,noexec,nosuid,nodev,mode=1777"),
         },
         cap_drop=["ALL"],
+        cap_add=EXECUTOR_CAPABILITIES if separate else None,
         # The engine's default seccomp profile stays on: we only add no-new-privileges.
         security_opt=["no-new-privileges:true"],
         # The executor is init itself (it reaps orphans): the only process that holds the

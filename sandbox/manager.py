@@ -308,6 +308,7 @@ class SandboxManager:
                 if give_up_at is not None and loop.time() >= give_up_at:
                     raise StillRunning(f"call {key} is still running after {hand_off_after:g} s")
                 if loop.time() >= lost_at:
+                    response_future.cancel()
                     self.forget_channel(container_id)
                     raise SandboxGone(
                         f"sandbox {container_id[:12]} did not answer call {key} within"

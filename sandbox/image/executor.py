@@ -41,6 +41,10 @@ import time
 WORKSPACE = "/workspace"
 LEDGER_RESULTS_KEPT = 256
 LEDGER_MAX_BYTES = 64 * 1024 * 1024
+LIST_MAX_FILES = 1000
+LIST_MAX_SKIPPED = 100
+LIST_MAX_WALKED = 100_000
+"""An artifact listing's bounds when the host names none (it sends contracts/files.py's)."""
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 LEADER_GONE_GRACE = 0.25
 MCP_SESSION_BYTES = 16 * 1024 * 1024
@@ -879,37 +883,76 @@ def _skip_reason(path: str, info: os.stat_result, max_bytes: int) -> str | None:
 
 def _list_artifacts(request: dict) -> dict:
     """Every workspace entry a glob matches, walked by lstat (links are never followed):
-    regular files to take, and the others with the reason they are skipped."""
+    regular files to take, and the others with the reason they are skipped. Bounded for a
+    hostile workspace: at most `max_files` files and `max_skipped` skipped entries are listed
+    (the rest counted), and at most `max_walked` entries looked at; past those the walk stops
+    and `cut` says in which directory."""
     patterns = [_glob_pattern(str(g)) for g in request.get("globs") or []]
+    prefixes = [_literal_prefix(str(g)) for g in request.get("globs") or []]
     max_bytes = int(request.get("max_bytes", MAX_WRITE_BYTES))
+    max_files = int(request.get("max_files", LIST_MAX_FILES))
+    max_skipped = int(request.get("max_skipped", LIST_MAX_SKIPPED))
+    budget = max_walked = int(request.get("max_walked", LIST_MAX_WALKED))
     files, skipped = [], []
+    files_over = skipped_over = 0
+    cut = None
     pending = [""]
-    while pending:
+    while pending and cut is None:
         directory = pending.pop()
-        try:
-            names = sorted(os.listdir(os.path.join(WORKSPACE, directory) or WORKSPACE))
-        except OSError:
-            continue
-        for name in names:
+        names, full = _names(directory, budget)
+        budget -= len(names)
+        if full:
+            cut = {"path": os.fsencode(directory).decode("utf-8", "replace") or ".",
+                   "walked": max_walked}
+        for name in sorted(names):
             path = f"{directory}/{name}" if directory else name
             try:
                 info = os.lstat(os.path.join(WORKSPACE, path))
             except OSError:
                 continue
             if stat.S_ISDIR(info.st_mode):
-                pending.append(path)
+                # Only where a glob could match: a tree no glob reaches (node_modules beside
+                # `out/*.txt`) costs the walk nothing.
+                if any(path.startswith(p) or p.startswith(path + "/") for p in prefixes):
+                    pending.append(path)
                 continue
             if not any(p.match(path) for p in patterns):
                 continue
             reason = _skip_reason(path, info, max_bytes)
-            if reason:
+            if reason and len(skipped) < max_skipped:
                 # Shown as readable text: a name that is not UTF-8 can't cross JSON as it is.
                 shown = os.fsencode(path).decode("utf-8", "replace")
                 skipped.append({"path": shown, "reason": reason})
-            else:
+            elif reason:
+                skipped_over += 1
+            elif len(files) < max_files:
                 files.append({"path": path, "size": info.st_size})
+            else:
+                files_over += 1
     return {"files": sorted(files, key=lambda f: f["path"]),
-            "skipped": sorted(skipped, key=lambda f: f["path"])}
+            "skipped": sorted(skipped, key=lambda f: f["path"]),
+            "files_over": files_over, "skipped_over": skipped_over, "cut": cut}
+
+
+def _names(directory: str, budget: int) -> tuple[list, bool]:
+    """Up to `budget` names of a directory's entries, read one by one (a directory of
+    millions is never held whole), and whether there were more."""
+    names = []
+    try:
+        with os.scandir(os.path.join(WORKSPACE, directory) or WORKSPACE) as entries:
+            for entry in entries:
+                if len(names) == budget:
+                    return names, True
+                names.append(entry.name)
+    except OSError:
+        pass
+    return names, False
+
+
+def _literal_prefix(glob: str) -> str:
+    """The part of a glob before its first wildcard: every path it matches starts so."""
+    cut = min((glob.index(c) for c in "*?" if c in glob), default=len(glob))
+    return glob[:cut]
 
 
 def _read_artifact(request: dict) -> dict:

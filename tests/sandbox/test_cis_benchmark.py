@@ -9,6 +9,7 @@ from tether.contracts import SandboxSpec
 from tether.sandbox import cis
 
 from tests.helpers import sandboxes, wait_for
+from tests.sandbox.attacks import require
 from tests.sandbox.direct import direct_labels
 
 SECTION_5 = ["5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.8", "5.9", "5.10", "5.11",
@@ -35,6 +36,21 @@ async def test_a_live_sandbox_passes_section_5_with_apparmor_the_only_exception(
     for finding in findings:
         assert finding.status == allowed.get(finding.id, "pass"), finding
     assert await asyncio.to_thread(cis.main, [sandbox]) == 0  # `python -m sandbox.cis` agrees
+
+
+async def test_a_gvisor_sandbox_passes_with_the_executors_capabilities_the_other_exception(docker_engine):
+    spec = SandboxSpec(memory_mb=128, pids=64, disk_mb=16, runtime=require("runsc"))
+    container = await asyncio.to_thread(
+        sandboxes().create, spec, direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}")
+    try:
+        await wait_for(lambda: health(container.id) == "healthy", timeout=40, every=0.5,
+                       what="the sandbox's health check to pass")
+        findings = {f.id: f for f in await asyncio.to_thread(cis.audit, container.id)}
+    finally:
+        await asyncio.to_thread(sandboxes().remove, container.id)
+    assert findings["5.3"].status == "exception", findings["5.3"]
+    assert "tools run as uid 10001 with none" in findings["5.3"].detail
+    assert [f for f in findings.values() if f.status == "warn"] == []
 
 
 async def test_the_audit_warns_about_a_container_without_the_hardening(docker_engine):
