@@ -34,7 +34,9 @@ pytestmark = pytest.mark.timeout(180)
 
 UNRELATED_ENV = "BILLING_DB_PASSWORD"
 MODEL_KEY_ENV = "CANARY_MODEL_API_KEY"
-PRINT_ENVIRONMENT = "env; echo '-- the executor:'; tr '\\0' '\\n' < /proc/1/environ"
+PRINT_ENVIRONMENT = "env; echo '-- the executor:'; tr '\\0' '\\n' < /proc/1/environ 2>&1 || true"
+"""The executor's environment is not the tools' to read (it is not dumpable): where a tool
+could read it, it is printed too."""
 
 
 def encodings(secret: str) -> dict[str, bytes]:
