@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +60,15 @@ def start(port: int, keys: str | None, *args: str, token: str | None = None) -> 
         env["TETHER_CODEC_TOKEN"] = token
     return subprocess.Popen([sys.executable, "cli.py", "codec-server", "--port", str(port), *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def exit_output(server: subprocess.Popen[str]) -> str:
+    """What a server that should stop at start printed; one that keeps running is killed."""
+    try:
+        return server.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.communicate()[0] + "\n(it kept running)"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +126,7 @@ def test_bad_requests_and_unknown_keys_are_clear_errors(codec_url):
 
 def test_without_keys_it_refuses_to_start():
     server = start(free_port(), None)
-    output, _ = server.communicate(timeout=60)
+    output = exit_output(server)
     assert server.returncode == 2
     assert "the codec server needs TETHER_ENCRYPTION_KEYS" in output
 
@@ -224,7 +234,7 @@ async def test_malformed_input_is_a_client_error_never_a_server_error(codec_url)
 
 def test_without_a_token_it_refuses_to_listen_beyond_loopback():
     server = start(free_port(), KEYS, "--host", "0.0.0.0")
-    output, _ = server.communicate(timeout=60)
+    output = exit_output(server)
     assert server.returncode == 2
     assert "set TETHER_CODEC_TOKEN" in output and "0.0.0.0" in output
 
@@ -254,7 +264,7 @@ def test_without_a_token_on_loopback_it_says_so_and_still_checks_the_host():
 ])
 def test_a_bad_token_or_origin_stops_it_at_start(args, env_token, says):
     server = start(free_port(), KEYS, *args, token=env_token)
-    output, _ = server.communicate(timeout=60)
+    output = exit_output(server)
     assert server.returncode == 2 and says in output
     assert "Traceback" not in output and (env_token is None or env_token not in output)
 
@@ -280,6 +290,18 @@ def test_the_token_can_come_from_a_variable_named_by_token_env():
         server.wait(timeout=10)
 
 
+def ui_codec_endpoint(ui_port: int, process: subprocess.Popen[str]) -> str:
+    """The codec endpoint the Web UI on `ui_port` tells the browser, once it answers."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, "the Web UI did not start"
+        if embedded.answers(f"127.0.0.1:{ui_port}"):
+            status, _, text = call(f"http://127.0.0.1:{ui_port}/api/v1/settings", b"", method="GET")
+            if status == 200:
+                return str(json.loads(text)["Codec"]["Endpoint"])
+        time.sleep(0.3)
+
+
 def test_tether_server_gives_the_web_ui_an_endpoint_that_carries_the_token(tmp_path):
     port, ui_port, codec_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "TEMPORAL_ADDRESS"}
@@ -290,15 +312,7 @@ def test_tether_server_gives_the_web_ui_an_endpoint_that_carries_the_token(tmp_p
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     codec = start(codec_port, KEYS, "--cors-origin", f"http://localhost:{ui_port}", token=TOKEN)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None and time.monotonic() < deadline, "the Web UI did not start"
-            status, _, text = call(f"http://127.0.0.1:{ui_port}/api/v1/settings", b"", method="GET") \
-                if embedded.answers(f"127.0.0.1:{ui_port}") else (0, {}, b"")
-            if status == 200:
-                break
-            time.sleep(0.3)
-        endpoint = json.loads(text)["Codec"]["Endpoint"]
+        endpoint = ui_codec_endpoint(ui_port, server)
         assert endpoint == f"http://localhost:{codec_port}/{TOKEN}"
         # What the Web UI then sends from the browser: no header of its own, the UI's origin.
         status, headers, _ = call(f"{endpoint}/encode", json.dumps(ENCRYPTED).encode(),
@@ -308,3 +322,28 @@ def test_tether_server_gives_the_web_ui_an_endpoint_that_carries_the_token(tmp_p
         for process in (server, codec):
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_tether_dev_without_a_token_makes_one_for_its_codec_server_and_its_web_ui(tmp_path):
+    port, ui_port, codec_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_CODEC_TOKEN"}
+    env.update(TETHER_ENCRYPTION_KEYS=KEYS, TETHER_DATA_DIR=str(tmp_path), TETHER_UI_PORT=str(ui_port),
+               TEMPORAL_ADDRESS=f"127.0.0.1:{port}", TETHER_TASK_QUEUE=f"dev-{port}")
+    dev = subprocess.Popen([sys.executable, "cli.py", "dev", "--codec-endpoint", f"http://localhost:{codec_port}"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        endpoint = ui_codec_endpoint(ui_port, dev)
+        base, _, token = endpoint.rpartition("/")
+        assert base == f"http://localhost:{codec_port}" and len(token) >= 16
+        deadline = time.monotonic() + 30
+        while not embedded.answers(f"127.0.0.1:{codec_port}"):
+            assert time.monotonic() < deadline, "the codec server did not start"
+            time.sleep(0.1)
+        body = json.dumps(ENCRYPTED).encode()
+        assert call(f"{endpoint}/encode", body, {"origin": f"http://localhost:{ui_port}"})[0] == 200
+        assert call(f"{base}/encode", body)[0] == 401
+    finally:
+        dev.send_signal(signal.SIGINT)
+        output, _ = dev.communicate(timeout=60)
+    assert token not in output
