@@ -101,9 +101,6 @@ class ArtifactActivities:
         records: list[ArtifactRecord] = []
         total = 0
         for path, size in listing.files:
-            if len(records) >= MAX_FILES:
-                skipped.append(SkippedArtifact(path=path, reason=f"over the {MAX_FILES}-artifact limit"))
-                continue
             if total + size > MAX_ARTIFACT_TOTAL_BYTES:
                 skipped.append(SkippedArtifact(
                     path=path, reason=f"over the {MAX_ARTIFACT_TOTAL_BYTES}-byte limit for all artifacts"))
@@ -120,14 +117,23 @@ class ArtifactActivities:
                 raise store_failure(error) from None
             records.append(ArtifactRecord(path=path, size=len(data), sha256=digest))
             activity.heartbeat(path)
-        return RunArtifacts(artifacts=records, skipped=capped(skipped))
+        # After the cap, so they are always said: files past the limit, and where the
+        # listing stopped.
+        reported = capped(skipped, more=listing.skipped_over)
+        if listing.files_over:
+            reported.append(SkippedArtifact(
+                path="...", reason=f"{listing.files_over} more files over the {MAX_FILES}-artifact limit"))
+        if listing.cut is not None:
+            reported.append(SkippedArtifact(path=listing.cut[0], reason=listing.cut[1]))
+        return RunArtifacts(artifacts=records, skipped=reported)
 
 
-def capped(skipped: list[SkippedArtifact]) -> list[SkippedArtifact]:
-    """At most MAX_SKIPPED_REPORTED entries, then one that counts the rest: a workspace of
-    thousands of links must not fill the run's history."""
-    if len(skipped) <= MAX_SKIPPED_REPORTED:
-        return skipped
-    rest = len(skipped) - MAX_SKIPPED_REPORTED
+def capped(skipped: list[SkippedArtifact], *, more: int = 0) -> list[SkippedArtifact]:
+    """At most MAX_SKIPPED_REPORTED entries, then one that counts the rest and the `more`
+    the listing counted without naming: a workspace of thousands of links must not fill the
+    run's history."""
+    rest = max(0, len(skipped) - MAX_SKIPPED_REPORTED) + more
+    if not rest:
+        return list(skipped)
     return [*skipped[:MAX_SKIPPED_REPORTED],
             SkippedArtifact(path="...", reason=f"and {rest} more entries skipped")]

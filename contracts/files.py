@@ -20,6 +20,9 @@ MAX_ARTIFACT_TOTAL_BYTES = 256 * 1024 * 1024
 """All of a run's artifacts together (the default workspace's size)."""
 MAX_SKIPPED_REPORTED = 100
 """Skipped artifacts listed one by one in the result; more are counted in one line."""
+MAX_WALKED_ENTRIES = 100_000
+"""Workspace entries (files, directories, anything) one artifact listing looks at: past them
+the listing is cut, and says where. A default workspace holds 32,768 files."""
 MAX_NAME_CHARS = 1024
 DIGEST_PREFIX = "sha256:"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

@@ -14,7 +14,14 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from tether.contracts.files import MAX_FILE_BYTES, name_problem
+from tether.contracts.files import (
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    MAX_NAME_CHARS,
+    MAX_SKIPPED_REPORTED,
+    MAX_WALKED_ENTRIES,
+    name_problem,
+)
 from tether.sandbox.channel import ChannelCorrupt
 from tether.sandbox.manager import ANSWER_TIMEOUT_S, SandboxManager, corrupted
 
@@ -30,9 +37,16 @@ class WorkspaceRefused(RuntimeError):
 @dataclass(frozen=True)
 class Listing:
     files: list[tuple[str, int]]
-    """(path, size) of each regular file a glob matched."""
+    """(path, size) of each regular file a glob matched, up to `max_files`."""
     skipped: list[tuple[str, str]]
-    """(path, reason) of each matched entry that is not taken."""
+    """(path, reason) of each matched entry that is not taken, up to `max_skipped`."""
+    files_over: int = 0
+    """Files matched past `max_files`: counted, not listed."""
+    skipped_over: int = 0
+    """Entries skipped past `max_skipped`: counted, not listed."""
+    cut: tuple[str, str] | None = None
+    """(directory, why) when the walk stopped at `max_walked` entries: what it had not
+    reached is neither listed nor counted."""
 
 
 def put_file(sandboxes: SandboxManager, container_id: str, path: str, data: bytes) -> None:
@@ -48,20 +62,36 @@ def put_file(sandboxes: SandboxManager, container_id: str, path: str, data: byte
 
 
 def list_artifacts(sandboxes: SandboxManager, container_id: str, globs: list[str], *,
-                   max_bytes: int = MAX_FILE_BYTES) -> Listing:
+                   max_bytes: int = MAX_FILE_BYTES, max_files: int = MAX_FILES,
+                   max_skipped: int = MAX_SKIPPED_REPORTED,
+                   max_walked: int = MAX_WALKED_ENTRIES) -> Listing:
     result = _ask(sandboxes, container_id,
-                  {"op": "artifact_list", "globs": globs, "max_bytes": max_bytes},
+                  {"op": "artifact_list", "globs": globs, "max_bytes": max_bytes,
+                   "max_files": max_files, "max_skipped": max_skipped, "max_walked": max_walked},
                   timeout=LIST_TIMEOUT_S)
-    files, skipped = [], [(str(s["path"]), str(s["reason"])) for s in result.get("skipped", [])]
-    for entry in result.get("files", []):
+    # The executor is in a hostile place: what it returns is held to the bounds it was given.
+    entries, found = result.get("skipped", []), result.get("files", [])
+    skipped = [(str(s["path"]), str(s["reason"])) for s in entries[:max_skipped]]
+    skipped_over = max(0, int(result.get("skipped_over", 0))) + len(entries[max_skipped:])
+    files = []
+    for entry in found[:max_files]:
         path, size = str(entry["path"]), int(entry["size"])
-        # The executor is in a hostile place: a name it returns is checked as if a tool wrote it.
+        # A name it returns is checked as if a tool wrote it.
         problem = name_problem(path, what="name")
         if problem:
             skipped.append((path, problem))
         else:
             files.append((path, size))
-    return Listing(files=files, skipped=skipped)
+    files_over = max(0, int(result.get("files_over", 0))) + len(found[max_files:])
+    cut = result.get("cut")
+    return Listing(files=files, skipped=skipped, files_over=files_over, skipped_over=skipped_over,
+                   cut=_cut(cut, max_walked) if cut else None)
+
+
+def _cut(cut: dict[str, Any], max_walked: int) -> tuple[str, str]:
+    where = str(cut.get("path", "."))[:MAX_NAME_CHARS]
+    return where, (f"the listing was cut: it stopped after {max_walked} entries, in {where!r}; "
+                   "entries it had not reached are not listed (collect with narrower globs)")
 
 
 def read_artifact(sandboxes: SandboxManager, container_id: str, path: str, *,

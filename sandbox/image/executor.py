@@ -893,7 +893,8 @@ def _list_artifacts(request: dict) -> dict:
     max_files = int(request.get("max_files", LIST_MAX_FILES))
     max_skipped = int(request.get("max_skipped", LIST_MAX_SKIPPED))
     budget = max_walked = int(request.get("max_walked", LIST_MAX_WALKED))
-    files, skipped = [], []
+    files: list[dict] = []
+    skipped: list[dict] = []
     files_over = skipped_over = 0
     cut = None
     pending = [""]
@@ -937,7 +938,7 @@ def _list_artifacts(request: dict) -> dict:
 def _names(directory: str, budget: int) -> tuple[list, bool]:
     """Up to `budget` names of a directory's entries, read one by one (a directory of
     millions is never held whole), and whether there were more."""
-    names = []
+    names: list[str] = []
     try:
         with os.scandir(os.path.join(WORKSPACE, directory) or WORKSPACE) as entries:
             for entry in entries:
