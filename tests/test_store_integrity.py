@@ -189,3 +189,16 @@ async def test_a_download_from_an_unreachable_store_names_the_store_not_the_dire
     assert code == 2, err
     assert f"could not read from the store {url}" in err and "cannot write to" not in err, err
     assert "TETHER_STORE_URL" in err, err
+
+
+async def test_files_for_an_unreachable_store_are_refused_naming_the_store(
+    temporal_address: str, worker: str, tmp_path: Path,
+):
+    given = tmp_path / "data.csv"
+    given.write_text("a,b\n")
+    url, env = unreachable_s3()
+    code, _, err = await tether_cli(temporal_address, worker, "run", "read it", "--file", str(given),
+                                    TETHER_STORE_URL=url, **env)
+    assert code == 2, err
+    assert f"could not write to the store {url}" in err and "TETHER_STORE_URL" in err, err
+    assert "TETHER_STORE_DIR" not in err, err
