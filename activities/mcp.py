@@ -41,7 +41,10 @@ class McpActivities:
 
     @activity.defn(name=MCP_LIST_TOOLS)
     async def list_tools(self, input: McpListInput) -> McpListOutput:
-        specs = TOOLSET.validate_json(self.conversations.blobs.get(input.toolset))
+        try:
+            specs = TOOLSET.validate_json(await self.conversations.blobs.get_async(input.toolset))
+        except StoreError as error:
+            raise store_failure(error) from None
         try:
             for server in input.servers:
                 # A session of its own: a retried listing replaces the one its predecessor left.
