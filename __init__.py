@@ -6,6 +6,9 @@
     handle = await tether.start_run(client, tether.AgentRunInput(task="..."))
     result = await handle.result()          # a tether.AgentRunResult
 
+and every other way to talk to a run, one call each (`tether.client`): get_status, watch,
+approve, deny, cancel, send_message, extend, get_artifacts, download_artifacts, list_runs.
+
 The names below load on first use: `import tether.contracts` (what workflow code imports)
 stays light, and nothing here pulls in Docker or the model SDKs until asked for.
 """
@@ -18,14 +21,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tether.client import (
         approve,
+        cancel,
         connect,
+        deny,
         download_artifacts,
+        extend,
         get_artifacts,
         get_run,
         get_status,
         get_transcript,
         get_waiting_calls,
+        list_runs,
+        send_message,
         start_run,
+        watch,
     )
     from tether.contracts import AgentRunInput, AgentRunResult, RunStatus, StepRecord
     from tether.plugin import TetherPlugin
@@ -45,21 +54,27 @@ _PUBLIC = {
     "tool": "tether.tools",
     "tool_context": "tether.tools",
     "approve": "tether.client",
+    "cancel": "tether.client",
     "connect": "tether.client",
+    "deny": "tether.client",
     "download_artifacts": "tether.client",
+    "extend": "tether.client",
     "get_artifacts": "tether.client",
     "get_run": "tether.client",
     "get_status": "tether.client",
     "get_transcript": "tether.client",
     "get_waiting_calls": "tether.client",
+    "list_runs": "tether.client",
+    "send_message": "tether.client",
     "start_run": "tether.client",
+    "watch": "tether.client",
 }
 
 __all__ = [
     "AgentRun", "AgentRunInput", "AgentRunResult", "RunStatus", "StepRecord", "TetherPlugin",
-    "TetherSettings", "ToolContext", "approve", "connect", "download_artifacts", "get_artifacts",
-    "get_run", "get_status", "get_transcript", "get_waiting_calls", "start_run", "tool",
-    "tool_context",
+    "TetherSettings", "ToolContext", "approve", "cancel", "connect", "deny", "download_artifacts",
+    "extend", "get_artifacts", "get_run", "get_status", "get_transcript", "get_waiting_calls",
+    "list_runs", "send_message", "start_run", "tool", "tool_context", "watch",
 ]
 
 

@@ -1,9 +1,14 @@
-"""Typed helpers for applications that start and watch tether runs.
+"""Every way to talk to a tether run, one typed call each: start it, read it, watch it,
+steer it (approve, deny, cancel, message, extend) and fetch what it left. The `tether`
+command is a layer over these; applications call them the same way.
 
     from tether.client import connect, start_run
     client = await connect()
     handle = await start_run(client, AgentRunInput(task="...", model=...))
     result = await handle.result()          # an AgentRunResult
+
+A call the run refuses (an approval of no waiting call, a message to a run that ended)
+raises the SDK's `WorkflowUpdateFailedError`, whose `cause` says why.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, Work
 from tether.approvals import WaitingCall, read_waiting
 from tether.connection import connect_config
 from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunStatus, StepRecord
+from tether.contracts.names import (
+    AGENT_RUN,
+    QUERY_ARTIFACTS,
+    QUERY_STATUS,
+    QUERY_TRANSCRIPT,
+    UPDATE_APPROVE,
+    UPDATE_CANCEL,
+    UPDATE_EXTEND_BUDGET,
+    UPDATE_SEND_MESSAGE,
+)
 from tether.encryption import data_converter
 from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
@@ -32,8 +47,11 @@ __all__ = [
     "NoWorker",
     "WaitingCall",
     "approve",
+    "cancel",
     "connect",
+    "deny",
     "download_artifacts",
+    "extend",
     "get_artifacts",
     "get_run",
     "get_status",
@@ -42,7 +60,9 @@ __all__ = [
     "list_runs",
     "partial_text",
     "run",
+    "send_message",
     "start_run",
+    "upload_files",
     "watch",
     "workers_polling",
 ]
@@ -99,11 +119,11 @@ async def start_run(
     `FilesRefused` before anything starts."""
     run_input = input if isinstance(input, AgentRunInput) else AgentRunInput.model_validate(input)
     if files:
-        uploaded = upload_paths(content_store(settings), files)
+        uploaded = upload_files(files, settings=settings)
         raw = run_input.model_dump(mode="json", exclude_unset=True)
         run_input = AgentRunInput.model_validate({**raw, "files": {**run_input.files, **uploaded}})
     return await client.start_workflow(
-        "AgentRun",
+        AGENT_RUN,
         run_input.model_dump(mode="json", exclude_unset=True),
         id=workflow_id or f"run-{uuid.uuid4().hex[:12]}",
         task_queue=task_queue or TetherSettings().task_queue,
@@ -112,6 +132,15 @@ async def start_run(
         static_summary=summary_of(run_input.task),
         static_details=f"**Task:** {run_input.task[:2000]}\n\n**Model:** {run_input.model.label}",
     )
+
+
+def upload_files(
+    paths: Sequence[str | os.PathLike[str]], *, settings: TetherSettings | None = None,
+) -> dict[str, str]:
+    """Puts files and directories in the content store the workers read (`settings`' store),
+    for a run input's `files`: their paths in /workspace, each to its digest. A missing or
+    unfit one raises `FilesRefused`; a store that fails, `StoreError`."""
+    return upload_paths(content_store(settings), paths)
 
 
 def summary_of(task: str, limit: int = 120) -> str:
@@ -131,11 +160,11 @@ def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunRes
 
 
 async def get_status(client: Client, workflow_id: str) -> RunStatus:
-    return await query(client, workflow_id, "status", result_type=RunStatus)  # type: ignore[no-any-return]
+    return await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)  # type: ignore[no-any-return]
 
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
-    return await query(client, workflow_id, "transcript", result_type=list[StepRecord])  # type: ignore[no-any-return]
+    return await query(client, workflow_id, QUERY_TRANSCRIPT, result_type=list[StepRecord])  # type: ignore[no-any-return]
 
 
 async def get_waiting_calls(
@@ -165,7 +194,41 @@ async def approve(
     if digest is not None:  # a run older than digests takes three arguments
         args.append(digest)
     return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
-        "approve", args=args, result_type=str)
+        UPDATE_APPROVE, args=args, result_type=str)
+
+
+async def deny(client: Client, workflow_id: str, call_id: str, *, reason: str | None = None) -> str:
+    """Refuses a call waiting for a person: it does not run, and the model reads the reason.
+    Returns what the run answered."""
+    return await approve(client, workflow_id, call_id, approved=False, reason=reason)
+
+
+async def cancel(client: Client, workflow_id: str, reason: str | None = None) -> str:
+    """Stops a run: the step in flight is interrupted and its sandbox removed; the result's
+    `stop_reason` carries `reason`. Returns what the run answered."""
+    args = [] if reason is None else [reason]
+    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
+        UPDATE_CANCEL, args=args, result_type=str)
+
+
+async def send_message(client: Client, workflow_id: str, text: str) -> str:
+    """Adds a person's message to the conversation; the model reads it at its next step.
+    Returns what the run answered (the step it is queued for)."""
+    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
+        UPDATE_SEND_MESSAGE, text, result_type=str)
+
+
+async def extend(
+    client: Client, workflow_id: str, *, max_steps: int | None = None, max_tokens: int | None = None,
+    max_cost_usd: float | None = None, max_seconds: float | None = None,
+) -> dict[str, int | float | None]:
+    """Raises a run's limits by the amounts given; returns each limit named as it now is
+    (None: it was unlimited, and stays so). Naming none is refused by the run."""
+    more = {name: amount for name, amount in (
+        ("max_steps", max_steps), ("max_tokens", max_tokens), ("max_cost_usd", max_cost_usd),
+        ("max_seconds", max_seconds)) if amount is not None}
+    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
+        UPDATE_EXTEND_BUDGET, more, result_type=dict)
 
 
 def content_store(settings: TetherSettings | None = None) -> ContentStore:
@@ -183,7 +246,7 @@ async def get_artifacts(client: Client, workflow_id: str) -> RunArtifacts:
     if description.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
         return RunArtifacts(artifacts=result.artifacts, skipped=result.skipped_artifacts)
-    return await handle.query("artifacts", result_type=RunArtifacts)
+    return await handle.query(QUERY_ARTIFACTS, result_type=RunArtifacts)
 
 
 async def download_artifacts(

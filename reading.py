@@ -12,7 +12,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from tether.contracts import AgentRunResult
+from tether.contracts.activities import MODEL_CALL
 from tether.contracts.listing import RunListing
+from tether.contracts.names import AGENT_RUN
 
 QUERY_TIMEOUT = timedelta(seconds=10)
 """How long a query may wait for a worker to answer it."""
@@ -59,7 +61,7 @@ async def partial_text(client: Client, workflow_id: str) -> str | None:
     model call is streaming): a long call can be watched without adding to history."""
     description = await client.get_workflow_handle(workflow_id).describe()
     for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name != "model_call" or not pending.heartbeat_details.payloads:
+        if pending.activity_type.name != MODEL_CALL or not pending.heartbeat_details.payloads:
             continue
         [details] = await client.data_converter.decode(pending.heartbeat_details.payloads)
         if isinstance(details, dict) and details.get("partial_text"):
@@ -83,7 +85,7 @@ async def list_runs(
     that continued as new is listed once, by its latest execution."""
     from tether.workflows.visibility import COST, MODEL, STATUS, STEPS
 
-    clauses = ['WorkflowType = "AgentRun"', 'ExecutionStatus != "ContinuedAsNew"']
+    clauses = [f'WorkflowType = "{AGENT_RUN}"', 'ExecutionStatus != "ContinuedAsNew"']
     if status:
         clauses.append(f'{STATUS.name} = "{status}"')
     if since is not None:

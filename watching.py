@@ -32,6 +32,7 @@ from tether.contracts.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from tether.contracts.names import QUERY_PROGRESS
 from tether.reading import (
     QUERY_TIMEOUT,
     UNPOLLED_QUERY_TIMEOUT,
@@ -140,7 +141,7 @@ class _Watcher:
         and has closed."""
         try:
             return await self.handle.query(
-                "progress", self.recorded_step, result_type=RunProgress,
+                QUERY_PROGRESS, self.recorded_step, result_type=RunProgress,
                 rpc_timeout=QUERY_TIMEOUT if self.polled else UNPOLLED_QUERY_TIMEOUT)
         except Exception as error:
             description = await self.handle.describe()

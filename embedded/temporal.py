@@ -16,14 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from tether.contracts.names import SEARCH_ATTRIBUTE_TYPES
 from tether.settings import TetherSettings
-
-SEARCH_ATTRIBUTE_TYPES = {
-    "TetherStatus": "Keyword",
-    "TetherSteps": "Int",
-    "TetherCostUsd": "Double",
-    "TetherModel": "Keyword",
-}
 
 
 class ServerUnavailable(RuntimeError):

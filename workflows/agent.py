@@ -41,6 +41,17 @@ with workflow.unsafe.imports_passed_through():
     from tether.contracts.digests import given_digest
     from tether.contracts.events import RunProgress
     from tether.contracts.files import CollectInput, RunArtifacts
+    from tether.contracts.names import (
+        AGENT_RUN,
+        QUERY_ARTIFACTS,
+        QUERY_PROGRESS,
+        QUERY_STATUS,
+        QUERY_TRANSCRIPT,
+        UPDATE_APPROVE,
+        UPDATE_CANCEL,
+        UPDATE_EXTEND_BUDGET,
+        UPDATE_SEND_MESSAGE,
+    )
     from tether.contracts.tools import McpListInput, McpListOutput
     from tether.workflows import budget as budgets
     from tether.workflows import visibility
@@ -68,7 +79,7 @@ class CancelRequested(Exception):
     """A person asked the run to stop through the `cancel` update."""
 
 
-@workflow.defn(name="AgentRun")
+@workflow.defn(name=AGENT_RUN)
 class AgentRun:
     @workflow.init
     def __init__(self, raw: dict[str, Any], carried: dict[str, Any] | None = None) -> None:
@@ -326,13 +337,13 @@ class AgentRun:
         )
 
     # --- control and visibility ------------------------------------------------------
-    @workflow.query
+    @workflow.query(name=QUERY_STATUS)
     def status(self) -> RunStatus:
         if self.state is None or self.input is None:
             raise RuntimeError("the run's input is invalid: it never started")
         return visibility.status_of(self.state, self.input, self._elapsed_now())
 
-    @workflow.query
+    @workflow.query(name=QUERY_PROGRESS)
     def progress(self, after_step: int = 0) -> RunProgress:
         """What `tether.watch` derives its events from, in one consistent snapshot."""
         state = self._state
@@ -346,18 +357,18 @@ class AgentRun:
         visibility.publish(visibility.status_of(self._state, self._input, self._elapsed()),
                            self._state.started_at, search_attributes=lasting)
 
-    @workflow.query
+    @workflow.query(name=QUERY_ARTIFACTS)
     def artifacts(self) -> RunArtifacts:
         """What the run's `artifacts` globs collected when it ended: also for a run that failed
         or was cancelled from Temporal, which has no result to list them in."""
         return (self.state.artifacts if self.state else None) or RunArtifacts()
 
-    @workflow.query
+    @workflow.query(name=QUERY_TRANSCRIPT)
     def transcript(self) -> list[StepRecord]:
         """The run's steps, the most recent `state.TRANSCRIPT_KEPT` of them, each capped."""
         return list(self._state.transcript) if self.state else []
 
-    @workflow.update
+    @workflow.update(name=UPDATE_APPROVE)
     async def approve(self, call_id: str, approved: bool, reason: str | None = None,
                       digest: str | None = None) -> str:
         """Decides a waiting call. With `digest`, only if it names the arguments that would
@@ -389,7 +400,7 @@ class AgentRun:
                 f"approval must name their digest: read them whole with `tether status "
                 f"{workflow.info().workflow_id}` and approve with the --digest it prints")
 
-    @workflow.update
+    @workflow.update(name=UPDATE_CANCEL)
     async def cancel(self, reason: str = "cancelled by a person") -> str:
         self._state.cancel_reason = reason
         return f"cancelling at step {self._state.step}: {reason}"
@@ -399,7 +410,7 @@ class AgentRun:
         self._require_running()
         check_text("the reason", reason)
 
-    @workflow.update
+    @workflow.update(name=UPDATE_SEND_MESSAGE)
     async def send_message(self, text: str) -> str:
         self._state.inbox.append(NewMessage(message=Message(role="user", content=text)))
         return f"message queued for step {self._state.step + 1}"
@@ -411,7 +422,7 @@ class AgentRun:
         if not text.strip():
             raise ValueError("the message is empty")
 
-    @workflow.update
+    @workflow.update(name=UPDATE_EXTEND_BUDGET)
     async def extend_budget(self, more: dict[str, Any]) -> dict[str, Any]:
         """Raises limits by the given amounts; returns the limits it changed, as they now are."""
         state = self._state

@@ -13,13 +13,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from tether.contracts import ReapInput, ReapReport
     from tether.contracts.activities import REAP_SANDBOXES
+    from tether.contracts.names import SANDBOX_REAPER
     from tether.workflows.options import DEFAULT_OPTIONS
 
 REAPER_WORKFLOW_ID = "tether-sandbox-reaper"
 REAPER_EVERY = timedelta(minutes=5)
 
 
-@workflow.defn(name="SandboxReaper")
+@workflow.defn(name=SANDBOX_REAPER)
 class SandboxReaper:
     @workflow.run
     async def run(self, input: ReapInput) -> ReapReport:

@@ -35,8 +35,8 @@ from temporalio.worker import (
 from tether.contracts import AgentRunResult, ModelCallInput, ToolCall, ToolResult
 from tether.contracts.activities import ACQUIRE_SANDBOX, MODEL_CALL
 from tether.contracts.labels import model_label, tool_label
+from tether.contracts.names import AGENT_RUN
 
-RUN_WORKFLOW = "AgentRun"
 AGENT_NAME = "tether"
 TOOL_REFUSED_EXIT = 126
 TOOL_FAILED_EXIT = 125
@@ -148,7 +148,7 @@ class _RunInbound(WorkflowInboundInterceptor):
         super().init(_RunOutbound(outbound))
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-        if workflow.info().workflow_type != RUN_WORKFLOW:
+        if workflow.info().workflow_type != AGENT_RUN:
             return await super().execute_workflow(input)
         with _agent_span(input.args[0] if input.args else None) as span:
             try:

@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from tether.contracts import AgentRunInput, ModelSpec, PendingApproval, RunStatus
+from tether.contracts.names import SEARCH_COST_USD, SEARCH_MODEL, SEARCH_STATUS, SEARCH_STEPS
 from tether.workflows.budget import Spent, view
 from tether.workflows.state import RunState
 
-STATUS = SearchAttributeKey.for_keyword("TetherStatus")
-STEPS = SearchAttributeKey.for_int("TetherSteps")
-COST = SearchAttributeKey.for_float("TetherCostUsd")
-MODEL = SearchAttributeKey.for_keyword("TetherModel")
+STATUS = SearchAttributeKey.for_keyword(SEARCH_STATUS)
+STEPS = SearchAttributeKey.for_int(SEARCH_STEPS)
+COST = SearchAttributeKey.for_float(SEARCH_COST_USD)
+MODEL = SearchAttributeKey.for_keyword(SEARCH_MODEL)
 SEARCH_ATTRIBUTES = (STATUS, STEPS, COST, MODEL)
 FINAL_PHASES = ("completed", "budget_exhausted", "cancelled", "failed")
 

@@ -1,0 +1,38 @@
+"""The names a run answers to, each defined once: its workflow type, queries, updates and
+search attributes. The workflow declares itself with them, the client and the CLI call it
+by them, and programs in other languages (`tether schema`, the README) use the same strings:
+renaming one here is a change to the contract that every such program sees.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+AGENT_RUN: Final = "AgentRun"
+SANDBOX_REAPER: Final = "SandboxReaper"
+
+# Queries: answered by a worker, never recorded in the run's history.
+QUERY_STATUS: Final = "status"
+QUERY_PROGRESS: Final = "progress"
+QUERY_TRANSCRIPT: Final = "transcript"
+QUERY_ARTIFACTS: Final = "artifacts"
+
+# Updates: each one accepted is an event in the run's history, under this name.
+UPDATE_APPROVE: Final = "approve"
+UPDATE_CANCEL: Final = "cancel"
+UPDATE_SEND_MESSAGE: Final = "send_message"
+UPDATE_EXTEND_BUDGET: Final = "extend_budget"
+
+# Search attributes: what `tether list --status` and Temporal's visibility filter runs by.
+SEARCH_STATUS: Final = "TetherStatus"
+SEARCH_STEPS: Final = "TetherSteps"
+SEARCH_COST_USD: Final = "TetherCostUsd"
+SEARCH_MODEL: Final = "TetherModel"
+SEARCH_ATTRIBUTE_TYPES: Final[dict[str, Literal["Keyword", "Int", "Double"]]] = {
+    SEARCH_STATUS: "Keyword",
+    SEARCH_STEPS: "Int",
+    SEARCH_COST_USD: "Double",
+    SEARCH_MODEL: "Keyword",
+}
+"""Each attribute's type, as the server registers it (`temporal server start-dev
+--search-attribute NAME=TYPE`, or the operator service)."""
