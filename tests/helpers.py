@@ -9,6 +9,7 @@ import base64
 import functools
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -48,6 +49,13 @@ def providers() -> Providers:
     return Providers(ProviderOptions(timeout_seconds=settings.model_timeout_seconds,
                                      max_output_tokens=settings.max_output_tokens,
                                      endpoints=settings.model_endpoint_policy))
+
+
+async def kill_the_executor(container_id: str) -> None:
+    """SIGKILLs a sandbox's executor from the host, as a crash would: nothing inside the
+    container can (it is the container's init, and not dumpable)."""
+    state = await asyncio.to_thread(sandboxes().engine.api.inspect_container, container_id)
+    os.kill(state["State"]["Pid"], signal.SIGKILL)
 
 
 def sandboxes_of(workflow_id: str) -> list[Container]:

@@ -15,10 +15,9 @@ from tether import client as tether
 from tether.contracts.files import MAX_FILE_BYTES
 from tether.store.files import FilesRefused
 
-from tests.helpers import history_text, sandboxes_of, wait_for
+from tests.helpers import history_text, kill_the_executor, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.test_cli_control import cli
-from tests.workflows.test_lost_sandbox import kill_the_executor
 
 MISSING = "sha256:" + "0" * 64
 

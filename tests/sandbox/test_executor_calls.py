@@ -4,14 +4,12 @@ output caps, exactly-once per key, reattaching, file confinement, and a dead exe
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
 import pytest
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import SandboxGone
 
-from tests.helpers import sandboxes, wait_for
+from tests.helpers import kill_the_executor, sandboxes, wait_for
 from tests.sandbox.direct import call, file_call, running_commands
 
 
@@ -99,12 +97,11 @@ async def test_a_tool_can_neither_kill_nor_interrupt_the_executor(sandbox: str):
 
 
 async def test_an_executor_killed_from_outside_loses_the_sandbox_not_the_worker(sandbox: str):
-    async def kill_the_executor() -> None:
+    async def kill_it_soon() -> None:
         await asyncio.sleep(0.5)
-        state = sandboxes().engine.api.inspect_container(sandbox)
-        os.kill(state["State"]["Pid"], signal.SIGKILL)
+        await kill_the_executor(sandbox)
 
-    killing = asyncio.create_task(kill_the_executor())
+    killing = asyncio.create_task(kill_it_soon())
     with pytest.raises(ChannelClosed):
         await call(sandbox, "sleep 5")
     await killing

@@ -9,17 +9,9 @@ import asyncio
 from temporalio.client import Client
 from tether import client as tether
 
-from tests.helpers import sandboxes, sandboxes_of, wait_for
+from tests.helpers import kill_the_executor, sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities
-
-
-async def kill_the_executor(container_id: str) -> None:
-    # As a tool could: the executor runs as the tools' own unprivileged user.
-    await asyncio.to_thread(
-        sandboxes().engine.api.exec_start,
-        sandboxes().engine.api.exec_create(container_id, ["sh", "-c", "pkill -9 -f tether/executor.py"],
-                                           user="10001"))
 
 
 async def test_a_sandbox_restarted_under_a_run_is_removed_at_once_and_the_call_runs_again(
