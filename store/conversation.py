@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from tether.contracts.messages import Message, ToolCall
+from tether.store.backends import HEX
 from tether.store.content import BlobNotFound, ContentStore
 from tether.store.errors import ConversationTooLong, StoreCorrupt
 
@@ -212,12 +213,21 @@ class Walk:
 
 
 def parse(digest: str, raw: bytes) -> Node:
+    """The node stored as `digest`; one whose links are not digests is refused before
+    anything follows them."""
     try:
         node = json.loads(raw)
-        return Node(parent=node["parent"], message=Message.model_validate(node["message"]),
-                    earlier=tuple(node.get("earlier", ())))
+        parent, earlier = node["parent"], tuple(node.get("earlier", ()))
+        links = earlier if parent is None else (parent, *earlier)
+        if not all(is_digest(link) for link in links):
+            raise ValueError("a link is not a digest")
+        return Node(parent=parent, message=Message.model_validate(node["message"]), earlier=earlier)
     except (ValueError, KeyError, TypeError, ValidationError):
         raise StoreCorrupt(f"blob {digest[:12]} is not a conversation node") from None
+
+
+def is_digest(link: object) -> bool:
+    return isinstance(link, str) and len(link) == 64 and set(link) <= HEX
 
 
 def arguments_in(message: Message, node: str, call: ToolCall) -> dict[str, Any]:

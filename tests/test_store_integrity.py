@@ -119,6 +119,14 @@ def test_a_parent_link_loop_fails_clearly_even_where_blobs_are_not_checked():
         Conversations(store).load(a)
 
 
+@pytest.mark.parametrize("links", [{"parent": 7}, {"parent": None, "earlier": ["../../etc/passwd"]}])
+def test_a_node_whose_links_are_not_digests_is_refused_before_anything_follows_them(links: dict):
+    head = "e" * 64
+    raw = json.dumps({**links, "message": {"role": "user", "content": "hi"}}).encode()
+    with pytest.raises(StoreCorrupt, match=f"blob {head[:12]} is not a conversation node"):
+        Conversations(TrustingStore({head: raw})).load(head)
+
+
 @pytest.mark.timeout(60)
 def test_a_chain_longer_than_any_run_makes_fails_instead_of_walking_on(tmp_path: Path):
     store = LocalContentStore(tmp_path)
