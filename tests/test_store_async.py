@@ -77,9 +77,10 @@ async def test_a_slow_store_read_leaves_the_event_loop_free_for_heartbeats(
         ticking.cancel()
     took = time.monotonic() - started
     assert output.text == "done" and proxy.answers >= 3
+    # Each answer waits 0.4 s: a loop held through one read would stand still that long.
     assert took >= 0.8, "the store was not slow: the test proves nothing"
     gaps = [later - earlier for earlier, later in pairwise(ticks)]
-    assert max(gaps) < 0.2, f"the event loop stood still {max(gaps):.2f} s of a {took:.2f} s call"
+    assert max(gaps) < 0.3, f"the event loop stood still {max(gaps):.2f} s of a {took:.2f} s call"
 
 
 async def test_a_cold_load_reads_a_conversations_nodes_many_at_a_time(
