@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
@@ -86,8 +87,12 @@ class TetherPlugin(SimplePlugin):
     def __init__(
         self, settings: TetherSettings | None = None, *,
         workflows: bool = True, activities: bool = True,
+        tools: Sequence[Callable[..., Any]] = (),
     ) -> None:
+        """`tools`: function tools given as the functions themselves, beside the settings'
+        `TETHER_TOOLS` entries (a function needs no importable name this way)."""
         self.settings = settings or TetherSettings()
+        self._tool_functions = list(tools)
         # TETHER_ROLE narrows what the flags allow: a `workflows` host runs no sandbox, a
         # `sandbox` host no workflow and no model call.
         role = self.settings.role
@@ -196,7 +201,7 @@ class TetherPlugin(SimplePlugin):
     def _functions(self) -> FunctionTools:
         """The worker's function tools, loaded once: a bad entry stops the worker at start."""
         if self._function_tools is None:
-            self._function_tools = FunctionTools.load(self.settings.tools)
+            self._function_tools = FunctionTools.load(self.settings.tools, self._tool_functions)
         return self._function_tools
 
     def _store(self) -> Conversations:

@@ -97,13 +97,14 @@ class FunctionTools:
             self.by_name[tool.name] = tool
 
     @classmethod
-    def load(cls, entries: Iterable[str]) -> FunctionTools:
+    def load(cls, entries: Iterable[str], functions: Iterable[Callable[..., Any]] = ()) -> FunctionTools:
         """From `TETHER_TOOLS` entries: `module:function`, or `module` for the functions
-        marked `@tool` in it (all its public functions when none is marked)."""
+        marked `@tool` in it (all its public functions when none is marked); and from
+        `functions` given as themselves (`TetherPlugin(tools=[...])`)."""
         tools: list[FunctionTool] = []
         for entry in entries:
             tools += [function_tool(f) for f in _functions(entry.strip())]
-        return cls(tools)
+        return cls([*tools, *map(function_tool, functions)])
 
     def get(self, name: str) -> FunctionTool | None:
         return self.by_name.get(name)

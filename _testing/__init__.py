@@ -1,0 +1,1 @@
+"""The implementation of `tether.testing`; import from there."""
