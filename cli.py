@@ -51,10 +51,11 @@ def settings() -> TetherSettings:
     the Temporal profile in use (tether.connection)."""
     from tether.connection import ConnectionConfigError, resolved
     from tether.encryption import InvalidKeys
+    from tether.settings import SettingsError, read_settings
 
     try:
-        return resolved(TetherSettings())
-    except (InvalidKeys, ConnectionConfigError) as error:
+        return resolved(read_settings())
+    except (InvalidKeys, ConnectionConfigError, SettingsError) as error:
         try:
             fail(str(error))
         except typer.Exit:

@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tether.encryption.keys import KeyRing
 from tether.llm.endpoints import ModelEndpoint, ModelEndpoints
@@ -28,6 +28,45 @@ DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 """An endpoint's or MCP server's name, as a run gives it."""
+
+
+class SettingsError(ValueError):
+    """A setting the environment gives that tether cannot use, in one line naming its variable."""
+
+
+def read_settings() -> TetherSettings:
+    """`TetherSettings()` for a process's start: a bad variable is one `SettingsError` line
+    that names it, not pydantic's report in the fields' own names."""
+    try:
+        return TetherSettings()
+    except ValidationError as error:
+        raise SettingsError("; ".join(_problem(e) for e in error.errors())
+                            + " (the README's Configuration table lists every setting)") from None
+
+
+def _problem(error: Any) -> str:
+    location = [str(part) for part in error["loc"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:
+        return message
+    field = TetherSettings.model_fields.get(location[0])
+    variable = environment_variable(location[0]) if field else location[0]
+    inside = f" ({'.'.join(location[1:])})" if location[1:] else ""
+    value = error.get("input")
+    shown = f"={value}" if isinstance(value, str) and not _secret(location[0]) else ""
+    return f"{variable}{shown}{inside}: {message}"
+
+
+def _secret(name: str) -> bool:
+    return name in ("encryption_keys", "codec_token")
+
+
+def environment_variable(name: str) -> str:
+    """The variable a field is read from: its first alias, else `TETHER_<NAME>`."""
+    alias = TetherSettings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"TETHER_{name.upper()}"
 
 
 def host_and_port(value: str) -> str:

@@ -78,16 +78,22 @@ class JsonLinesExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def check_exporter(settings: TetherSettings) -> None:
+    """Raises ValueError, in one line, when spans go over OTLP in a protocol tether lacks."""
+    protocol = settings.otel_exporter_otlp_protocol
+    if settings.otlp_traces_endpoint is not None and protocol not in (None, "http/protobuf"):
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: tether exports OTLP "
+            "over HTTP; set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and point "
+            "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (4318 by convention)")
+
+
 def exporters(settings: TetherSettings) -> list[SpanExporter]:
     """Where this process's spans go, as the settings say."""
     chosen: list[SpanExporter] = []
     endpoint = settings.otlp_traces_endpoint
     if endpoint is not None:
-        if settings.otel_exporter_otlp_protocol not in (None, "http/protobuf"):
-            raise ValueError(
-                f"OTEL_EXPORTER_OTLP_PROTOCOL={settings.otel_exporter_otlp_protocol} is not "
-                "supported: tether exports OTLP over HTTP (http/protobuf); point "
-                "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (4318 by convention)")
+        check_exporter(settings)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         # Headers, timeout, compression and certificates come from the OTEL_* variables.

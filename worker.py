@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from datetime import timedelta
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -32,14 +33,16 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
-from tether import metrics
+from tether import metrics, tracing
 from tether.client import connect
 from tether.connection import resolved
 from tether.contracts import ReapInput
 from tether.embedded.temporal import SEARCH_ATTRIBUTE_TYPES
+from tether.encryption import InvalidKeys
 from tether.plugin import TetherPlugin
 from tether.sandbox.manager import LABEL_WORKER
-from tether.settings import TetherSettings
+from tether.settings import SettingsError, TetherSettings, read_settings
+from tether.tools import FunctionTools, ToolLoadError
 from tether.workflows.reaper import REAPER_EVERY, REAPER_WORKFLOW_ID, SandboxReaper
 
 log = logging.getLogger("tether.worker")
@@ -250,6 +253,31 @@ async def run_until_stopped(settings: TetherSettings, stop: asyncio.Event) -> No
         delay = min(delay * 2, RETRY_MAX_SECONDS)
 
 
+def _environment_settings() -> TetherSettings:
+    try:
+        return read_settings()
+    except (SettingsError, InvalidKeys) as error:
+        raise SystemExit(f"tether worker: {error}") from None
+
+
+def check_before_connecting(settings: TetherSettings) -> None:
+    """Fails in one line, before any connection, on what would stop the worker once
+    connected: a tools entry that does not load, an OTLP protocol tether does not speak.
+    The working directory's modules are importable, as under `python -m`, so that
+    `TETHER_TOOLS=shop.tools tether worker` finds ./shop/tools.py; appended, so that a file
+    there never shadows an installed module."""
+    if settings.tools and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        FunctionTools.load(settings.tools)
+    except ToolLoadError as error:
+        raise SystemExit(f"tether worker: TETHER_TOOLS: {error}") from None
+    try:
+        tracing.check_exporter(settings)
+    except ValueError as error:
+        raise SystemExit(f"tether worker: {error}") from None
+
+
 async def main(settings: TetherSettings | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # First of all: a signal that arrives while the worker connects must stop it, not be
@@ -258,7 +286,8 @@ async def main(settings: TetherSettings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    settings = settings or TetherSettings()
+    settings = settings or _environment_settings()
+    check_before_connecting(settings)
     if settings.metrics_bind:
         # Before any client connects: a client keeps the runtime it was made on.
         try:
@@ -268,7 +297,7 @@ async def main(settings: TetherSettings | None = None) -> None:
                              f"{error}; choose another TETHER_METRICS_BIND / --metrics-bind") from None
         log.info("Prometheus metrics on http://%s/metrics", settings.metrics_bind)
     # The profile's address and namespace (tether.connection), in its log lines too.
-    await run_until_stopped(resolved(settings or TetherSettings()), stop)
+    await run_until_stopped(resolved(settings), stop)
 
 
 if __name__ == "__main__":

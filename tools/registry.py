@@ -117,8 +117,11 @@ def _functions(entry: str) -> list[Callable[..., Any]]:
     module_name, _, attribute = entry.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ToolLoadError(f"tool module {module_name!r} can't be imported: {error}") from None
+    except Exception as error:  # a module that fails as it runs is as unusable as a missing one
+        raise ToolLoadError(
+            f"tool module {module_name!r} can't be imported ({type(error).__name__}: {error}); "
+            "start the worker in the directory that holds it, or add that directory to "
+            "PYTHONPATH") from None
     if attribute:
         function = getattr(module, attribute, None)
         if not callable(function):
