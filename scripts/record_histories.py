@@ -33,6 +33,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from tether.contracts import names
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the suite's own run builders and history readers
@@ -91,15 +92,15 @@ async def approve_then_deny(client: Client, handle: WorkflowHandle) -> None:
         return [p.call_id for p in status.pending_approvals] == [call_id]
 
     await wait_for(lambda: waiting("1-0"), "the first approval")
-    await handle.execute_update("approve", args=["1-0", True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
     await wait_for(lambda: waiting("2-0"), "the second approval")
-    await handle.execute_update("approve", args=["2-0", False, "not this one"])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["2-0", False, "not this one"])
 
 
 async def cancel_mid_tool(client: Client, handle: WorkflowHandle) -> None:
     await in_state(client, handle, "running_tools")
     await activity_running(handle, "tool_call")
-    await handle.execute_update("cancel", "enough")
+    await handle.execute_update(names.UPDATE_CANCEL, "enough")
 
 
 @dataclass

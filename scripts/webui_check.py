@@ -227,7 +227,7 @@ async def check(out: Path | None) -> list[dict[str, Any]]:
             pages.append({"run": name, "workflow_id": workflow_id, "url": url,
                           "screenshot": str(shot) if shot else None,
                           "missing": missing, "no_summary": "No summary available" in dom})
-        await tether.get_run(client, runs["awaiting_approval"][0]).execute_update("cancel", "checked")
+        await tether.cancel(client, runs["awaiting_approval"][0], "checked")
     finally:
         await worker.stop()
         browser.close()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from tether import client as tether
-from tether.contracts import PendingApproval
+from tether.contracts import PendingApproval, names
 
 from tests.helpers import ROOT, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
@@ -79,7 +79,7 @@ async def test_status_prints_a_long_waiting_command_whole_with_the_steps_text_an
     assert (shown["full_arguments"], shown["full_text"]) == ({"command": COMMAND}, REASON)
     assert shown["arguments_digest"] == DIGEST
 
-    await handle.execute_update("cancel", "seen")
+    await handle.execute_update(names.UPDATE_CANCEL, "seen")
     assert (await handle.result()).status == "cancelled"
 
 
@@ -104,7 +104,7 @@ async def test_watch_shows_the_steps_text_the_digest_and_the_command_that_prints
             assert line, f"the watch ended early: {shown}"
             shown += line.decode()
     finally:
-        await handle.execute_update("cancel", "seen")
+        await handle.execute_update(names.UPDATE_CANCEL, "seen")
     await asyncio.wait_for(terminal.communicate(), 60)
     assert REASON in shown
     assert DIGEST in shown
@@ -165,7 +165,7 @@ async def test_status_prints_waiting_code_as_it_reads_below_its_json(
     exit_code, out, err = await cli(temporal_address, worker, "status", handle.id)
     assert exit_code == 0, err
     assert "  code:\n    import os\n    for name in os.listdir('.'):\n        print(name)\n" in out
-    await handle.execute_update("cancel", "seen")
+    await handle.execute_update(names.UPDATE_CANCEL, "seen")
     assert (await handle.result()).status == "cancelled"
 
 

@@ -100,7 +100,7 @@ async def test_a_cancelled_run_still_gives_its_artifacts(temporal_client: Client
         return (await tether.get_status(temporal_client, handle.id)).step >= 2
 
     await wait_for(wrote, what="the second step")
-    await tether.get_run(temporal_client, handle.id).execute_update("cancel", "enough")
+    await tether.cancel(temporal_client, handle.id, "enough")
     result = await handle.result()
     assert result.status == "cancelled"
     assert [a.path for a in result.artifacts] == ["out/progress.txt"]

@@ -42,7 +42,7 @@ async def test_starting_a_run_with_the_id_of_a_running_one_says_so(
     code, _, err = await cli(temporal_address, worker, "run", "again", "--id", run_id,
                              "--model", "scripted:examples/demo.json")
     one_clear_line(code, err, f"a run with id {run_id} is already running", f"tether watch {run_id}")
-    await tether.get_run(temporal_client, run_id).execute_update("cancel", "done")
+    await tether.cancel(temporal_client, run_id, "done")
 
 
 async def test_status_of_a_run_no_worker_serves_says_so_at_once(
@@ -94,7 +94,7 @@ async def test_status_shows_the_real_time_a_run_has_waited_for_a_person(
     code, out, err = await cli(temporal_address, worker, "status", run_id, "--json")
     assert code == 0, err
     assert json.loads(out)["budget"]["seconds"] >= 3
-    await tether.get_run(temporal_client, run_id).execute_update("cancel", "done")
+    await tether.cancel(temporal_client, run_id, "done")
 
 
 async def test_extend_speaks_of_the_flags_typed_and_says_when_a_limit_is_unlimited_already(
@@ -111,7 +111,7 @@ async def test_extend_speaks_of_the_flags_typed_and_says_when_a_limit_is_unlimit
     assert "--tokens 100: this limit is unlimited already; nothing changed" in out
     code, _, err = await cli(temporal_address, worker, "extend", run_id)
     one_clear_line(code, err, "name a limit to raise", "--steps")
-    await tether.get_run(temporal_client, run_id).execute_update("cancel", "done")
+    await tether.cancel(temporal_client, run_id, "done")
 
 
 @pytest.mark.parametrize(("model", "suggested"), [

@@ -25,6 +25,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from tether import client as tether_client
+from tether.contracts import names
 from tether.embedded import temporal as embedded
 from tether.encryption import DecryptionError, EncryptionCodec, InvalidKeys, KeyRing
 from tether.settings import TetherSettings
@@ -188,7 +189,7 @@ async def test_the_server_and_the_store_hold_none_of_the_runs_content(stack, enc
     # A control: a run's input is in all three in plain text when no key encrypts it, so
     # the searches below can find what is there.
     control = f"control-{uuid.uuid4().hex[:10]}"
-    handle = await stack.plain.start_workflow("AgentRun", {"task": control}, id=control,
+    handle = await stack.plain.start_workflow(names.AGENT_RUN, {"task": control}, id=control,
                                               task_queue=f"nobody-{control}")
     assert control in await history_text(handle)
 

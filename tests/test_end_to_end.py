@@ -11,6 +11,7 @@ import uuid
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
+from tether.contracts import names
 from tether.embedded.temporal import temporal_binary
 
 from tests.helpers import ROOT, run_command, sandboxes_of, wait_for
@@ -85,7 +86,7 @@ async def test_sandbox_is_removed_when_a_run_is_cancelled(
         with pytest.raises(WorkflowFailureError):
             await handle.result()
     else:
-        await handle.execute_update("cancel", "enough")
+        await handle.execute_update(names.UPDATE_CANCEL, "enough")
         result = await handle.result()
         assert result.status == "cancelled"
         assert "enough" in result.stop_reason
@@ -108,7 +109,7 @@ async def test_malformed_input_fails_the_run_at_once_naming_the_field(
 ):
     # Started as raw JSON, as the Temporal CLI would: no client-side validation helps here.
     handle = await temporal_client.start_workflow(
-        "AgentRun", bad_input, id=f"bad-{uuid.uuid4().hex[:8]}", task_queue=worker)
+        names.AGENT_RUN, bad_input, id=f"bad-{uuid.uuid4().hex[:8]}", task_queue=worker)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     message = str(failure.value.cause)

@@ -9,6 +9,7 @@ import json
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
+from tether.contracts import names
 from tether.tools import FunctionTools, ToolLoadError
 
 from tests import tools_decorated
@@ -109,7 +110,7 @@ async def test_a_function_tool_waits_for_approval_like_any_other(temporal_client
 
     await wait_for(waiting, what="the ticket's approval")
     assert f"{handle.id}/1/0" not in tools_decorated.TICKETS  # nothing ran before approval
-    await handle.execute_update("approve", args=["1-0", True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
     result = await handle.result()
     assert json.loads(result.output or "")["title"] == "refund"
 

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 from temporalio.client import Client
 from tether import client as tether
+from tether.contracts import names
 
 from tests.helpers import run_command, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
@@ -36,7 +37,7 @@ async def test_list_filters_runs_by_state_and_age_with_their_steps_cost_and_mode
         temporal_client, scripted_run("wait", turn(shell="echo hi"), turn("bye"),
                                       approval={"tools": ["shell"]}), task_queue=worker)
     invalid = await temporal_client.start_workflow(
-        "AgentRun", {"task": 42}, id=f"invalid-{uuid.uuid4().hex[:8]}", task_queue=worker)
+        names.AGENT_RUN, {"task": 42}, id=f"invalid-{uuid.uuid4().hex[:8]}", task_queue=worker)
 
     async def visible() -> bool:  # visibility follows the runs a moment later
         ids = {r["workflow_id"]: r for r in await listed(temporal_address, worker, "--since", "1h")}
@@ -60,7 +61,7 @@ async def test_list_filters_runs_by_state_and_age_with_their_steps_cost_and_mode
     assert any("state" in line and "steps" in line and "cost $" in line and "model" in line
                for line in header), out
     assert done.id in out and "awaiting_approval" in out
-    await tether.get_run(temporal_client, waiting.id).execute_update("cancel", "done")
+    await tether.cancel(temporal_client, waiting.id, "done")
 
 
 async def test_a_run_starts_from_a_whole_input_file_with_flags_over_it(
@@ -89,7 +90,7 @@ async def test_a_run_starts_from_a_whole_input_file_with_flags_over_it(
         return bool((await tether.get_status(temporal_client, workflow_id)).pending_approvals)
 
     await wait_for(waiting, what="the shell call to wait for approval, as the flag asked")
-    await tether.get_run(temporal_client, workflow_id).execute_update("approve", args=["1-0", True, None])
+    await tether.approve(temporal_client, workflow_id, "1-0")
     assert (await tether.get_run(temporal_client, workflow_id).result()).output == "from-the-file"
 
     code, _, err = await cli(temporal_address, worker, "run", "--input-file", str(path),
@@ -103,7 +104,7 @@ async def test_the_schema_describes_what_another_sdk_sends_and_gets_back(
     code, out, err = await cli(temporal_address, worker, "schema")
     assert code == 0, err
     schema = json.loads(out)
-    assert schema["workflow_type"] == "AgentRun" and schema["task_queue"] == worker
+    assert schema["workflow_type"] == names.AGENT_RUN and schema["task_queue"] == worker
     assert "task" in schema["input"]["required"]
     run_input = {"task": "What is 6 * 7?", "budget": {"max_steps": 4},
                  "model": {"provider": "scripted", "script": {"turns": [
@@ -119,7 +120,7 @@ async def test_the_schema_describes_what_another_sdk_sends_and_gets_back(
     # (run_command: the suite's worker shares this event loop, which must not block)
     code, out, err = await run_command(shlex.join([
         str(Path(sys.executable).parent / "temporal"), "workflow", "execute", "--address",
-        temporal_address, "--type", "AgentRun", "--task-queue", worker, "--input",
+        temporal_address, "--type", names.AGENT_RUN, "--task-queue", worker, "--input",
         json.dumps(run_input), "--output", "json"]))
     assert code == 0, err
     # The result as the server holds it, the JSON any SDK decodes (the CLI's own printing

@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from tether import client as tether
 from tether.activities.mcp import McpActivities
-from tether.contracts import RunStatus, SandboxSpec, ToolCall
+from tether.contracts import RunStatus, SandboxSpec, ToolCall, names
 from tether.contracts.tools import McpCallInput, McpListInput, McpServer
 from tether.sandbox.image_build import build_image
 from tether.tools.mcp_servers import McpEndpoints
@@ -146,7 +146,7 @@ async def test_an_mcp_tool_waits_for_approval_and_an_error_reaches_the_model(
         return [p.tool for p in status.pending_approvals] == ["every__get-sum"]
 
     await wait_for(waiting, what="the approval")
-    await handle.execute_update("approve", args=["1-0", True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
     assert (await handle.result()).status == "completed"
     [step, _] = await tether.get_transcript(temporal_client, handle.id)
     assert step.tool_results[0].exit_code == 1 and step.tool_results[0].stderr
@@ -160,7 +160,7 @@ async def test_a_lost_sandbox_starts_its_mcp_server_again_in_the_new_one(
         call("time__get_current_time", timezone="UTC"), ANSWER,
         tools=["shell"], mcp_servers=[TIME_SERVER], sandbox={"image": time_image}), task_queue=worker)
     async def sleeping() -> bool:  # listed, and in the first step's call: not before
-        return (await handle.query("status", result_type=RunStatus)).state == "running_tools"
+        return (await handle.query(names.QUERY_STATUS, result_type=RunStatus)).state == "running_tools"
 
     await wait_for(sleeping, what="the first tool call")
     [first] = sandboxes_of(handle.id)
@@ -183,7 +183,7 @@ async def test_a_sandbox_its_engine_restarted_is_lost_to_an_mcp_call_too(
         sandbox={"image": time_image}), task_queue=worker)
 
     async def thinking() -> bool:
-        return (await handle.query("status", result_type=RunStatus)).step == 1
+        return (await handle.query(names.QUERY_STATUS, result_type=RunStatus)).step == 1
 
     await wait_for(thinking, what="the first model call")
     [first] = sandboxes_of(handle.id)

@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 
 from tether import client as tether
+from tether.contracts import names
 from tether.contracts.labels import MAX_MODEL_LABELS
 
 from tests.endpoints import ENDPOINT_OF, wire_server
@@ -64,7 +65,7 @@ async def test_a_worker_serves_temporal_and_tether_metrics_of_its_runs(
         await wait_for(waiting, timeout=60, what="the python call to wait for approval")
         await wait_for(lambda: value(scrape(bind), "tether_sandboxes_live", worker=queue) == 1,
                        timeout=20, what="one live sandbox")
-        await held.execute_update("approve", args=["2-0", True])
+        await held.execute_update(names.UPDATE_APPROVE, args=["2-0", True])
         assert (await held.result()).status == "completed"
 
         stopped = await tether.run(
@@ -79,7 +80,7 @@ async def test_a_worker_serves_temporal_and_tether_metrics_of_its_runs(
 
     mine = {"task_queue": queue}
     # Temporal's SDK metrics, through the same runtime.
-    assert value(samples, "temporal_workflow_completed_total", **mine, workflow_type="AgentRun") == 2
+    assert value(samples, "temporal_workflow_completed_total", **mine, workflow_type=names.AGENT_RUN) == 2
     assert value(samples, "temporal_activity_execution_latency_count", activity_type="model_call") >= 4
     # tether's: runs by final status, steps and tool calls, budget stops, sandboxes.
     assert value(samples, "tether_runs_total", **mine, status="completed") == 1

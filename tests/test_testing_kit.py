@@ -148,3 +148,15 @@ async def test_leaving_the_environment_removes_the_sandboxes_of_runs_still_going
         worker = env.settings.worker_id
         assert len(sandboxes().managed(**{LABEL_WORKER: worker})) == 1
     assert sandboxes().managed(**{LABEL_WORKER: worker}) == []
+
+
+async def test_where_no_docker_engine_answers_a_sandbox_tool_fails_the_run_saying_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    async with TetherTestEnvironment(tools=[order_status]) as env:
+        assert not env.docker_engine
+        assert (await env.run(asks_for("A-1"))).status == "completed"
+        with pytest.raises(RunFailed) as failed:
+            await env.run({"task": "list", "model": scripted(call("shell", command="ls"), "done")})
+    assert "TetherTestEnvironment has no Docker engine (Error while fetching server API version" in str(failed.value)

@@ -102,8 +102,7 @@ async def test_a_watcher_is_told_of_a_waiting_call_with_its_command_and_of_the_b
         seen.append(event)
         if event.kind == "approval_needed":
             await asyncio.sleep(1.5)  # a person takes a while: the watcher keeps waiting
-            await tether.get_run(temporal_client, handle.id).execute_update(
-                "approve", args=[event.call_id, True, None])
+            await tether.approve(temporal_client, handle.id, event.call_id)
     kinds = [e.kind for e in seen]
     [waiting] = [e for e in seen if e.kind == "approval_needed"]
     assert waiting.tool == "shell" and waiting.arguments == {"command": "echo approved-and-ran"}
@@ -173,7 +172,7 @@ async def test_tether_watch_in_two_terminals_and_run_follow_show_the_run_to_its_
             line = await asyncio.wait_for(terminal.stdout.readline(), 60)
             assert line, f"the watch ended early: {shown[i]}"
             shown[i] += line.decode()
-    await tether.get_run(temporal_client, handle.id).execute_update("approve", args=["1-0", True, None])
+    await tether.approve(temporal_client, handle.id, "1-0")
     for i, terminal in enumerate(terminals):
         rest, err = await asyncio.wait_for(terminal.communicate(), 60)
         out = shown[i] + rest.decode()

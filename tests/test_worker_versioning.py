@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 from tether import client as tether
+from tether.contracts import names
 from tether.settings import TetherSettings
 
 from tests.helpers import run_command, wait_for
@@ -74,7 +75,7 @@ async def test_a_run_stays_on_its_version_while_new_runs_take_the_current_one(
         assert await build_ids_of(temporal_client, new.id) == {"v2"}
 
         # v2 is current now, but the run that started on v1 is pinned there, and finishes there.
-        await old.execute_update("approve", args=["1-0", True])
+        await old.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
         assert (await old.result()).output == "on-v1"
         assert await build_ids_of(temporal_client, old.id) == {"v1"}
         info = (await old.describe()).raw_description.workflow_execution_info.versioning_info

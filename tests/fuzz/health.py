@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHandle
-from tether.contracts import RunStatus
+from tether.contracts import RunStatus, names
 
 # Not a failure of tether's code: the server refuses a task's commands when new events came
 # in while it ran (a message during the last step), and the next task handles them.
@@ -42,4 +42,4 @@ async def assert_healthy(handle: WorkflowHandle) -> None:
 
 async def status(handle: WorkflowHandle) -> RunStatus:
     """The run's live status, asked of the suite's worker directly."""
-    return await handle.query("status", result_type=RunStatus)  # type: ignore[no-any-return]
+    return await handle.query(names.QUERY_STATUS, result_type=RunStatus)  # type: ignore[no-any-return]

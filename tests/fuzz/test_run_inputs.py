@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from tether import client as tether
-from tether.contracts import AgentRunInput, AgentRunResult
+from tether.contracts import AgentRunInput, AgentRunResult, names
 from tether.workflows.agent import parse_input
 
 from tests.fuzz.health import assert_healthy
@@ -87,7 +87,7 @@ async def test_a_malformed_input_fails_its_run_in_the_first_workflow_task(
     path, raw = mutated
     expected = refusal(raw)
     handle = await temporal_client.start_workflow(
-        "AgentRun", raw, id=f"fuzz-input-{uuid.uuid4().hex[:12]}", task_queue=worker,
+        names.AGENT_RUN, raw, id=f"fuzz-input-{uuid.uuid4().hex[:12]}", task_queue=worker,
         result_type=AgentRunResult)
     if expected is None:
         # Hypothesis made a valid one: it runs like any other.

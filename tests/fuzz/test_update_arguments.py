@@ -15,6 +15,7 @@ from pydantic_core import PydanticSerializationError
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from tether import client as tether
+from tether.contracts import names
 from tether.contracts.run import LONGEST_SECONDS
 
 from tests.fuzz.health import assert_healthy, status
@@ -48,7 +49,7 @@ async def waiting_run(temporal_client: Client, worker: str) -> AsyncIterator[Wor
 
     await wait_for(waiting, what="the approval request")
     yield handle
-    await handle.execute_update("approve", args=[PENDING, True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=[PENDING, True])
     result = await handle.result()
     assert (result.status, result.output) == ("completed", "approved")
     await assert_healthy(handle)
@@ -100,7 +101,7 @@ async def test_a_cancel_with_an_odd_reason_ends_the_run_with_that_reason(
 ):
     handle = await tether.start_run(temporal_client, scripted_run(
         "slow", {"text": "late", "delay_seconds": 30}), task_queue=worker)
-    await handle.execute_update("cancel", args=[reason])
+    await handle.execute_update(names.UPDATE_CANCEL, args=[reason])
     result = await handle.result()
     assert (result.status, result.stop_reason) == ("cancelled", f"cancelled: {reason}")
     await assert_healthy(handle)

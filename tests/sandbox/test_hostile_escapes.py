@@ -13,6 +13,7 @@ import uuid
 import pytest
 from temporalio.client import Client
 from tether import client as tether
+from tether.contracts import names
 
 from tests.helpers import wait_for
 from tests.sandbox.attacks import RUNTIMES, attack, gvisor, require, tool_results
@@ -157,7 +158,7 @@ async def test_a_run_cannot_read_another_runs_workspace(temporal_client: Client,
     assert seen["found"] == [] and seen["workspace"] == []
     assert "sleep" not in seen["processes"]  # the victim's `sleep 20` is in another pid namespace
     assert token not in search.stdout
-    await victim.execute_update("cancel", "the test is over")
+    await victim.execute_update(names.UPDATE_CANCEL, "the test is over")
     assert (await victim.result()).status == "cancelled"
 
 

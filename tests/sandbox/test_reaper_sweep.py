@@ -12,7 +12,7 @@ from docker.errors import NotFound
 from temporalio.client import Client
 from tether import client as tether
 from tether.activities.sandboxes import SandboxActivities
-from tether.contracts import SandboxSpec
+from tether.contracts import SandboxSpec, names
 from tether.sandbox.manager import LABEL_CREATED, LABEL_POOL, labels_for, run_name
 from tether.sandbox.pool import WarmPool
 from tether.settings import TetherSettings
@@ -58,7 +58,7 @@ async def sleeping_run(client: Client, queue: str):
 
 
 async def stop(handle) -> None:
-    await handle.execute_update("cancel", "the test is over")
+    await handle.execute_update(names.UPDATE_CANCEL, "the test is over")
     await handle.result()
 
 

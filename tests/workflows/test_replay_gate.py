@@ -25,7 +25,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from tether.contracts import AgentRunResult
+from tether.contracts import AgentRunResult, names
 from tether.workflows.agent import AgentRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def test_the_current_version_has_recorded_histories():
 # call rather than at the first tool call. It changes the order of the commands a step
 # issues, so the recorded `completed` history (model_call, then acquire_sandbox) must fail.
 
-@workflow.defn(name="AgentRun", sandboxed=False)
+@workflow.defn(name=names.AGENT_RUN, sandboxed=False)
 class SameOrder(AgentRun):
     """Today's AgentRun under a subclass: the control, which must replay."""
 
@@ -95,7 +95,7 @@ class SameOrder(AgentRun):
         return await super().run(raw, carried)
 
 
-@workflow.defn(name="AgentRun", sandboxed=False)
+@workflow.defn(name=names.AGENT_RUN, sandboxed=False)
 class SandboxFirst(AgentRun):
     """Acquires the run's sandbox at the start of each step that may call tools."""
 

@@ -10,6 +10,7 @@ import re
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from tether import client as tether
+from tether.contracts import names
 from tether.workflows.agent import FINAL_ANSWER_PROMPT
 
 from tests.helpers import sandboxes_of, wait_for
@@ -199,7 +200,7 @@ async def test_extend_budget_lets_a_run_about_to_run_out_of_steps_go_on(
                      turn("done after {{last_output}}"), budget={"max_steps": 2}),
         task_queue=worker)
     await wait_for(lambda: running_tools_at(temporal_client, handle.id, 1), what="step 1's tools")
-    changed = await handle.execute_update("extend_budget", {"max_steps": 2})
+    changed = await handle.execute_update(names.UPDATE_EXTEND_BUDGET, {"max_steps": 2})
     assert changed == {"max_steps": 4}
     assert (await tether.get_status(temporal_client, handle.id)).budget.max_steps == 4
     result = await handle.result()
@@ -214,7 +215,8 @@ async def test_extend_budget_moves_the_deadline_of_the_step_in_flight(
         scripted_run("late", turn(shell="sleep 18"), turn("made it"), budget={"max_seconds": 15}),
         task_queue=worker)
     await wait_for(lambda: running_tools_at(temporal_client, handle.id, 1), what="step 1's tools")
-    assert await handle.execute_update("extend_budget", {"max_seconds": 120}) == {"max_seconds": 135}
+    extended = await handle.execute_update(names.UPDATE_EXTEND_BUDGET, {"max_seconds": 120})
+    assert extended == {"max_seconds": 135}
     result = await handle.result()
     assert (result.status, result.output) == ("completed", "made it")
     assert result.seconds >= 18
@@ -234,7 +236,7 @@ async def test_extend_budget_rejects_bad_fields_and_amounts_as_update_failures(
         ({}, "name at least one limit"),
     ]:
         with pytest.raises(WorkflowUpdateFailedError) as failure:
-            await handle.execute_update("extend_budget", more)
+            await handle.execute_update(names.UPDATE_EXTEND_BUDGET, more)
         assert message in str(failure.value.cause)
     result = await handle.result()
     assert result.status == "completed"  # rejected updates leave the run alone

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from tether import client as tether
+from tether.contracts import names
 
 from tests.helpers import wait_for
 from tests.scripts import scripted_run, turn
@@ -24,14 +25,14 @@ async def _in_state(client: Client, handle: WorkflowHandle, state: str) -> None:
 
 async def cancel_mid_tool(client: Client, handle: WorkflowHandle) -> None:
     await _in_state(client, handle, "running_tools")
-    await handle.execute_update("cancel", "enough")
+    await handle.execute_update(names.UPDATE_CANCEL, "enough")
 
 
 async def approve_then_deny(client: Client, handle: WorkflowHandle) -> None:
     await _in_state(client, handle, "awaiting_approval")
-    await handle.execute_update("approve", args=["1-0", True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
     await wait_for(lambda: _waiting(client, handle, "2-0"), what="the second approval")
-    await handle.execute_update("approve", args=["2-0", False, "no"])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["2-0", False, "no"])
 
 
 async def _waiting(client: Client, handle: WorkflowHandle, call_id: str) -> bool:
@@ -41,8 +42,8 @@ async def _waiting(client: Client, handle: WorkflowHandle, call_id: str) -> bool
 
 async def message_and_extend(client: Client, handle: WorkflowHandle) -> None:
     await _in_state(client, handle, "running_tools")
-    await handle.execute_update("send_message", "keep going")
-    await handle.execute_update("extend_budget", {"max_steps": 1, "max_seconds": 60})
+    await handle.execute_update(names.UPDATE_SEND_MESSAGE, "keep going")
+    await handle.execute_update(names.UPDATE_EXTEND_BUDGET, {"max_steps": 1, "max_seconds": 60})
 
 
 async def temporal_cancel(client: Client, handle: WorkflowHandle) -> None:

@@ -8,6 +8,7 @@ import json
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from tether import client as tether
+from tether.contracts import names
 
 from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
@@ -34,7 +35,8 @@ async def test_an_approved_call_runs(temporal_client: Client, worker: str):
     await wait_for(lambda: awaiting(temporal_client, handle.id, "1-0"), what="an approval request")
     pending = (await tether.get_status(temporal_client, handle.id)).pending_approvals[0]
     assert (pending.tool, pending.arguments) == ("shell", {"command": "echo ran"})
-    assert await handle.execute_update("approve", args=["1-0", True]) == "call 1-0 (shell) approved"
+    approved = await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
+    assert approved == "call 1-0 (shell) approved"
     result = await handle.result()
     assert (result.status, result.output) == ("completed", "ran")
 
@@ -47,7 +49,7 @@ async def test_a_denied_call_does_not_run_and_the_model_reads_the_denial(
         scripted_run("guarded", turn(shell="rm -rf data"), turn("understood"), **GUARDED),
         task_queue=worker)
     await wait_for(lambda: awaiting(temporal_client, handle.id, "1-0"), what="an approval request")
-    await handle.execute_update("approve", args=["1-0", False, "too risky"])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", False, "too risky"])
     result = await handle.result()
     assert (result.status, result.output) == ("completed", "understood")
 
@@ -85,9 +87,9 @@ async def test_approving_a_call_that_is_not_waiting_fails_the_update(
         task_queue=worker)
     await wait_for(lambda: awaiting(temporal_client, handle.id, "1-0"), what="an approval request")
     with pytest.raises(WorkflowUpdateFailedError) as failure:
-        await handle.execute_update("approve", args=["7-3", True])
+        await handle.execute_update(names.UPDATE_APPROVE, args=["7-3", True])
     assert "no call '7-3' is waiting for approval (waiting: 1-0)" in str(failure.value.cause)
-    await handle.execute_update("approve", args=["1-0", True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
     assert (await handle.result()).output == "ran"
 
 
@@ -105,7 +107,7 @@ async def test_cancel_during_a_tool_call_stops_it_and_releases_the_sandbox(
         temporal_client, scripted_run("wait", turn(shell="sleep 600"), turn("never")),
         task_queue=worker)
     await wait_for(lambda: tool_call_started(handle), what="the tool call to start")
-    assert await handle.execute_update("cancel", "enough") == "cancelling at step 1: enough"
+    assert await handle.execute_update(names.UPDATE_CANCEL, "enough") == "cancelling at step 1: enough"
     result = await handle.result()
     assert (result.status, result.stop_reason, result.steps) == ("cancelled", "cancelled: enough", 1)
     assert result.seconds < 60
@@ -123,7 +125,7 @@ async def test_a_message_sent_while_tools_run_reaches_the_model_after_their_resu
         temporal_client, scripted_run("listen", turn(shell="sleep 6"), turn("heard you")),
         task_queue=worker)
     await wait_for(lambda: running_tools(temporal_client, handle.id), what="the tool call")
-    queued = await handle.execute_update("send_message", "use the blue one")
+    queued = await handle.execute_update(names.UPDATE_SEND_MESSAGE, "use the blue one")
     assert queued == "message queued for step 2"
     result = await handle.result()
     assert result.output == "heard you"
@@ -141,7 +143,7 @@ async def test_send_message_rejects_an_empty_or_huge_message(temporal_client: Cl
         task_queue=worker)
     for text, problem in [("   ", "the message is empty"), ("x" * 40_000, "the limit is 32000")]:
         with pytest.raises(WorkflowUpdateFailedError) as failure:
-            await handle.execute_update("send_message", text)
+            await handle.execute_update(names.UPDATE_SEND_MESSAGE, text)
         assert problem in str(failure.value.cause)
     assert (await handle.result()).status == "completed"
 
@@ -151,7 +153,7 @@ async def test_updates_sent_the_moment_a_run_starts_are_not_lost(temporal_client
     handle = await tether.start_run(
         temporal_client, scripted_run("early", turn("first"), turn("second")),
         task_queue=worker)
-    queued = await handle.execute_update("send_message", "hello early")
+    queued = await handle.execute_update(names.UPDATE_SEND_MESSAGE, "hello early")
     # Whether the first model call had begun when the message arrived is a race; either
     # way the model reads it, and answers after reading it.
     assert queued in ("message queued for step 1", "message queued for step 2")

@@ -8,16 +8,17 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey
 from tether import client as tether
+from tether.contracts import names
 from tether.contracts.digests import arguments_digest
 
 from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, summaries, tool_calls
 
-STATUS = SearchAttributeKey.for_keyword("TetherStatus")
-STEPS = SearchAttributeKey.for_int("TetherSteps")
-COST = SearchAttributeKey.for_float("TetherCostUsd")
-MODEL = SearchAttributeKey.for_keyword("TetherModel")
+STATUS = SearchAttributeKey.for_keyword(names.SEARCH_STATUS)
+STEPS = SearchAttributeKey.for_int(names.SEARCH_STEPS)
+COST = SearchAttributeKey.for_float(names.SEARCH_COST_USD)
+MODEL = SearchAttributeKey.for_keyword(names.SEARCH_MODEL)
 USAGE = {"input_tokens": 100, "output_tokens": 20, "cost_usd": 0.01}
 
 
@@ -71,7 +72,7 @@ async def test_status_shows_state_step_usage_against_every_limit_approvals_sandb
     assert f"digest: `{digest}`" in details
     assert f"`tether approve {handle.id} 2-0 --digest {digest}`" in details
 
-    await handle.execute_update("approve", args=["2-0", True])
+    await handle.execute_update(names.UPDATE_APPROVE, args=["2-0", True])
     assert (await handle.result()).status == "completed"
     final = await tether.get_status(temporal_client, handle.id)
     assert (final.state, final.step, final.pending_approvals, final.sandbox) == (
@@ -132,7 +133,7 @@ async def test_search_attributes_follow_the_run_and_activities_are_summarised_by
         attributes = (await handle.describe()).typed_search_attributes
         return attributes.get(STATUS) == "running_tools"
 
-    await wait_for(running_tools, what="TetherStatus = running_tools")
+    await wait_for(running_tools, what=f"{STATUS.name} = running_tools")
     attributes = (await handle.describe()).typed_search_attributes
     assert (attributes.get(STEPS), attributes.get(MODEL)) == (1, "scripted")
     assert attributes.get(COST) == pytest.approx(0.01)
@@ -143,7 +144,7 @@ async def test_search_attributes_follow_the_run_and_activities_are_summarised_by
     assert attributes.get(COST) == pytest.approx(0.03)
 
     async def listed() -> bool:
-        query = f"WorkflowId = '{handle.id}' AND TetherStatus = 'completed' AND TetherSteps = 3"
+        query = f"WorkflowId = '{handle.id}' AND {STATUS.name} = 'completed' AND {STEPS.name} = 3"
         return [e.id async for e in temporal_client.list_workflows(query)] == [handle.id]
 
     await wait_for(listed, what="the run to be found by its search attributes")

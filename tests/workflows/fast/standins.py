@@ -39,6 +39,7 @@ from tether.contracts import (
     ToolCallOutput,
     ToolResult,
     Usage,
+    names,
 )
 from tether.contracts.activities import (
     ACQUIRE_SANDBOX,
@@ -189,11 +190,11 @@ async def start(client: Client, fakes: StandIns, **overrides: Any) -> WorkflowHa
 
 
 async def status(handle: WorkflowHandle[Any, Any]) -> RunStatus:
-    return await handle.query("status", result_type=RunStatus)
+    return await handle.query(names.QUERY_STATUS, result_type=RunStatus)
 
 
 async def transcript(handle: WorkflowHandle[Any, Any]) -> list[StepRecord]:
-    return await handle.query("transcript", result_type=list[StepRecord])
+    return await handle.query(names.QUERY_TRANSCRIPT, result_type=list[StepRecord])
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:

@@ -10,6 +10,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from tether.contracts import names
 
 from tests.workflows.fast.standins import StandIns, run_input, serving, start, status, transcript, turn
 
@@ -78,7 +79,7 @@ async def test_an_invalid_input_fails_the_run_at_once_with_a_non_retryable_error
     async with serving(fast_client, fakes):
         began = time.monotonic()
         handle = await fast_client.start_workflow(
-            "AgentRun", raw, id=f"fast-invalid-{uuid.uuid4().hex[:12]}", task_queue=fakes.task_queue)
+            names.AGENT_RUN, raw, id=f"fast-invalid-{uuid.uuid4().hex[:12]}", task_queue=fakes.task_queue)
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
         took = time.monotonic() - began

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.client import WorkflowUpdateFailedError as UpdateFailed
 from temporalio.exceptions import CancelledError
-from tether.contracts import Message, NewMessage
+from tether.contracts import Message, NewMessage, names
 
 from tests.workflows.fast.standins import (
     StandIns,
@@ -45,7 +45,8 @@ async def test_an_approved_call_runs_once_approved(fast_client: Client):
         pending = (await status(handle)).pending_approvals[0]
         assert (pending.tool, pending.arguments) == ("shell", {"command": "make deploy"})
         assert fakes.tool_calls == []  # nothing runs before a person says so
-        assert await handle.execute_update("approve", args=["1-0", True]) == "call 1-0 (shell) approved"
+        approved = await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
+        assert approved == "call 1-0 (shell) approved"
         result = await handle.result()
         final = await status(handle)
 
@@ -59,7 +60,7 @@ async def test_a_denied_call_does_not_run_and_the_model_reads_the_denial(fast_cl
     async with serving(fast_client, fakes):
         handle = await start(fast_client, fakes, **GUARDED)
         await eventually(awaiting(handle, "1-0"), "the approval request")
-        denied = await handle.execute_update("approve", args=["1-0", False, "too risky"])
+        denied = await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", False, "too risky"])
         result = await handle.result()
         steps = await transcript(handle)
 
@@ -94,10 +95,10 @@ async def test_approving_a_call_that_is_not_waiting_is_rejected_by_the_validator
         handle = await start(fast_client, fakes, **GUARDED)
         await eventually(awaiting(handle, "1-0"), "the approval request")
         with pytest.raises(UpdateFailed) as failure:
-            await handle.execute_update("approve", args=["7-3", True])
+            await handle.execute_update(names.UPDATE_APPROVE, args=["7-3", True])
         assert "no call '7-3' is waiting for approval (waiting: 1-0)" in str(failure.value.cause)
         assert await awaiting(handle, "1-0")()  # the real request still waits
-        await handle.execute_update("approve", args=["1-0", True])
+        await handle.execute_update(names.UPDATE_APPROVE, args=["1-0", True])
         result = await handle.result()
 
     assert (result.status, result.output) == ("completed", "deployed")
@@ -109,7 +110,7 @@ async def test_the_cancel_update_stops_a_tool_call_in_flight_and_releases_the_sa
     async with serving(fast_client, fakes):
         handle = await start(fast_client, fakes)
         await tool_running(fakes)
-        assert await handle.execute_update("cancel", "enough") == "cancelling at step 1: enough"
+        assert await handle.execute_update(names.UPDATE_CANCEL, "enough") == "cancelling at step 1: enough"
         result = await handle.result()
         final = await status(handle)
         steps = await transcript(handle)
@@ -147,9 +148,9 @@ async def test_a_message_sent_while_tools_run_reaches_the_next_model_call_after_
     async with serving(fast_client, fakes):
         handle = await start(fast_client, fakes)
         await tool_running(fakes)
-        queued = await handle.execute_update("send_message", "also check the logs")
+        queued = await handle.execute_update(names.UPDATE_SEND_MESSAGE, "also check the logs")
         with pytest.raises(UpdateFailed) as empty:
-            await handle.execute_update("send_message", "   ")
+            await handle.execute_update(names.UPDATE_SEND_MESSAGE, "   ")
         fakes.let_tools_finish()
         result = await handle.result()
 
@@ -169,10 +170,10 @@ async def test_extending_max_steps_lets_a_run_continue_and_a_bad_field_is_reject
         handle = await start(fast_client, fakes, budget={"max_steps": 1})
         await tool_running(fakes)
         with pytest.raises(UpdateFailed) as bad_field:
-            await handle.execute_update("extend_budget", {"max_turns": 1})
+            await handle.execute_update(names.UPDATE_EXTEND_BUDGET, {"max_turns": 1})
         with pytest.raises(UpdateFailed) as bad_amount:
-            await handle.execute_update("extend_budget", {"max_steps": -1})
-        raised = await handle.execute_update("extend_budget", {"max_steps": 2})
+            await handle.execute_update(names.UPDATE_EXTEND_BUDGET, {"max_steps": -1})
+        raised = await handle.execute_update(names.UPDATE_EXTEND_BUDGET, {"max_steps": 2})
         during = await status(handle)
         fakes.let_tools_finish()
         result = await handle.result()
@@ -192,7 +193,7 @@ async def test_an_answer_given_on_the_last_step_is_kept_when_a_message_arrives_d
     async with serving(fast_client, fakes):
         handle = await start(fast_client, fakes, budget={"max_steps": 1})
         await asyncio.wait_for(fakes.model_started.wait(), timeout=10)
-        await handle.execute_update("send_message", "thanks")
+        await handle.execute_update(names.UPDATE_SEND_MESSAGE, "thanks")
         fakes.let_models_finish()
         result = await handle.result()
         steps = await transcript(handle)
