@@ -141,7 +141,9 @@ class TetherTestEnvironment:
         except EngineUnavailable as unavailable:
             if self._docker:
                 raise
-            return NoEngine(str(unavailable).split(";")[0])
+            # "no Docker engine answers (WHY); run `make setup` ...": the WHY, for NoEngine's line.
+            why = str(unavailable).split("; run ")[0]
+            return NoEngine(why.removeprefix("no Docker engine answers (").removesuffix(")"))
         self.docker_engine = True
         return None
 

@@ -159,4 +159,5 @@ async def test_where_no_docker_engine_answers_a_sandbox_tool_fails_the_run_sayin
         assert (await env.run(asks_for("A-1"))).status == "completed"
         with pytest.raises(RunFailed) as failed:
             await env.run({"task": "list", "model": scripted(call("shell", command="ls"), "done")})
-    assert "TetherTestEnvironment has no Docker engine (Error while fetching server API version" in str(failed.value)
+    assert ("TetherTestEnvironment has no Docker engine (Error while fetching server API version"
+            in str(failed.value))
