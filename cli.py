@@ -540,10 +540,21 @@ def artifacts(
     if download is not None:
         from tether.store import StoreError
         from tether.store.files import ArtifactExists, write_artifacts
+        from tether.store.globs import named
 
+        if found.artifacts and settings().store_url is None and not settings().store_path.is_dir():
+            fail(f"the store {settings().store_path} does not exist, so it holds none of the run's "
+                 "artifacts", WORKERS_STORE_HINT)
         try:
-            downloaded = write_artifacts(client.content_store(settings()), found.artifacts, download,
-                                         globs=glob, overwrite=overwrite)
+            store = client.content_store(settings())
+            absent = [r.path for r in found.artifacts
+                      if (glob is None or named(glob, r.path, dotted=True)) and not store.has(r.sha256)]
+            if absent:
+                fail(f"{', '.join(absent)}: not in the store {settings().store_location}, which this "
+                     "command reads, so nothing was written: the workers wrote to another",
+                     WORKERS_STORE_HINT)
+            downloaded = write_artifacts(store, found.artifacts, download, globs=glob,
+                                         overwrite=overwrite)
         except ArtifactExists as exists:
             fail(f"{exists.where / exists.path} already exists, so nothing was written: "
                  "pass --overwrite to replace it")
@@ -575,6 +586,10 @@ def artifacts(
     elif not found.artifacts and not found.skipped:
         console.print(Text("none: the run is still going, never had a sandbox, or asked for no "
                            "artifacts (tether run --artifact GLOB)", "dim"))
+
+
+WORKERS_STORE_HINT = ("run it with the workers' TETHER_DATA_DIR (or TETHER_STORE_URL, "
+                      "TETHER_STORE_DIR): the CLI reads the store the workers write")
 
 
 def _upload(paths: list[Path]) -> dict[str, str]:
@@ -741,10 +756,9 @@ def server(
     ui_port: Annotated[int | None, typer.Option(help="Default: TETHER_UI_PORT, 8233.")] = None,
     codec_endpoint: Annotated[str, typer.Option(help=CODEC_ENDPOINT_HELP)] = "http://localhost:8081",
 ) -> None:
-    """Run the embedded Temporal dev server in the foreground (SQLite under .tether/)."""
+    """Run the embedded Temporal dev server in the foreground (SQLite in TETHER_DATA_DIR)."""
     ui_port = ui_port or settings().ui_port
-    data = settings().data_path
-    data.mkdir(parents=True, exist_ok=True)
+    data = _data_dir()
     token = settings().codec_token
     endpoint = (_ui_codec_endpoint(codec_endpoint, token.get_secret_value() if token else None)
                 if settings().encryption_keys else None)
@@ -756,6 +770,18 @@ def server(
                       f"{' (with TETHER_CODEC_TOKEN)' if token else ''}: run `tether codec-server` "
                       "beside it")
     os.execv(command[0], command)
+
+
+def _data_dir() -> Path:
+    """The data directory, made; a `.tether` here from an earlier tether, which kept its
+    data in the working directory, is named so that its runs are not silently out of sight."""
+    data = settings().data_path
+    data.mkdir(parents=True, exist_ok=True)
+    old = Path(".tether").resolve()
+    if (old / "temporal.db").exists() and old != data:
+        err.print(literal(f"note: {old} is no longer read: data lives in {data} now; to keep "
+                          f"using the old one, set TETHER_DATA_DIR={old}", "yellow"), soft_wrap=True)
+    return data
 
 
 def _ui_codec_endpoint(endpoint: str, token: str | None) -> str:
@@ -773,8 +799,7 @@ def dev(
     # Ctrl-C is this command's way out, even when started from a shell that ignores it
     # (a background job), whose children would inherit the ignoring.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    data = settings().data_path
-    data.mkdir(parents=True, exist_ok=True)
+    data = _data_dir()
     address = settings().temporal_address
     keyed = settings().encryption_keys is not None
     # The codec server asks for a token even here: one of this session's own when none is set.
@@ -830,6 +855,7 @@ def demo(
     """Run the demo agent end to end on the embedded default."""
     from tether.demo import run_demo
 
+    _data_dir()
     try:
         code = asyncio.run(run_demo(script, console, settings()))
     except Exception as error:

@@ -37,7 +37,7 @@ from tether.contracts.names import (
 from tether.encryption import data_converter
 from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
-from tether.store import ContentAddressed, ContentStore, Conversations, open_blobs
+from tether.store import ContentAddressed, Conversations, open_blobs
 from tether.store.files import ArtifactExists, Downloaded, upload_paths, write_artifacts
 from tether.store.sealed import sealed
 from tether.watching import watch
@@ -231,7 +231,7 @@ async def extend(
         UPDATE_EXTEND_BUDGET, more, result_type=dict)
 
 
-def content_store(settings: TetherSettings | None = None) -> ContentStore:
+def content_store(settings: TetherSettings | None = None) -> ContentAddressed:
     """The content store the workers share, as `settings` (the environment) name it, opened
     as `TetherPlugin` opens it (encrypted when TETHER_ENCRYPTION_KEYS is set)."""
     settings = settings or TetherSettings()

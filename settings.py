@@ -11,6 +11,7 @@ at call time, so a rotated key needs no restart. A run names endpoints, never va
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -28,6 +29,15 @@ DEFAULT_NAMESPACE = "default"
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 """An endpoint's or MCP server's name, as a run gives it."""
+
+
+def default_data_dir() -> Path:
+    """The XDG data directory's `tether`: absolute, so that a command run anywhere reads
+    the store and the server the user's worker uses (a relative XDG_DATA_HOME is invalid
+    by the spec, and ignored)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "tether"
 
 
 class SettingsError(ValueError):
@@ -103,8 +113,10 @@ class TetherSettings(BaseSettings):
     worker_id: str = Field(default_factory=socket.gethostname)
     """Names this host's sandbox queue (`<task_queue>@<worker_id>`). Stable across restarts,
     so a restarted worker reattaches to the containers its predecessor left running."""
-    data_dir: Path = Path(".tether")
-    """The dev server's SQLite file, the conversation store, the trace file."""
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
+    """The dev server's SQLite file, the conversation store, the trace file: one place for
+    every process of a user, whatever its working directory (`$XDG_DATA_HOME/tether`, else
+    `~/.local/share/tether`)."""
     store_dir: Path | None = None
     """The conversation store's directory; `<data_dir>/store` when unset."""
     store_url: str | None = None

@@ -47,6 +47,10 @@ class ContentAddressed:
     def get(self, digest: str) -> bytes:
         return self._checked(digest, self.blobs.get(digest))
 
+    def has(self, digest: str) -> bool:
+        """Whether a blob of that name is stored (unread, so unchecked)."""
+        return self.blobs.exists(digest)
+
     async def get_async(self, digest: str) -> bytes:
         return self._checked(digest, await self.blobs.get_async(digest))
 
