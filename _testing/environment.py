@@ -17,6 +17,7 @@ from temporalio import client as temporal_client
 from temporalio import worker as temporal_worker
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from tether import client as tether_client
 from tether._testing.no_engine import NoEngine
@@ -29,6 +30,8 @@ from tether.settings import TetherSettings
 from tether.workflows.agent import parse_input
 
 Plugin = temporal_client.Plugin | temporal_worker.Plugin
+END_SECONDS = 10.0
+"""How long, on exit, the runs still going have to end once cancelled."""
 
 
 class TetherTestEnvironment:
@@ -46,8 +49,9 @@ class TetherTestEnvironment:
     - `docker`: None uses the Docker engine if one answers; False never does; True requires
       one. Without one, a run that calls a sandbox tool fails saying Docker is needed.
 
-    The conversation store lives in a temporary directory; on exit the worker stops, its
-    sandboxes are removed, the server is stopped and the directory deleted.
+    The conversation store lives in a temporary directory; on exit the runs still going are
+    cancelled, the worker stops, its sandboxes are removed, the server is stopped and the
+    directory deleted.
     """
 
     def __init__(
@@ -163,7 +167,34 @@ class TetherTestEnvironment:
             "metrics_bind": None,
         })
 
+    async def _end_open_runs(self) -> None:
+        """Cancels the runs still going on this environment's queue and waits for them to
+        end, each releasing its sandbox: a worker shut down under open runs would leave
+        their workflow code to be torn down by the garbage collector, outside Temporal's
+        event loop, and tracebacks of that in the test's output. Any not ended within
+        END_SECONDS is terminated."""
+        assert self._client is not None
+        query = f'TaskQueue="{self.task_queue}" AND ExecutionStatus="Running"'
+        handles = [self._client.get_workflow_handle(w.id, run_id=w.run_id)
+                   async for w in self._client.list_workflows(query)]
+        for handle in handles:
+            with contextlib.suppress(RPCError):  # it ended meanwhile
+                await handle.cancel()
+        ending = [asyncio.ensure_future(handle.result()) for handle in handles]
+        if ending:
+            await asyncio.wait(ending, timeout=END_SECONDS)
+        for handle, end in zip(handles, ending, strict=True):
+            if not end.done():
+                end.cancel()
+                with contextlib.suppress(RPCError):
+                    await handle.terminate("the TetherTestEnvironment closed")
+            with contextlib.suppress(BaseException):
+                await end
+
     async def _close(self) -> None:
+        if self._client is not None and self._running is not None and not self._running.done():
+            with contextlib.suppress(Exception):  # the server gone: nothing left to end
+                await self._end_open_runs()
         if self._worker is not None and self._running is not None:
             # Its sandbox host drains at once (drain_seconds=0) and removes its sandboxes.
             with contextlib.suppress(Exception):

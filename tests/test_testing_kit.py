@@ -3,16 +3,21 @@ scripted model, function tools given as functions; no Docker engine unless a run
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 from tether._testing.server import start_dev_server
 from tether.contracts import AgentRunInput
 from tether.embedded.temporal import ServerUnavailable
 from tether.sandbox.manager import LABEL_WORKER
 from tether.testing import RunFailed, TetherTestEnvironment, call, scripted
+from tether.tools import ToolLoadError
 
 from tests.helpers import sandboxes
 
@@ -29,15 +34,15 @@ def asks_for(order_id: str) -> dict[str, object]:
             "model": scripted(call("order_status", order_id=order_id), "{{last_output}}")}
 
 
-def server_processes(port: int) -> list[int]:
-    """The pids of `temporal server start-dev` processes serving `port`."""
+def server_processes(port: int | None = None) -> list[int]:
+    """The pids of `temporal server start-dev` processes (serving `port`, if given)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"start-dev" in command and str(port).encode() in command:
+        if b"start-dev" in command and (port is None or str(port).encode() in command):
             found.append(int(entry.name))
     return found
 
@@ -150,6 +155,16 @@ async def test_leaving_the_environment_removes_the_sandboxes_of_runs_still_going
     assert sandboxes().managed(**{LABEL_WORKER: worker}) == []
 
 
+async def test_leaving_the_environment_cancels_the_runs_still_going():
+    async with TetherTestEnvironment(tools=[order_status], docker=False) as env:
+        run = await env.start({**asks_for("A-1"), "approval": {"tools": ["order_status"]}})
+        await run.waiting_call()
+        ending = asyncio.ensure_future(run.handle.result())
+    with pytest.raises(WorkflowFailureError) as ended:
+        await ending
+    assert isinstance(ended.value.cause, CancelledError)
+
+
 async def test_where_no_docker_engine_answers_a_sandbox_tool_fails_the_run_saying_so(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ):
@@ -161,3 +176,23 @@ async def test_where_no_docker_engine_answers_a_sandbox_tool_fails_the_run_sayin
             await env.run({"task": "list", "model": scripted(call("shell", command="ls"), "done")})
     assert ("TetherTestEnvironment has no Docker engine (Error while fetching server API version"
             in str(failed.value))
+
+
+def no_docstring(order_id: str) -> str:
+    return order_id
+
+
+async def test_a_function_that_cannot_be_a_tool_stops_the_environment_at_start_leaving_no_server():
+    def servers_of_mine() -> list[int]:
+        mine = []
+        for pid in server_processes():
+            with contextlib.suppress(OSError):  # one that ended meanwhile
+                if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1] == str(os.getpid()):
+                    mine.append(pid)
+        return mine
+
+    before = servers_of_mine()  # the module's environment's, among them
+    with pytest.raises(ToolLoadError, match="no_docstring has no docstring"):
+        async with TetherTestEnvironment(tools=[no_docstring], docker=False):
+            pass
+    assert servers_of_mine() == before
