@@ -7,11 +7,16 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Plugin as WorkerPlugin
+from temporalio.worker import Replayer, ReplayerConfig, Worker, WorkerConfig
 from tether._testing.server import start_dev_server
 from tether.contracts import AgentRunInput
 from tether.embedded.temporal import ServerUnavailable
@@ -20,6 +25,7 @@ from tether.testing import RunFailed, TetherTestEnvironment, call, scripted
 from tether.tools import ToolLoadError
 
 from tests.helpers import sandboxes
+from tests.kit_greeting import Greeting
 
 ORDERS = {"A-1": "shipped", "B-2": "lost"}
 
@@ -196,3 +202,39 @@ async def test_a_function_that_cannot_be_a_tool_stops_the_environment_at_start_l
         async with TetherTestEnvironment(tools=[no_docstring], docker=False):
             pass
     assert servers_of_mine() == before
+
+
+async def test_an_applications_plugin_serves_its_workflows_beside_tethers():
+    plugin = SimplePlugin("app", workflows=[Greeting])
+    async with TetherTestEnvironment(plugins=[plugin], docker=False) as env:
+        greeted = await env.client.execute_workflow(
+            Greeting.run, "tether", id="greeting", task_queue=env.task_queue)
+        assert greeted == "hello tether"
+        assert (await env.run(asks_for("A-1") | {"tools": []})).status == "completed"
+
+
+class WorkerOnly(WorkerPlugin):
+    """A plugin for workers alone: it can't be given to a client."""
+
+    def __init__(self) -> None:
+        self.queues: list[str] = []
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        self.queues.append(config["task_queue"])
+        return config
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        await next(worker)
+
+    def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
+        return config
+
+    def run_replayer(self, replayer: Replayer, histories: Any,
+                     next: Callable[..., Any]) -> Any:
+        return next(replayer, histories)
+
+
+async def test_a_plugin_for_workers_alone_is_given_to_the_worker():
+    plugin = WorkerOnly()
+    async with TetherTestEnvironment(plugins=[plugin], docker=False) as env:
+        assert plugin.queues == [env.task_queue]
