@@ -164,7 +164,6 @@ class TetherTestEnvironment:
             "task_queue": self.task_queue, "worker_id": self.task_queue,
             "role": "both" if sandboxes else "workflows", "pool_size": 0,
             "deployment_name": None, "build_id": None, "drain_seconds": 0.0,
-            "metrics_bind": None,
         })
 
     async def _end_open_runs(self) -> None:
@@ -188,7 +187,7 @@ class TetherTestEnvironment:
                 end.cancel()
                 with contextlib.suppress(RPCError):
                     await handle.terminate("the TetherTestEnvironment closed")
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # ended, however
                 await end
 
     async def _close(self) -> None:
@@ -199,7 +198,7 @@ class TetherTestEnvironment:
             # Its sandbox host drains at once (drain_seconds=0) and removes its sandboxes.
             with contextlib.suppress(Exception):
                 await self._worker.shutdown()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):  # a worker that failed said so to its runs
                 await self._running
         self._worker = self._running = None
         if self._server is not None:

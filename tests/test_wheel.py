@@ -41,6 +41,12 @@ def test_the_wheel_holds_only_the_tether_package(wheel: Path):
     assert not [n for n in names if n.startswith(("tether/tests/", "tether/bench/", "tether/.venv"))]
 
 
+def test_the_wheel_holds_the_test_kit_for_users(wheel: Path):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tether/testing.py" in names
+    assert "tether/_testing/environment.py" in names
+
+
 def test_an_application_with_its_own_workflows_and_settings_imports_beside_tether(
     wheel: Path, tmp_path: Path
 ):
