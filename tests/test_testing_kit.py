@@ -20,6 +20,7 @@ from temporalio.worker import Replayer, ReplayerConfig, Worker, WorkerConfig
 from tether._testing.server import start_dev_server
 from tether.contracts import AgentRunInput
 from tether.embedded.temporal import ServerUnavailable
+from tether.sandbox.engine import EngineUnavailable
 from tether.sandbox.manager import LABEL_WORKER
 from tether.testing import RunFailed, TetherTestEnvironment, call, scripted
 from tether.tools import ToolLoadError
@@ -238,3 +239,12 @@ async def test_a_plugin_for_workers_alone_is_given_to_the_worker():
     plugin = WorkerOnly()
     async with TetherTestEnvironment(plugins=[plugin], docker=False) as env:
         assert plugin.queues == [env.task_queue]
+
+
+async def test_an_environment_that_requires_docker_refuses_to_start_where_none_answers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    with pytest.raises(EngineUnavailable, match=r"^no Docker engine answers"):
+        async with TetherTestEnvironment(docker=True):
+            pass
