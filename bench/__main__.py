@@ -2,7 +2,8 @@
 
 Each module defines `async def run(report: Report) -> None` and records figures with
 `report.figure(...)`. The table at the end shows each figure, its goal, its baseline and
-the ratio, and the exit code says whether every goal was met.
+the ratio, and the exit code says whether every goal was met: each one missed is named on
+its own line at the end, with its value, its goal and its baseline.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ async def main(names: list[str]) -> int:
         console.rule(f"[bold]{name.removeprefix('bench_')}")
         await module.run(report)
     report.print_table()
+    for line in report.missed():
+        console.print(line, style="red", markup=False, highlight=False)
     return 0 if report.all_met() else 1
 
 

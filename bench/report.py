@@ -33,16 +33,33 @@ class Report:
     def figure(
         self, name: str, value: float, unit: str, *, goal: str | None = None,
         met: bool | None = None, baseline_name: str | None = None, baseline: float | None = None,
+        at_most: float | None = None,
     ) -> Figure:
         """Records one figure. `met` says whether `goal` holds; `baseline` is the same
-        quantity measured in this run the other way (ratio = baseline / value)."""
+        quantity measured in this run the other way (ratio = baseline / value). With
+        `at_most`, the goal is the value at most that many times the baseline: a goal that
+        moves with the machine and the server, as the baseline does."""
+        if at_most is not None:
+            assert baseline is not None, "a goal against the baseline needs the baseline"
+            goal = f"≤ {at_most:g}x {baseline_name}'s (baseline ÷ value ≥ {1 / at_most:.2f})"
+            met = value <= at_most * baseline
         figure = Figure(name, value, unit, goal, met, baseline_name, baseline)
         self.figures.append(figure)
-        self.console.print(f"  {name}: [bold]{value:,.2f}[/] {unit}")
+        against = f" ({baseline_name}: {baseline:,.2f} {unit})" if baseline is not None else ""
+        self.console.print(f"  {name}: [bold]{value:,.2f}[/] {unit}{against}", highlight=False)
         return figure
 
     def all_met(self) -> bool:
-        return all(f.met is not False for f in self.figures)
+        return not self.missed()
+
+    def missed(self) -> list[str]:
+        """One line for each goal not met, naming the figure, its value, the goal and the
+        baseline it was measured against."""
+        return [
+            f"goal missed: {f.name} is {f.value:,.2f} {f.unit}, the goal {f.goal}"
+            + (f"; {f.baseline_name}: {f.baseline:,.2f} {f.unit}" if f.baseline is not None else "")
+            for f in self.figures if f.met is False
+        ]
 
     def print_table(self) -> None:
         table = Table(title="tether benchmarks")

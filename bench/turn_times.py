@@ -61,6 +61,17 @@ def workflow_task_seconds(
     return took
 
 
+def workflow_task_waits(events: Sequence[HistoryEvent], since: int = 0) -> list[float]:
+    """Seconds each workflow task that started at or after event index `since` waited between
+    its scheduling and a worker taking it: the server's dispatch."""
+    by_id = {event.event_id: event for event in events}
+    return [
+        seconds(event) - seconds(by_id[event.workflow_task_started_event_attributes.scheduled_event_id])
+        for index, event in enumerate(events)
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and index >= since
+    ]
+
+
 @dataclass
 class ActivitySpan:
     name: str
