@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
+from tether.contracts import names
 from tether.contracts.files import MAX_FILE_BYTES
 from tether.store.files import FilesRefused
 
@@ -92,7 +93,7 @@ async def test_a_missing_file_is_refused_before_anything_starts(
 
 async def test_a_digest_the_store_lacks_fails_the_run_at_its_start(temporal_client: Client, worker: str):
     handle = await temporal_client.start_workflow(
-        "AgentRun", scripted_run("x", turn(shell="ls"), turn("done"), files={"data.csv": MISSING}),
+        names.AGENT_RUN, scripted_run("x", turn(shell="ls"), turn("done"), files={"data.csv": MISSING}),
         id=f"files-missing-{worker}", task_queue=worker)
     reason = await failure_of(handle)
     assert "file 'data.csv'" in reason and "is not in the content store" in reason
@@ -108,7 +109,7 @@ async def test_a_name_that_leaves_the_workspace_is_refused(
         await tether.start_run(temporal_client, run, task_queue=worker)
     # Started past the client's check, the run itself refuses the input at once.
     handle = await temporal_client.start_workflow(
-        "AgentRun", run, id=f"files-name-{abs(hash(name))}-{worker}", task_queue=worker)
+        names.AGENT_RUN, run, id=f"files-name-{abs(hash(name))}-{worker}", task_queue=worker)
     reason = await failure_of(handle)
     assert "invalid AgentRun input: files" in reason and repr(name) in reason
 
@@ -124,7 +125,8 @@ async def test_an_oversized_file_is_refused_by_the_client_and_by_the_run(
     # Put in the store by other means, it is refused when the run starts.
     digest = tether.content_store().put(big.read_bytes())
     handle = await temporal_client.start_workflow(
-        "AgentRun", scripted_run("x", turn(shell="ls"), turn("done"), files={"big.bin": f"sha256:{digest}"}),
+        names.AGENT_RUN,
+        scripted_run("x", turn(shell="ls"), turn("done"), files={"big.bin": f"sha256:{digest}"}),
         id=f"files-big-{worker}", task_queue=worker)
     assert f"is {MAX_FILE_BYTES + 1} bytes; the limit is {MAX_FILE_BYTES}" in await failure_of(handle)
 
@@ -136,7 +138,8 @@ async def test_files_that_do_not_fit_the_workspace_are_refused_at_start(
     for index in range(3):
         files[f"part{index}.bin"] = "sha256:" + tether.content_store().put(bytes([index]) * (600 << 10))
     handle = await temporal_client.start_workflow(
-        "AgentRun", scripted_run("x", turn(shell="ls"), turn("done"), files=files, sandbox={"disk_mb": 1}),
+        names.AGENT_RUN,
+        scripted_run("x", turn(shell="ls"), turn("done"), files=files, sandbox={"disk_mb": 1}),
         id=f"files-full-{worker}", task_queue=worker)
     reason = await failure_of(handle)
     assert "its workspace holds 1 MiB" in reason and "disk_mb" in reason
