@@ -18,12 +18,19 @@ import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, WorkflowHandle
 from tether.approvals import WaitingCall, read_waiting
 from tether.connection import connect_config
-from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunStatus, StepRecord
+from tether.contracts import (
+    AgentRunInput,
+    AgentRunResult,
+    FinalStatus,
+    RunArtifacts,
+    RunStatus,
+    StepRecord,
+)
 from tether.contracts.names import (
     AGENT_RUN,
     QUERY_ARTIFACTS,
@@ -35,7 +42,7 @@ from tether.contracts.names import (
     UPDATE_SEND_MESSAGE,
 )
 from tether.encryption import data_converter
-from tether.reading import NoWorker, list_runs, partial_text, query, workers_polling
+from tether.reading import NoWorker, ending_of, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
 from tether.store import ContentAddressed, Conversations, open_blobs
 from tether.store.files import ArtifactExists, Downloaded, upload_paths, write_artifacts
@@ -160,7 +167,18 @@ def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunRes
 
 
 async def get_status(client: Client, workflow_id: str) -> RunStatus:
-    return await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)  # type: ignore[no-any-return]
+    """The run's status. Once it has closed, its state and last error are how it ended (a run
+    terminated from Temporal never published that itself), with its seconds stopped."""
+    status: RunStatus = await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)
+    if status.state in get_args(FinalStatus):
+        return status  # the run said how it ended
+    ending = await ending_of(client, workflow_id)
+    if ending is None:
+        return status
+    return status.model_copy(update={
+        "state": ending.state, "last_error": ending.reason or status.last_error,
+        "pending_approvals": [],
+        "budget": status.budget.model_copy(update={"seconds": ending.seconds})})
 
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:

@@ -3,13 +3,14 @@ Temporal's visibility with tether's search attributes. Re-exported by `tether.cl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEventFilterType
 from temporalio.service import RPCError, RPCStatusCode
 from tether.contracts import AgentRunResult
 from tether.contracts.activities import MODEL_CALL
@@ -40,6 +41,44 @@ async def query(client: Client, workflow_id: str, name: str, *args: Any, result_
         if timed_out(error):
             raise no_worker(description.task_queue, workflow_id, polled) from error
         raise
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a closed run ended, from Temporal: its state, why, and how long it ran."""
+
+    state: Literal["completed", "failed", "cancelled"]
+    reason: str | None
+    seconds: float
+
+
+async def ending_of(client: Client, workflow_id: str) -> Ending | None:
+    """How the run ended, read from its close event; None while it runs. A run that fails,
+    is terminated, times out or is cancelled from Temporal says so there, whatever state its
+    workflow had last published."""
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    if description.status in (None, WorkflowExecutionStatus.RUNNING) or description.close_time is None:
+        return None
+    started = description.start_time
+    first = description.raw_description.workflow_execution_info.first_run_id
+    if first and first != description.run_id:  # it continued as new: it began with its first
+        started = (await client.get_workflow_handle(workflow_id, run_id=first).describe()).start_time
+    seconds = round((description.close_time - started).total_seconds(), 3)
+    async for event in handle.fetch_history_events(
+            event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT):
+        if event.HasField("workflow_execution_failed_event_attributes"):
+            failure = event.workflow_execution_failed_event_attributes.failure
+            error = await client.data_converter.decode_failure(failure)
+            return Ending("failed", str(error) or failure.message, seconds)
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            why = event.workflow_execution_terminated_event_attributes.reason
+            return Ending("failed", f"terminated from Temporal: {why or 'no reason given'}", seconds)
+        if event.HasField("workflow_execution_timed_out_event_attributes"):
+            return Ending("failed", "timed out: its Temporal execution timeout passed", seconds)
+        if event.HasField("workflow_execution_canceled_event_attributes"):
+            return Ending("cancelled", "cancelled from Temporal", seconds)
+    return Ending("completed", None, seconds)
 
 
 def no_worker(task_queue: str, workflow_id: str, polled: bool) -> NoWorker:
@@ -83,7 +122,7 @@ async def list_runs(
 ) -> list[RunListing]:
     """Runs from Temporal's visibility, newest first, with tether's search attributes. A run
     that continued as new is listed once, by its latest execution."""
-    from tether.workflows.visibility import COST, MODEL, STATUS, STEPS
+    from tether.workflows.visibility import COST, FINAL_PHASES, MODEL, STATUS, STEPS
 
     clauses = [f'WorkflowType = "{AGENT_RUN}"', 'ExecutionStatus != "ContinuedAsNew"']
     if status:
@@ -95,9 +134,13 @@ async def list_runs(
     async for execution in client.list_workflows(" AND ".join(clauses), limit=limit):
         attributes = execution.typed_search_attributes
         closed = execution.status.name.lower() if execution.status else "running"
+        published = attributes.get(STATUS)
+        # A closed run whose last published state is not an ending (ended from Temporal, or
+        # by a worker older than that publishing) is listed as Temporal closed it.
+        ended = published in FINAL_PHASES or execution.status == WorkflowExecutionStatus.RUNNING
         runs.append(RunListing(
             workflow_id=execution.id, run_id=execution.run_id,
-            state=attributes.get(STATUS) or closed, steps=attributes.get(STEPS),
+            state=published if published and ended else closed, steps=attributes.get(STEPS),
             cost_usd=attributes.get(COST), model=attributes.get(MODEL),
             started_at=execution.start_time, closed_at=execution.close_time,
             task_queue=execution.task_queue))

@@ -69,6 +69,7 @@ MAX_MESSAGE_CHARS = 32_000
 LASTING_ATTRIBUTES_PATCH = "search-attributes-when-lasting"
 LIST_AGAIN_PATCH = "mcp-listing-again-in-a-new-sandbox"
 REFUSED_ENDPOINTS_PATCH = "refused-endpoints-are-invalid-input"
+REFUSED_AT_START_PATCH = "refused-at-start-shows-failed"
 FINAL_ANSWER_PROMPT = (
     "The run's budget is spent. Give your final answer now, from what you have, "
     "without calling tools."
@@ -113,6 +114,7 @@ class AgentRun:
     # --- the loop -----------------------------------------------------------------------
     @workflow.run
     async def run(self, raw: dict[str, Any], carried: dict[str, Any] | None = None) -> AgentRunResult:
+        self.deadline.began = True
         if self.invalid_input is not None:
             if workflow.patched("invalid-input-status"):
                 # Such a run is listed and filtered like any failed run.
@@ -122,9 +124,7 @@ class AgentRun:
         release = True
         try:
             if self._state.head is None:
-                await self._start_conversation()
-                if self._input.mcp_servers:
-                    await self._list_mcp_tools()
+                await self._begin()
             result = await self._loop()
             found = await self._collect_artifacts()
             return result.model_copy(update={"artifacts": found.artifacts,
@@ -136,6 +136,20 @@ class AgentRun:
             if release:
                 await self._collect_artifacts()  # a failed or cancelled run's too
                 await self._lease.release()
+
+    async def _begin(self) -> None:
+        """Stores the task and lists the run's tools; a run refused here (a tool or an
+        endpoint the worker lacks) shows as failed, with why, like one that fails later."""
+        try:
+            await self._start_conversation()
+            if self._input.mcp_servers:
+                await self._list_mcp_tools()
+        except ApplicationError as refused:
+            if workflow.patched(REFUSED_AT_START_PATCH):
+                self._state.phase = "failed"
+                self._state.last_error = refused.message
+                self._publish()
+            raise
 
     async def _loop(self) -> AgentRunResult:
         """Runs the steps; a failure or a cancellation from Temporal shows in the status."""
@@ -373,6 +387,7 @@ class AgentRun:
                       digest: str | None = None) -> str:
         """Decides a waiting call. With `digest`, only if it names the arguments that would
         run (the validator refuses another), so a person approves exactly what they read."""
+        self.deadline.began = True
         wait = self._state.approvals[call_id]
         wait.approved, wait.reason = approved, reason
         return f"call {call_id} ({wait.request.tool}) {'approved' if approved else 'denied'}"
@@ -402,6 +417,7 @@ class AgentRun:
 
     @workflow.update(name=UPDATE_CANCEL)
     async def cancel(self, reason: str = "cancelled by a person") -> str:
+        self.deadline.began = True
         self._state.cancel_reason = reason
         return f"cancelling at step {self._state.step}: {reason}"
 
@@ -412,6 +428,7 @@ class AgentRun:
 
     @workflow.update(name=UPDATE_SEND_MESSAGE)
     async def send_message(self, text: str) -> str:
+        self.deadline.began = True
         self._state.inbox.append(NewMessage(message=Message(role="user", content=text)))
         return f"message queued for step {self._state.step + 1}"
 
@@ -425,6 +442,7 @@ class AgentRun:
     @workflow.update(name=UPDATE_EXTEND_BUDGET)
     async def extend_budget(self, more: dict[str, Any]) -> dict[str, Any]:
         """Raises limits by the given amounts; returns the limits it changed, as they now are."""
+        self.deadline.began = True
         state = self._state
         state.budget = budgets.extend(state.budget, more)
         if "max_seconds" in more:

@@ -15,6 +15,11 @@ from temporalio import workflow
 class Deadline:
     def __init__(self) -> None:
         self.passed = False
+        self.began = False
+        """Whether the run's code (its `run`, or an update's handler) has begun. The timer
+        armed in `__init__` waits for it, so that its command follows theirs however the SDK
+        schedules the first activation: replaying a history with a patch marker in its first
+        workflow task, the SDK makes the workflow object (and this timer) before the run."""
         self._timer: asyncio.Task[None] | None = None
 
     def arm(self, seconds_left: float | None) -> None:
@@ -27,5 +32,7 @@ class Deadline:
             self._timer = asyncio.ensure_future(self._expire(seconds_left))
 
     async def _expire(self, seconds: float) -> None:
+        if not self.began:
+            await workflow.wait_condition(lambda: self.began)
         await workflow.sleep(seconds, summary="deadline (max_seconds)")
         self.passed = True
