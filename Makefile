@@ -7,13 +7,15 @@ INSTALLED := $(VENV)/.installed
 # it pins anthropic<2, which tether's lock does not allow.
 PHOENIX_VERSION := 20.26.1
 PHOENIX   := $(VENV)/phoenix/.installed-$(PHOENIX_VERSION)
+# The egress proxy (mitmproxy) in a venv of its own, for the same reason: see egress/requirements.lock.
+EGRESS    := $(VENV)/egress/.installed
 PYTHON    ?= python3
 
-.PHONY: setup deps docker image demo test chaos bench lint lock stop-server clean
+.PHONY: setup deps docker image demo test chaos bench lint lock lock-egress stop-server clean
 
 setup: deps image
 
-deps: $(INSTALLED)
+deps: $(INSTALLED) $(EGRESS)
 $(INSTALLED): requirements.lock pyproject.toml
 	@printf '\033[1;34m==>\033[0m installing pinned dependencies into $(VENV)\n'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,12 @@ $(INSTALLED): requirements.lock pyproject.toml
 	@# A real third-party MCP server for the tests (streamable HTTP), where npm is installed.
 	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix $(VENV)/npm \
 		@modelcontextprotocol/server-everything@2026.8.31 || echo "npm not found: MCP HTTP tests will say so"
+	@touch $@
+
+$(EGRESS): egress/requirements.lock
+	@printf '\033[1;34m==>\033[0m installing the egress proxy (mitmproxy) into $(VENV)/egress\n'
+	@test -x $(VENV)/egress/bin/python || $(PYTHON) -m venv $(VENV)/egress
+	@$(VENV)/egress/bin/pip install -q --disable-pip-version-check -r egress/requirements.lock
 	@touch $@
 
 $(PHOENIX):
@@ -63,6 +71,11 @@ lint: deps
 # Regenerates the lock file from pyproject.toml (run after changing dependencies).
 lock: deps
 	@$(VENV)/bin/pip-compile -q --strip-extras --extra dev --no-header -o requirements.lock pyproject.toml
+
+lock-egress: $(EGRESS)
+	@$(VENV)/egress/bin/pip install -q --disable-pip-version-check --upgrade 'mitmproxy>=11,<12'
+	@{ sed -n '/^#/p' egress/requirements.lock; $(VENV)/egress/bin/pip freeze; } > egress/requirements.lock.new
+	@mv egress/requirements.lock.new egress/requirements.lock
 
 stop-server:
 	@$(VENV)/bin/tether stop-server

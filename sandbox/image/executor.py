@@ -32,6 +32,7 @@ import queue
 import re
 import selectors
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -60,6 +61,10 @@ CHILD_ENV = {
 # What the host promised the sandbox (its SandboxSpec), from the executor's environment.
 MEMORY_MB = os.environ.get("TETHER_MEMORY_MB", "")
 ADDRESS_SPACE_MB = os.environ.get("TETHER_ADDRESS_SPACE_MB", "")
+EGRESS_SOCKET = os.environ.get("TETHER_EGRESS_SOCKET", "")
+"""Set only for a run whose network allows something: the host's egress proxy, mounted in."""
+EGRESS_PORT = 3128
+EGRESS_CHUNK = 256 * 1024
 TOOL_UID = os.environ.get("TETHER_TOOL_UID", "")
 """Set where the host starts the executor as root (under gVisor): the uid tools run as, while
 the executor takes EXECUTOR_UID. Unset, tools run as the executor's own uid."""
@@ -974,9 +979,69 @@ WORKSPACE_OPS = {"file_put": _put_file, "artifact_list": _list_artifacts,
                  "artifact_read": _read_artifact}
 
 
+# --- the way out, where the run's policy allows one -------------------------------------
+# The container has no network but its own loopback. Tools reach the host's egress proxy
+# through the standard proxy variables, pointing at this relay on 127.0.0.1, which passes each
+# connection to the mounted socket. The proxy knows the run by the socket alone, so whatever a
+# tool sends (or connects to the socket itself) it gets the run's own policy and nothing more.
+
+def relay_egress(socket_path: str, port: int = EGRESS_PORT) -> int:
+    """Listens on 127.0.0.1:`port` (0: any) and relays every connection to the proxy's socket;
+    returns the port."""
+    listener = socket.create_server(("127.0.0.1", port))
+    threading.Thread(target=_accept_egress, args=(listener, socket_path), daemon=True).start()
+    return int(listener.getsockname()[1])
+
+
+def egress_environment(port: int) -> dict:
+    proxy = f"http://127.0.0.1:{port}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    env = {name: proxy for name in names} | {name.lower(): proxy for name in names}
+    return env | {"NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+
+
+def _accept_egress(listener: socket.socket, socket_path: str) -> None:
+    while True:
+        client, _ = listener.accept()
+        try:
+            threading.Thread(target=_relay_one, args=(client, socket_path), daemon=True).start()
+        except RuntimeError:  # at the process limit: this connection fails, the relay goes on
+            client.close()
+
+
+def _relay_one(client: socket.socket, socket_path: str) -> None:
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        upstream.connect(socket_path)
+        back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+        back.start()
+        _pipe(client, upstream)
+        back.join()
+    except (OSError, RuntimeError):
+        pass
+    finally:
+        upstream.close()
+        client.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(EGRESS_CHUNK):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        try:
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
 def main() -> None:
     _become_executor()
     _guard_self()
+    if EGRESS_SOCKET:
+        CHILD_ENV.update(egress_environment(relay_egress(EGRESS_SOCKET)))
     executor = Executor()
     for raw in sys.stdin.buffer:
         try:

@@ -1,0 +1,199 @@
+"""The worker's handle on its host's egress proxy: started on first need, one per worker.
+
+The proxy itself (`proxy_process.py`) runs in an interpreter that has mitmproxy
+(`TETHER_EGRESS_PYTHON`); this side opens and closes each sandbox's socket and keeps the
+decisions the proxy reports, until the tool call that caused them takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tether.contracts.network import NetworkPolicy
+
+SOCKET_NAME = "egress.sock"
+PROCESS = Path(__file__).with_name("proxy_process.py")
+START_TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 10.0
+KEPT_PER_SANDBOX = 1000
+"""Decisions kept for a sandbox until a tool call takes them; past that the oldest go (a tool
+that opens connections without end must not grow the worker's memory)."""
+
+log = logging.getLogger("tether.egress")
+
+
+class EgressUnavailable(RuntimeError):
+    """This worker can't run the egress proxy: runs that ask for network can't be served here."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    host: str
+    port: int
+    allowed: bool
+    reason: str = ""
+    sent: int = 0
+    received: int = 0
+
+    @property
+    def destination(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class EgressProxy:
+    """Keyword-only: `python`, an interpreter with mitmproxy 11 installed; `on_decision`,
+    called for every decision (metrics)."""
+
+    def __init__(self, *, python: str, on_decision: Callable[[Decision], None] | None = None) -> None:
+        self.python = python
+        self.on_decision = on_decision
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._decisions: dict[str, list[Decision]] = defaultdict(list)
+        self._open: set[str] = set()
+        self._directory: Path | None = None
+        self.port = 0
+        """mitmproxy's listener on 127.0.0.1: reached only through a sandbox's socket, since a
+        connection no socket relayed has no run and is refused."""
+
+    async def open(self, sandbox: str, network: NetworkPolicy) -> str:
+        """Opens the sandbox's socket; returns the host directory that holds it (mounted into
+        the sandbox: a directory, so the socket may be made again behind the same mount)."""
+        await self._start()
+        assert self._directory is not None  # set by _start
+        directory = self._directory / _short(sandbox)
+        directory.mkdir(mode=0o755, exist_ok=True)
+        allow = [{"host": d.host, "port": d.port} for d in network.destinations()]
+        await self._ask({"op": "open", "key": sandbox, "socket": str(directory / SOCKET_NAME),
+                         "allow": allow})
+        self._open.add(sandbox)
+        return str(directory)
+
+    async def close(self, sandbox: str) -> None:
+        """Closes the sandbox's socket, ending its connections. Nothing when none is open."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        await self._ask({"op": "close", "key": sandbox})
+        self._open.discard(sandbox)
+        self._decisions.pop(sandbox, None)
+        if self._directory is not None:
+            shutil.rmtree(self._directory / _short(sandbox), ignore_errors=True)
+
+    def take(self, sandbox: str) -> list[Decision]:
+        """The sandbox's decisions since the last take."""
+        return self._decisions.pop(sandbox, [])
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
+
+    async def _start(self) -> None:
+        async with self._starting:
+            if self._process is not None and self._process.returncode is None:
+                return
+            self._directory = Path(tempfile.mkdtemp(prefix="tether-egress-"))
+            self._directory.chmod(0o711)  # the engine mounts a sandbox's directory from here
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    self.python, str(PROCESS), str(self._directory / "mitmproxy"),
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=(self._directory / "proxy.log").open("wb"), limit=1 << 20)
+            except OSError as error:
+                raise EgressUnavailable(
+                    f"the egress proxy can't start with {self.python!r}: {error.strerror}; set"
+                    " TETHER_EGRESS_PYTHON to an interpreter with mitmproxy 11 (`make deps` makes"
+                    " .venv/egress)") from None
+            assert self._process.stdout is not None
+            try:
+                ready = await asyncio.wait_for(self._process.stdout.readline(), START_TIMEOUT_S)
+            except TimeoutError:
+                ready = b""
+            if b'"ready"' not in ready:
+                self._process.kill()
+                await self._process.wait()
+                said = (self._directory / "proxy.log").read_text(errors="replace").strip()
+                raise EgressUnavailable(
+                    f"the egress proxy did not start with {self.python!r}:"
+                    f" {said.splitlines()[-1] if said else 'no output'}; TETHER_EGRESS_PYTHON must"
+                    " name an interpreter with mitmproxy 11 (`make deps` makes .venv/egress)")
+            self.port = int(json.loads(ready)["port"])
+            self._reader = asyncio.create_task(self._read(self._process), name="egress proxy")
+
+    async def _ask(self, request: dict[str, Any]) -> None:
+        process = self._process
+        if process is None or process.stdin is None:
+            raise EgressUnavailable("the egress proxy is not running")
+        request_id = next(self._ids)
+        answer = self._answers[request_id] = asyncio.get_running_loop().create_future()
+        process.stdin.write(json.dumps(dict(request, id=request_id)).encode() + b"\n")
+        await process.stdin.drain()
+        try:
+            reply = await asyncio.wait_for(answer, ANSWER_TIMEOUT_S)
+        finally:
+            self._answers.pop(request_id, None)
+        if not reply.get("ok"):
+            raise EgressUnavailable(f"the egress proxy refused {request['op']}: {reply.get('error')}")
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("event") == "decision":
+                self._record(message)
+            elif (answer := self._answers.get(message.get("id"))) is not None and not answer.done():
+                answer.set_result(message)
+        for answer in self._answers.values():
+            if not answer.done():
+                answer.set_exception(EgressUnavailable("the egress proxy exited"))
+        if self._process is process:
+            self._open.clear()
+            log.warning("the egress proxy exited (code %s); it starts again on next need",
+                        await process.wait())
+
+    def _record(self, message: dict[str, Any]) -> None:
+        if str(message["key"]) not in self._open:
+            return
+        decision = Decision(host=str(message["host"]), port=int(message["port"]),
+                            allowed=bool(message["allowed"]), reason=str(message.get("reason", "")),
+                            sent=int(message.get("sent", 0)), received=int(message.get("received", 0)))
+        kept = self._decisions[str(message["key"])]
+        kept.append(decision)
+        del kept[:-KEPT_PER_SANDBOX]
+        if self.on_decision is not None:
+            with contextlib.suppress(Exception):  # metrics must never break the proxy's bookkeeping
+                self.on_decision(decision)
+
+
+def _short(sandbox: str) -> str:
+    """A socket's path must fit in 108 bytes: a digest of the sandbox's name, not the name."""
+    return hashlib.sha256(sandbox.encode()).hexdigest()[:16]

@@ -1,0 +1,291 @@
+"""The egress proxy: mitmproxy with tether's policy addon, one process per sandbox host.
+
+Run by the worker (`egress/proxy.py`) with the interpreter of an environment that has
+mitmproxy (mitmproxy pins versions tether's own dependencies can't share). It imports nothing
+of tether's but `policy.py`, beside it.
+
+Each run that may reach the network gets a unix socket of its own, mounted into its sandbox.
+A connection accepted there is relayed to mitmproxy's listener on 127.0.0.1, and the relay's
+own source port is recorded as that run's before a byte is relayed: the policy addon knows a
+run by the socket its connection came through, never by anything the tool sends. A connection
+to the listener that no relay made (from anything else on the host) has no run and is refused.
+
+Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allow": [{host,
+port}]}` and `{"op": "close", "key"}`, each answered on stdout with `{"id", "ok"}`; stdout also
+carries `{"event": "decision", "key", "host", "port", "allowed", "reason", "sent",
+"received"}` for every request or tunnel. stdin closing ends the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import http, master, options
+from mitmproxy.addons import default_addons
+from policy import Entry, Policy, Refused, literal
+
+RELAY_CHUNK = 256 * 1024
+PROXY_HOST = "127.0.0.1"
+
+
+@dataclass
+class Connection:
+    """One tool connection, from the run's socket to mitmproxy."""
+
+    key: str
+    tunnel: tuple[str, int] | None = None
+    """Where an allowed CONNECT leads: the connection carries nothing else from then on."""
+    sent: int = 0
+    received: int = 0
+
+
+@dataclass
+class Run:
+    policy: Policy
+    server: asyncio.AbstractServer
+    path: str
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Egress:
+    """The runs' sockets and relays, and the policy addon mitmproxy calls."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.by_port: dict[int, Connection] = {}
+        self.proxy_port = 0
+
+    # --- events to the worker --------------------------------------------------------------
+    def emit(self, message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
+    def decided(self, key: str, host: str, port: int, *, allowed: bool, reason: str = "",
+                sent: int = 0, received: int = 0) -> None:
+        self.emit({"event": "decision", "key": key, "host": host, "port": port, "allowed": allowed,
+                   "reason": reason, "sent": sent, "received": received})
+
+    # --- the runs' sockets -------------------------------------------------------------------
+    async def open(self, key: str, path: str, entries: list[Entry]) -> None:
+        await self.close(key)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        server = await asyncio.start_unix_server(lambda r, w: self._accept(key, r, w), path=path)
+        # The sandbox's tools connect under a uid of their own; the socket leads nowhere but here.
+        os.chmod(path, 0o666)
+        self.runs[key] = Run(Policy(entries), server, path)
+
+    async def close(self, key: str) -> None:
+        run = self.runs.pop(key, None)
+        if run is None:
+            return
+        run.server.close()
+        for task in run.connections:
+            task.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run.path)
+
+    def _accept(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        run = self.runs.get(key)
+        if run is None:
+            writer.close()
+            return
+        task = asyncio.create_task(self._relay(key, reader, writer))
+        run.connections.add(task)
+        task.add_done_callback(run.connections.discard)
+
+    async def _relay(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = Connection(key)
+        port = 0
+        try:
+            up_reader, up_writer = await asyncio.open_connection(PROXY_HOST, self.proxy_port)
+            port = up_writer.get_extra_info("sockname")[1]
+            self.by_port[port] = connection
+            try:
+                await asyncio.gather(self._pipe(reader, up_writer, connection, "sent"),
+                                     self._pipe(up_reader, writer, connection, "received"))
+            finally:
+                up_writer.close()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            self.by_port.pop(port, None)
+            if connection.tunnel is not None:
+                host, tunnel_port = connection.tunnel
+                self.decided(key, host, tunnel_port, allowed=True, sent=connection.sent,
+                             received=connection.received)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, connection: Connection,
+                    counter: str) -> None:
+        try:
+            while chunk := await source.read(RELAY_CHUNK):
+                setattr(connection, counter, getattr(connection, counter) + len(chunk))
+                sink.write(chunk)
+                await sink.drain()
+        finally:
+            with contextlib.suppress(OSError):
+                if sink.can_write_eof():
+                    sink.write_eof()
+
+    # --- mitmproxy's hooks -------------------------------------------------------------------
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        connection = await self._decide(flow)
+        if connection is not None:
+            connection.tunnel = (self._shown(flow), flow.request.port)
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.request.method == "CONNECT" or flow.response is not None:
+            return
+        if flow.request.scheme != "http":
+            self._refuse(flow, self._key_of(flow), "only http:// requests, or CONNECT for https")
+            return
+        connection = await self._decide(flow)
+        if connection is None:
+            return
+        counts = flow.metadata["tether"] = {"key": connection.key, "host": self._shown(flow),
+                                            "port": flow.request.port, "sent": 0, "received": 0}
+        flow.request.stream = _counter(counts, "sent")
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        counts = flow.metadata.get("tether")
+        if counts is not None and flow.response is not None:
+            flow.response.stream = _counter(counts, "received")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._finished(flow, "")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._finished(flow, str(flow.error) if flow.error else "failed")
+
+    def _finished(self, flow: http.HTTPFlow, reason: str) -> None:
+        counts = flow.metadata.pop("tether", None)
+        if counts is not None:
+            self.decided(counts["key"], counts["host"], counts["port"], allowed=True, reason=reason,
+                         sent=counts["sent"], received=counts["received"])
+
+    def _key_of(self, flow: http.HTTPFlow) -> str:
+        connection = self._connection_of(flow)
+        return connection.key if connection is not None else ""
+
+    def _connection_of(self, flow: http.HTTPFlow) -> Connection | None:
+        peer = flow.client_conn.peername
+        if not peer or peer[0] != PROXY_HOST:
+            return None
+        return self.by_port.get(peer[1])
+
+    async def _decide(self, flow: http.HTTPFlow) -> Connection | None:
+        """The connection's run when the request may go on (to the address that was checked),
+        None when it was refused with a 403."""
+        connection = self._connection_of(flow)
+        if connection is None or connection.key not in self.runs:
+            self._refuse(flow, "", "this connection came through no run's socket")
+            return None
+        host, port = flow.request.host, flow.request.port
+        policy = self.runs[connection.key].policy
+        try:
+            policy.check_name(host, port)
+            address = literal(host)
+            if address is not None:
+                resolved = [str(address)]
+            else:
+                resolved = await _resolve(host, port)
+            chosen = policy.pick_address(host, port, resolved)
+        except Refused as refused:
+            self._refuse(flow, connection.key, str(refused))
+            return None
+        # The connection goes to the address just checked, not to what a second lookup says
+        # (a name that resolves elsewhere the next time, DNS rebinding); the Host header stays.
+        host_header = flow.request.host_header
+        flow.request.host = chosen
+        if flow.request.method != "CONNECT":
+            flow.request.host_header = host_header
+        flow.metadata["tether_name"] = host
+        return connection
+
+    def _shown(self, flow: http.HTTPFlow) -> str:
+        return str(flow.metadata.get("tether_name", flow.request.host)).lower()
+
+    def _refuse(self, flow: http.HTTPFlow, key: str, reason: str) -> None:
+        host = flow.request.host.lower()
+        address = literal(host)
+        shown = f"[{address}]" if address is not None and address.version == 6 else host
+        destination = f"{shown}:{flow.request.port}"
+        body = (f"tether egress: {destination} refused by this run's network allow-list"
+                f" (sandbox.network): {reason}\n")
+        flow.response = http.Response.make(403, body, {"Content-Type": "text/plain; charset=utf-8",
+                                                       "Connection": "close"})
+        if key:
+            self.decided(key, host, flow.request.port, allowed=False, reason=reason)
+
+
+def _counter(counts: dict[str, Any], name: str) -> Any:
+    def count(chunk: bytes) -> bytes:
+        counts[name] += len(chunk)
+        return chunk
+    return count
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+async def _serve_control(egress: Egress) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        request = json.loads(line)
+        try:
+            if request["op"] == "open":
+                entries = [Entry(str(e["host"]), e.get("port")) for e in request["allow"]]
+                await egress.open(str(request["key"]), str(request["socket"]), entries)
+            elif request["op"] == "close":
+                await egress.close(str(request["key"]))
+            egress.emit({"id": request.get("id"), "ok": True})
+        except (OSError, KeyError, ValueError) as error:
+            egress.emit({"id": request.get("id"), "ok": False, "error": str(error)})
+
+
+async def main(confdir: str) -> None:
+    egress = Egress()
+    opts = options.Options(listen_host=PROXY_HOST, listen_port=0, confdir=confdir)
+    # No terminal log: stdout is the control channel.
+    proxy = master.Master(opts, with_termlog=False)
+    proxy.addons.add(*default_addons())
+    proxy.addons.add(egress)
+    # Tunnels pass through untouched: no TLS interception, the tool's TLS reaches the host.
+    # Bodies stream (the addon sets every allowed flow's stream), so a large download is
+    # never held whole.
+    opts.update(ignore_hosts=[".*"], connection_strategy="eager")
+    running = asyncio.create_task(proxy.run())
+    server = proxy.addons.get("proxyserver")
+    while not server.listen_addrs():
+        if running.done():
+            running.result()
+        await asyncio.sleep(0.01)
+    egress.proxy_port = server.listen_addrs()[0][1]
+    egress.emit({"event": "ready", "port": egress.proxy_port})
+    try:
+        await _serve_control(egress)
+    finally:
+        for key in list(egress.runs):
+            await egress.close(key)
+        proxy.shutdown()
+        await running
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
