@@ -488,6 +488,7 @@ def transcript(
 ) -> None:
     """Show a run's steps: what the model said, each tool call and its result."""
     from tether import client
+    from tether.watch_view import person_said
 
     async def go() -> Any:
         return await client.get_transcript(await _connect(), workflow_id)
@@ -499,6 +500,8 @@ def transcript(
     for step in steps:
         console.rule(literal(f"step {step.step} · {step.model}"
                              + (f" · {step.note}" if step.note else "")))
+        for said in step.messages:
+            console.print(person_said(said), soft_wrap=True)
         if step.text:
             console.print(literal(step.text), soft_wrap=True)
         for call, result in zip(step.tool_calls, step.tool_results, strict=False):

@@ -71,6 +71,11 @@ def result_summary(event: ToolCallFinished) -> Text:
     return line
 
 
+def person_said(message: str) -> Text:
+    """A person's message (`tether message`), where the model read it."""
+    return Text("message from a person: ", "magenta") + literal(message)
+
+
 class WatchView:
     """Prints a run's events; on a terminal, with a live footer."""
 
@@ -111,6 +116,8 @@ class WatchView:
         print_ = self.console.print
         if isinstance(event, StepStarted):
             self.console.rule(literal(f"step {event.step} · {event.model}"), style="dim")
+            for message in event.messages:
+                print_(person_said(message), soft_wrap=True)
         elif isinstance(event, TextDelta):
             text = self.writing[1] if self.writing and self.writing[0] == event.step else ""
             self.writing = (event.step, text + event.text)

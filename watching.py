@@ -49,7 +49,8 @@ def step_events(step: StepRecord, offset: int) -> list[RunEvent]:
     """A recorded step's numbered events, from `offset`: started, each call started, each
     call finished, finished (as many as `workflows/state.events_of` counts)."""
     calls = step.tool_calls
-    events: list[RunEvent] = [StepStarted(offset=offset, step=step.step, model=step.model)]
+    events: list[RunEvent] = [StepStarted(offset=offset, step=step.step, model=step.model,
+                                          messages=step.messages)]
     for i, call in enumerate(calls):
         events.append(ToolCallStarted(offset=offset + 1 + i, step=step.step, call_id=f"{step.step}-{i}",
                                       tool=call.name, arguments=call.arguments))
@@ -75,10 +76,13 @@ def numbered_events(progress: RunProgress, last_recorded_step: int) -> tuple[lis
         last_recorded_step = step.step
     status = progress.status
     if status.step > last_recorded_step:
-        events.append(StepStarted(offset=offset, step=status.step, model=status.model))
-        offset += 1
         flying = progress.in_flight
-        if flying is not None and flying.step == status.step:
+        if flying is not None and flying.step != status.step:
+            flying = None
+        events.append(StepStarted(offset=offset, step=status.step, model=status.model,
+                                  messages=flying.messages if flying else []))
+        offset += 1
+        if flying is not None:
             for i, call in enumerate(flying.tool_calls):
                 events.append(ToolCallStarted(offset=offset + i, step=status.step,
                                               call_id=f"{status.step}-{i}", tool=call.name,

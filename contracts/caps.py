@@ -43,4 +43,5 @@ def cap_record(entry: StepRecord) -> StepRecord:
         "text": cap_text(entry.text),
         "tool_calls": calls,
         "tool_results": [cap_result(result) for result in entry.tool_results],
+        "messages": [cap_text(message) or "" for message in entry.messages],
     })

@@ -27,6 +27,8 @@ class StepStarted(Strict):
     offset: int
     step: int
     model: str
+    messages: list[str] = Field(default_factory=list)
+    """What people said to the run that the model reads at this step (its transcript's)."""
 
 
 class ToolCallStarted(Strict):
@@ -126,4 +128,5 @@ class RunProgress(Strict):
     steps: list[StepRecord]
     """The transcript's steps after the step the query asked from."""
     in_flight: StepRecord | None = None
-    """The step whose tool calls are running, once the model has asked for them."""
+    """The step in flight: from its model call on, with the people's messages that call
+    reads; with its tool calls once the model has asked for them."""

@@ -202,6 +202,9 @@ class StepRecord(Strict):
     tool_results: list[ToolResult] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     note: str | None = None
+    messages: list[str] = Field(default_factory=list)
+    """What people said to the run (`send_message`) that the model read at this step, as
+    they typed it, in order."""
 
 
 class AgentRunResult(Strict):

@@ -195,7 +195,7 @@ class AgentRun:
         state = self._state
         state.step += 1
         try:
-            turn, served_by, note = await self._model_turn(
+            turn, served_by, note, heard = await self._model_turn(
                 tools=[] if final else state.tool_names(self._input.tools))
         except asyncio.CancelledError:
             state.record(StepRecord(step=state.step, model=self._model_label(),
@@ -204,7 +204,8 @@ class AgentRun:
         state.usage = state.usage + turn.usage
         calls = [] if final else turn.tool_calls
         entry = StepRecord(step=state.step, model=served_by, text=turn.text, tool_calls=calls,
-                           usage=turn.usage, note=joined("final answer" if final else None, note))
+                           usage=turn.usage, note=joined("final answer" if final else None, note),
+                           messages=heard)
         if not turn.cost_known and state.budget.max_cost_usd is not None:
             state.last_error = f"{served_by} has no known price: max_cost_usd cannot count its cost"
             entry.note = joined(entry.note, state.last_error)
@@ -243,14 +244,19 @@ class AgentRun:
             state.record(entry)
             self._publish()
 
-    async def _model_turn(self, *, tools: Sequence[str]) -> tuple[ModelCallOutput, str, str | None]:
-        """Calls the primary model; on a permanent failure or spent retries, each fallback."""
+    async def _model_turn(
+        self, *, tools: Sequence[str],
+    ) -> tuple[ModelCallOutput, str, str | None, list[str]]:
+        """Calls the primary model; on a permanent failure or spent retries, each fallback.
+        Returns its answer, the model that gave it, notes, and the people's messages it read."""
         state = self._state
         state.phase = "thinking"
         notes: list[str] = []
         # Tool results first: providers need each right after the call it answers.
         sent_results, sent_inbox = len(state.tool_results), len(state.inbox)
         append = [*state.tool_results, *state.inbox]
+        heard = list(state.from_people)
+        state.in_flight = StepRecord(step=state.step, model=self._model_label(), messages=heard)
         for index, spec in enumerate(state.models):
             label = visibility.model_label(spec)
             try:
@@ -277,8 +283,9 @@ class AgentRun:
             # Only what this call carried: a message sent during the call waits for the next.
             del state.tool_results[:sent_results]
             del state.inbox[:sent_inbox]
+            del state.from_people[:len(heard)]
             state.last_model = label
-            return turn, label, "; ".join(notes) or None
+            return turn, label, "; ".join(notes) or None, heard
         raise ApplicationError("no model to call", type="ModelFailed", non_retryable=True)
 
     async def _final_answer(self) -> str | None:
@@ -430,6 +437,7 @@ class AgentRun:
     async def send_message(self, text: str) -> str:
         self.deadline.began = True
         self._state.inbox.append(NewMessage(message=Message(role="user", content=text)))
+        self._state.from_people.append(text)
         return f"message queued for step {self._state.step + 1}"
 
     @send_message.validator

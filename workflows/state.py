@@ -57,6 +57,9 @@ class RunState(BaseModel):
     """Messages from people (and the runtime) for the next model call. Kept apart from
     tool results because providers require a tool result right after the call it answers:
     a person's message sent while tools run goes after them, not between."""
+    from_people: list[str] = Field(default_factory=list)
+    """The messages of `inbox` that people sent, as they typed them, for the transcript of
+    the step whose model call reads them (the inbox also holds the runtime's own)."""
     approvals: dict[str, ApprovalWait] = Field(default_factory=dict)
     """Calls waiting for a person, by call id; the `approve` update decides them."""
     cancel_reason: str | None = None
@@ -71,7 +74,8 @@ class RunState(BaseModel):
     """How many numbered watch events (`contracts/events.py`) the recorded steps make, older
     steps included: what lets a watcher number the transcript's steps the same every time."""
     in_flight: StepRecord | None = None
-    """The step whose tool calls run now, for watchers; None between steps."""
+    """The step in flight, for watchers, from its model call on (with the people's messages
+    the call reads; its tool calls once asked for); None between steps."""
     last_error: str | None = None
     last_model: str | None = None
     artifacts: RunArtifacts | None = None
