@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from tether.contracts.files import MAX_FILES, ArtifactRecord, SkippedArtifact, digest_of, name_problem
 from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
+from tether.contracts.network import NetworkPolicy
 from tether.contracts.tools import McpServer
 
 ALL_TOOLS: tuple[str, ...] = ("python", "shell", "read_file", "write_file")
@@ -121,11 +122,32 @@ class SandboxSpec(Strict):
     memory_mb: int = Field(default=512, ge=32, le=MAX_MEMORY_MB)
     pids: int = Field(default=128, ge=8, le=MAX_PIDS)
     disk_mb: int = Field(default=256, ge=1, le=MAX_MEMORY_MB)  # memory-backed: the same ceiling
-    network: Literal["none"] = "none"
+    network: Literal["none"] | NetworkPolicy = "none"
+    """`"none"`: no network at all. `{"allow": [...]}`: those destinations only, over HTTP and
+    HTTPS through the runtime's egress proxy (`contracts/network.py`)."""
     tool_timeout_seconds: float = Field(default=60, gt=0, le=LONGEST_SECONDS)
     output_limit_bytes: int = Field(default=64 * 1024, ge=256, le=8 * 1024 * 1024)
     runtime: str | None = None
     """An OCI runtime such as `runsc` (gVisor), where installed; the engine's default otherwise."""
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network_says_one_thing(cls, value: Any) -> Any:
+        # The union's own error would list both forms' failures; say the one that applies.
+        if isinstance(value, str) and value != "none":
+            raise ValueError(f'network is "none" or {{"allow": [HOST[:PORT], ...]}}, not {value!r}')
+        if isinstance(value, dict):
+            try:
+                return NetworkPolicy.model_validate(value)
+            except ValidationError as error:
+                raise ValueError("; ".join(_message(problem) for problem in error.errors())) from None
+        return value
+
+
+def _message(problem: Any) -> str:
+    where = ".".join(str(part) for part in problem["loc"])
+    text = str(problem["msg"]).removeprefix("Value error, ")
+    return f"network.{where}: {text}" if where else text
 
 
 class ApprovalPolicy(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from docker.types import LogConfig, Ulimit
+from docker.types import LogConfig, Mount, Ulimit
 from tether.contracts import SandboxSpec
 
 SANDBOX_UID = 10001
@@ -16,6 +16,10 @@ EXECUTOR_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"]
 """Under gVisor only, the executor starts as root with these, takes a uid of its own and runs
 tools as SANDBOX_UID with none (see `separate_executor`)."""
 WORKSPACE = "/workspace"
+EGRESS_MOUNT = "/run/tether-egress"
+"""Where a run whose network allows something finds the host's egress proxy: a directory
+holding one socket (`egress.sock`), mounted read-only. Runs with network "none" have no mount."""
+EGRESS_SOCKET = "egress.sock"
 TMP_MB = 64
 SHM_MB = 64
 FILES_PER_MB = 128
@@ -76,10 +80,12 @@ def separate_executor(spec: SandboxSpec) -> bool:
     return is_gvisor(spec.runtime)
 
 
-def executor_environment(spec: SandboxSpec) -> dict[str, str]:
+def executor_environment(spec: SandboxSpec, *, egress: bool = False) -> dict[str, str]:
     """The executor's environment: tether's own non-secret values, nothing from the host.
     Tools never see it (the executor gives them an environment of their own)."""
     env = {"TETHER_MEMORY_MB": str(spec.memory_mb)}
+    if egress:
+        env["TETHER_EGRESS_SOCKET"] = f"{EGRESS_MOUNT}/{EGRESS_SOCKET}"
     if separate_executor(spec):
         env["TETHER_TOOL_UID"] = str(SANDBOX_UID)
     if is_gvisor(spec.runtime):
@@ -94,9 +100,11 @@ def _tmpfs(size_mb: int, options: str) -> str:
 
 
 def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
-                     executor: bool = True) -> dict[str, Any]:
+                     executor: bool = True, egress_dir: str | None = None) -> dict[str, Any]:
     """Keyword arguments for `containers.create` that make a hardened sandbox. `executor`:
-    the image's main process is tether's executor, which is then the container's init."""
+    the image's main process is tether's executor, which is then the container's init.
+    `egress_dir`: the host directory of the run's egress socket, for a run whose network
+    allows something (still no network of the container's own: see EGRESS_MOUNT)."""
     gvisor = is_gvisor(spec.runtime)
     separate = executor and separate_executor(spec)
     memory = f"{memory_limit_mb(spec)}m"
@@ -108,7 +116,7 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
         # No network at all: not even loopback to the host. Nothing from the host's
         # environment either: the image's, and the limits the executor reports.
         network_mode="none",
-        environment=executor_environment(spec),
+        environment=executor_environment(spec, egress=egress_dir is not None),
         # Root only to become the executor's own uid at once (`separate_executor`).
         user="0:0" if separate else f"{SANDBOX_UID}:{SANDBOX_UID}",
         read_only=True,
@@ -159,4 +167,6 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
     )
     if spec.runtime:
         kwargs["runtime"] = spec.runtime
+    if egress_dir is not None:
+        kwargs["mounts"] = [Mount(target=EGRESS_MOUNT, source=egress_dir, type="bind", read_only=True)]
     return kwargs

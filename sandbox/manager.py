@@ -119,12 +119,24 @@ class SandboxManager:
         self._channels: dict[str, ExecutorChannel] = {}
         self._channels_lock = threading.Lock()
 
-    def create(self, spec: SandboxSpec, labels: dict[str, str], *, name: str) -> Container:
-        """Creates and starts a hardened container, and waits until its executor answers."""
+    def create(self, spec: SandboxSpec, labels: dict[str, str], *, name: str,
+               egress_dir: str | None = None) -> Container:
+        """Creates and starts a hardened container, and waits until its executor answers.
+        `egress_dir`: the run's egress socket's directory, which a network allow-list needs."""
+        # Fails closed: an allow-list without the proxy would be a run with no network that
+        # believes it has one, and a socket for a run without one a way out it never asked for.
+        if spec.network != "none" and egress_dir is None:
+            raise SandboxBroken("this sandbox's network allows hosts, but no egress socket was opened for it")
+        if spec.network == "none" and egress_dir is not None:
+            raise SandboxBroken('a sandbox with network "none" gets no egress socket')
         try:
             image_labels = self.engine.images.get(spec.image).labels or {}
+            executor = image_labels.get(EXECUTOR_LABEL) == "1"
+            if egress_dir is not None and not executor:
+                raise SandboxBroken(f"sandbox image {spec.image!r} has no tether executor, which relays"
+                                    " the network its run allows; build it with `tether image build`")
             container = self.engine.containers.create(**container_kwargs(
-                spec, name=name, labels=labels, executor=image_labels.get(EXECUTOR_LABEL) == "1"))
+                spec, name=name, labels=labels, executor=executor, egress_dir=egress_dir))
         except ImageNotFound:
             raise SandboxBroken(
                 f"sandbox image {spec.image!r} is not on this engine; build it with `make image`"

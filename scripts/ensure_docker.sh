@@ -18,7 +18,11 @@ runsc_path=/usr/bin/runsc
 # empty network namespace otherwise. Not --oci-seccomp: Debian's runsc (2022) then refuses
 # clone3 with EPERM instead of the profile's ENOSYS, and no tool can start a thread. The
 # tools' system calls reach gVisor's kernel, which runs under a seccomp filter of its own.
-runsc_args='["--network=none"]'
+# --host-uds=open: a sandbox may connect to a host unix socket mounted into it, and only
+# connect; tether mounts one, the egress proxy's, and only into a run whose network allows
+# hosts (runc needs no flag for it).
+runsc_args='["--network=none", "--host-uds=open"]'
+tether_runsc_args_before='[["--network=none"]]'
 local_engine() { [ -z "${DOCKER_HOST:-}" ] || [ "${DOCKER_HOST#unix://}" != "$DOCKER_HOST" ]; }
 has_runsc_runtime() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
 
@@ -42,18 +46,20 @@ install_runsc() {
 }
 
 # Adds the "runsc" runtime to daemon.json, keeping whatever else it holds (a "runsc" entry
-# already there is the admin's, and stays). Prints "changed" when it wrote the file.
+# already there is the admin's, and stays, unless it is one an earlier tether wrote, whose
+# arguments it brings up to date). Prints "changed" when it wrote the file.
 write_daemon_json() {
   mkdir -p "$(dirname "$daemon_json")" 2>/dev/null || return 1
-  python3 - "$daemon_json" "$runsc_path" "$runsc_args" <<'EOF' || return 1
+  python3 - "$daemon_json" "$runsc_path" "$runsc_args" "$tether_runsc_args_before" <<'EOF' || return 1
 import json, os, sys
-path, runsc, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+path, runsc, args, before = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 config = {}
 if os.path.exists(path):
     with open(path) as f:
         text = f.read().strip()
     config = json.loads(text) if text else {}
-if "runsc" not in config.get("runtimes", {}):
+entry = config.get("runtimes", {}).get("runsc")
+if entry is None or (entry.get("path") == runsc and entry.get("runtimeArgs") in before):
     config.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": args}
     with open(path + ".tether", "w") as f:
         json.dump(config, f, indent=2)

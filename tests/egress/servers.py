@@ -59,8 +59,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_server(tls: ssl.SSLContext | None = None) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def http_server(tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> Iterator[int]:
+    """A server on the host's loopback. Sandboxes ask for 127.0.0.2: 127.0.0.1 and localhost
+    are their own loopback, which the proxy variables' NO_PROXY keeps from the proxy."""
+    server = ThreadingHTTPServer((host, 0), Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -73,7 +75,7 @@ def http_server(tls: ssl.SSLContext | None = None) -> Iterator[int]:
 
 
 def make_ca(directory: Path) -> tuple[ssl.SSLContext, Path]:
-    """A server context whose certificate (for localhost and 127.0.0.1) a CA of its own signed,
+    """A server context whose certificate (for localhost, 127.0.0.1 and 127.0.0.2) a CA of its own signed,
     and the CA's certificate file, for clients to trust."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -92,7 +94,8 @@ def make_ca(directory: Path) -> tuple[ssl.SSLContext, Path]:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.2"))]),
                 critical=False)
             .sign(ca_key, hashes.SHA256()))
     ca_file = directory / "ca.pem"

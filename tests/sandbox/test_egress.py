@@ -1,0 +1,137 @@
+"""A sandbox whose network allows hosts reaches them through the host's egress proxy, and
+nothing else; a sandbox with network "none" has no proxy, no socket and no way out. Under
+runc and gVisor, with real servers on the host's 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tether.contracts import SandboxSpec
+from tether.egress.proxy import EgressProxy
+from tether.sandbox.manager import SandboxBroken
+
+from tests.egress.conftest import egress  # noqa: F401 (the proxy, as a worker runs it)
+from tests.egress.servers import http_server, make_ca
+from tests.helpers import sandboxes
+from tests.sandbox.attacks import RUNTIMES, require
+from tests.sandbox.direct import call, direct_labels
+
+FETCH = """
+import json, os, ssl, sys, urllib.error, urllib.request
+url, ca = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None
+context = ssl.create_default_context(cafile=ca) if ca else None
+try:
+    with urllib.request.urlopen(url, timeout=20, context=context) as response:
+        print(json.dumps([response.status, response.read().decode()]))
+except urllib.error.HTTPError as error:
+    print(json.dumps([error.code, error.read().decode()]))
+except urllib.error.URLError as error:
+    print(json.dumps([0, str(error.reason)]))
+"""
+"""A tool that fetches a URL the way most tools do: urllib, reading the proxy variables."""
+
+HOST = "127.0.0.2"
+"""Where the servers listen: the host's loopback, but not the sandbox's NO_PROXY names."""
+Sandbox = Callable[..., Coroutine[Any, Any, str]]
+
+
+@pytest.fixture
+async def egress_sandbox(egress: EgressProxy) -> AsyncIterator[Sandbox]:  # noqa: F811
+    made: list[str] = []
+
+    async def make(runtime: str, *allow: str) -> str:
+        name = f"tether-test-{uuid.uuid4().hex[:12]}"
+        spec = SandboxSpec(memory_mb=128, pids=64, disk_mb=16, runtime=require(runtime),
+                           network={"allow": list(allow)} if allow else "none")
+        directory = await egress.open(name, spec.network) if allow else None
+        container = await asyncio.to_thread(sandboxes().create, spec, direct_labels(), name=name,
+                                            egress_dir=directory)
+        made.append(container.id)
+        await call(container.id, f"cat > /workspace/fetch.py <<'EOF'\n{FETCH}\nEOF")
+        return str(container.id)
+
+    yield make
+    for container_id in made:
+        await asyncio.to_thread(sandboxes().remove, container_id)
+
+
+async def fetch(sandbox: str, url: str, *extra: str) -> tuple[int, str]:
+    result = await call(sandbox, " ".join(["python3 /workspace/fetch.py", url, *extra]), timeout=30)
+    assert result.exit_code == 0, result.stderr
+    status, body = json.loads(result.stdout)
+    return status, body
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_an_allowed_host_is_reached_from_the_sandbox_over_http_and_https(
+        egress_sandbox: Sandbox, runtime: str, tmp_path: Path) -> None:
+    tls, ca = make_ca(tmp_path)
+    with http_server(host=HOST) as port, http_server(tls, host=HOST) as secure:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}", f"{HOST}:{secure}")
+        assert await fetch(sandbox, f"http://{HOST}:{port}/hello") == (
+            200, f"hello from {port}, host {HOST}:{port}")
+        await call(sandbox, f"cat > /workspace/ca.pem <<'EOF'\n{ca.read_text()}EOF")
+        assert await fetch(sandbox, f"https://{HOST}:{secure}/hello", "/workspace/ca.pem") == (
+            200, f"hello from {secure}, host {HOST}:{secure}")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_host_not_on_the_list_is_refused_from_the_sandbox_with_a_403_naming_it(
+        egress_sandbox: Sandbox, runtime: str) -> None:
+    with http_server(host=HOST) as port:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        status, body = await fetch(sandbox, "http://evil.example/steal")
+        assert status == 403 and "evil.example:80 refused by this run's network allow-list" in body
+        status, body = await fetch(sandbox, "https://evil.example/steal")
+        assert status == 0 and "403" in body  # urllib names the refused tunnel's status only
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_sandbox_that_skips_the_proxy_reaches_nothing(egress_sandbox: Sandbox, runtime: str) -> None:
+    with http_server(host=HOST) as port:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        # Direct sockets to the allowed server, with the variables cleared: the sandbox has a
+        # loopback of its own and no route anywhere else.
+        for url in (f"http://{HOST}:{port}/hello", f"http://127.0.0.1:{port}/hello"):
+            result = await call(sandbox, f"env -u http_proxy -u HTTP_PROXY python3 /workspace/fetch.py {url}",
+                                timeout=30)
+            status, reason = json.loads(result.stdout)
+            assert status == 0 and ("refused" in reason.lower() or "unreachable" in reason.lower()), reason
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_sandbox_with_network_none_has_no_proxy_variables_and_no_socket(
+        egress_sandbox: Sandbox, runtime: str) -> None:
+    sandbox = await egress_sandbox(runtime)
+    result = await call(sandbox, "env | grep -ci proxy;"
+                                 " python3 -c 'import os; print(os.path.exists(\"/run/tether-egress\"))'")
+    assert result.stdout.split() == ["0", "False"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_an_allowing_sandbox_gives_its_tools_the_standard_proxy_variables(
+        egress_sandbox: Sandbox, runtime: str) -> None:
+    sandbox = await egress_sandbox(runtime, "evil.example")
+    result = await call(sandbox, "env | grep -i proxy | sort")
+    assert result.stdout.split() == [
+        "ALL_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
+        "HTTP_PROXY=http://127.0.0.1:3128", "NO_PROXY=localhost,127.0.0.1",
+        "all_proxy=http://127.0.0.1:3128", "http_proxy=http://127.0.0.1:3128",
+        "https_proxy=http://127.0.0.1:3128", "no_proxy=localhost,127.0.0.1"]
+
+
+async def test_a_sandbox_is_made_only_with_the_egress_socket_its_network_calls_for(
+        egress: EgressProxy, docker_engine: Any) -> None:  # noqa: F811
+    allowing = SandboxSpec(network={"allow": ["evil.example"]})
+    directory = await egress.open("tether-test-mismatch", allowing.network)
+    with pytest.raises(SandboxBroken, match="no egress socket was opened for it"):
+        sandboxes().create(allowing, direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}")
+    with pytest.raises(SandboxBroken, match='network "none" gets no egress socket'):
+        sandboxes().create(SandboxSpec(), direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}",
+                           egress_dir=directory)

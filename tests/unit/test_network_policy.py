@@ -1,0 +1,57 @@
+"""`sandbox.network`: "none" as before, or an allow-list checked strictly at the input."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from tether.contracts import AgentRunInput, SandboxSpec
+from tether.contracts.network import Destination, NetworkPolicy
+
+
+def refusal(network: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        SandboxSpec.model_validate({"network": network})
+    return str(caught.value)
+
+
+def test_network_is_none_by_default_and_an_older_input_still_decodes() -> None:
+    assert SandboxSpec().network == "none"
+    older = AgentRunInput.model_validate({"task": "t", "sandbox": {"network": "none"}})
+    assert older.sandbox.network == "none"
+
+
+def test_an_allow_list_names_hosts_ports_suffixes_and_addresses() -> None:
+    spec = SandboxSpec.model_validate({"network": {"allow": [
+        "PyPI.org", "*.pythonhosted.org", "github.com:443", "127.0.0.1:8080", "[::1]:80"]}})
+    assert isinstance(spec.network, NetworkPolicy)
+    assert spec.network.destinations() == [
+        Destination("pypi.org", None), Destination("*.pythonhosted.org", None),
+        Destination("github.com", 443), Destination("127.0.0.1", 8080), Destination("::1", 80)]
+
+
+def test_an_allow_list_survives_a_round_trip_through_json() -> None:
+    spec = SandboxSpec.model_validate({"network": {"allow": ["pypi.org"]}})
+    assert SandboxSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+@pytest.mark.parametrize(("network", "says"), [
+    ("all", 'network is "none" or {"allow"'),
+    ({"allow": []}, 'an empty allow-list reaches nothing: write "network": "none"'),
+    ({"allow": ["*"]}, "there is no allow-everything entry"),
+    ({"allow": ["a*.example.org"]}, "a wildcard is only allowed as a leading '*.'"),
+    ({"allow": ["*.bad_name"]}, "'*.' must be followed by a domain name"),
+    ({"allow": ["evil.example:0"]}, "the port must be a number from 1 to 65535"),
+    ({"allow": ["evil.example:http"]}, "the port must be a number from 1 to 65535"),
+    ({"allow": ["::1"]}, "write an IPv6 address in brackets"),
+    ({"allow": ["999.1.1.1"]}, "is not an IPv4 address"),
+    ({"allow": ["under_score.example"]}, "is not a host name or address"),
+    ({"alow": ["evil.example"]}, "network.alow: Extra inputs are not permitted"),
+])
+def test_a_malformed_network_is_refused_saying_what_is_wrong(network: object, says: str) -> None:
+    assert says in refusal(network)
+
+
+def test_brokered_secrets_are_refused_until_the_proxy_can_add_them() -> None:
+    message = refusal({"allow": ["api.evil.example"], "secrets": [
+        {"host": "api.evil.example", "header": "Authorization", "env": "TOKEN"}]})
+    assert "brokered secrets are not available yet" in message
