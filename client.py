@@ -20,16 +20,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from temporalio.client import Client, Interceptor, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    Interceptor,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from tether.approvals import WaitingCall, read_waiting
 from tether.connection import connect_config
 from tether.contracts import (
     AgentRunInput,
     AgentRunResult,
+    BudgetView,
     FinalStatus,
     RunArtifacts,
     RunStatus,
     StepRecord,
+    Usage,
 )
 from tether.contracts.names import (
     AGENT_RUN,
@@ -42,7 +50,7 @@ from tether.contracts.names import (
     UPDATE_SEND_MESSAGE,
 )
 from tether.encryption import data_converter
-from tether.reading import NoWorker, ending_of, list_runs, partial_text, query, workers_polling
+from tether.reading import Ending, NoWorker, ending_of, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
 from tether.store import ContentAddressed, Conversations, open_blobs
 from tether.store.files import ArtifactExists, Downloaded, upload_paths, write_artifacts
@@ -169,7 +177,13 @@ def get_run(client: Client, workflow_id: str) -> WorkflowHandle[Any, AgentRunRes
 async def get_status(client: Client, workflow_id: str) -> RunStatus:
     """The run's status. Once it has closed, its state and last error are how it ended (a run
     terminated from Temporal never published that itself), with its seconds stopped."""
-    status: RunStatus = await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)
+    try:
+        status: RunStatus = await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)
+    except WorkflowQueryFailedError:
+        ending = await ending_of(client, workflow_id)
+        if ending is None:
+            raise
+        return never_started(ending)  # its input was invalid: it has no state to show
     if status.state in get_args(FinalStatus):
         return status  # the run said how it ended
     ending = await ending_of(client, workflow_id)
@@ -179,6 +193,14 @@ async def get_status(client: Client, workflow_id: str) -> RunStatus:
         "state": ending.state, "last_error": ending.reason or status.last_error,
         "pending_approvals": [],
         "budget": status.budget.model_copy(update={"seconds": ending.seconds})})
+
+
+def never_started(ending: Ending) -> RunStatus:
+    """The status of a run that ended before it had any state: nothing used, no limits known."""
+    return RunStatus(
+        state=ending.state, step=0, usage=Usage(), last_error=ending.reason, model="",
+        budget=BudgetView(steps=0, max_steps=None, tokens=0, max_tokens=None, cost_usd=0.0,
+                          max_cost_usd=None, seconds=ending.seconds, max_seconds=None))
 
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:

@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from tether import client as tether
+from tether.contracts import names
 from tether.workflows.agent import AgentRun
 from tether.workflows.visibility import STATUS
 
@@ -98,3 +99,18 @@ async def test_a_run_terminated_from_temporal_shows_failed_and_the_reason_not_it
 
 async def _state(client: Client, run_id: str) -> str:
     return (await tether.get_status(client, run_id)).state
+
+
+async def test_a_run_whose_input_was_invalid_shows_failed_and_why_in_status(
+    temporal_client: Client, temporal_address: str, worker: str
+):
+    handle = await temporal_client.start_workflow(
+        names.AGENT_RUN, {"task": 42}, id=f"invalid-{uuid.uuid4().hex[:8]}", task_queue=worker)
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    status = await status_json(temporal_address, worker, handle.id)
+    assert status["state"] == "failed"
+    assert "invalid AgentRun input" in status["last_error"] and "task" in status["last_error"]
+    code, out, err = await cli(temporal_address, worker, "status", handle.id)
+    assert code == 0, err
+    assert f"{handle.id} · failed" in out and "invalid AgentRun input" in out
