@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from tether.contracts import ModelSpec, Usage
 from tether.contracts.labels import model_label
+from tether.egress.proxy import Decision
 from tether.sandbox.manager import LABEL_WORKER, SandboxManager
 
 log = logging.getLogger("tether.metrics")
@@ -111,6 +113,23 @@ class WorkerMetrics:
             self.tokens.add(count, {**by_model, "type": kind})
         if cost_usd is not None:
             self.cost.record(cost_usd, by_model)
+
+
+def egress_recorder(meter: MetricMeter) -> Callable[[Decision], None]:
+    """Counts the egress proxy's decisions, `tether_egress_requests{decision}` (allowed or
+    denied), and the bytes of allowed ones, `tether_egress_bytes{direction}` (sent, received)."""
+    requests = meter.create_counter(
+        "tether_egress_requests", "Requests and tunnels through the egress proxy, by decision",
+        "{request}")
+    moved = meter.create_counter(
+        "tether_egress_bytes", "Bytes through the egress proxy, by direction", "{byte}")
+
+    def record(decision: Decision) -> None:
+        requests.add(1, {"decision": "allowed" if decision.allowed else "denied"})
+        for direction, count in (("sent", decision.sent), ("received", decision.received)):
+            if count:
+                moved.add(count, {"direction": direction})
+    return record
 
 
 def watch_live_sandboxes(sandboxes: SandboxManager, worker_id: str, meter: MetricMeter, *,

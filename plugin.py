@@ -39,6 +39,7 @@ from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
 from tether.activities.tools import ToolActivities, no_sandbox_here
 from tether.contracts import SandboxSpec
+from tether.egress.proxy import EgressProxy, default_python
 from tether.encryption import data_converter
 from tether.llm import ProviderOptions, Providers
 from tether.sandbox.admission import SandboxSlots, default_limit
@@ -172,6 +173,9 @@ class TetherPlugin(SimplePlugin):
             gate = DrainGate(settings.worker_id)
             pool = (WarmPool(sandboxes, worker=settings.worker_id, size=settings.pool_size)
                     if settings.pool_size else None)
+            # Started on first need: a host whose runs ask for no network never runs it.
+            egress = EgressProxy(python=settings.egress_python or default_python(),
+                                 on_decision=metrics.egress_recorder(metrics.meter_of(client)))
             self._host = HostActivities(
                 sandboxes=SandboxActivities(
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
@@ -181,9 +185,10 @@ class TetherPlugin(SimplePlugin):
                     slots=SandboxSlots(
                         sandboxes, worker=settings.worker_id,
                         limit=settings.max_sandboxes or default_limit(SandboxSpec().memory_mb),
-                        unclaimed=lambda: pool.idle if pool else 0)),
+                        unclaimed=lambda: pool.idle if pool else 0),
+                    egress=egress),
                 tools=ToolActivities(conversations=self._store(), sandboxes=sandboxes,
-                                     worker_id=settings.worker_id, gate=gate),
+                                     worker_id=settings.worker_id, gate=gate, egress=egress),
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes,
                                   servers=settings.mcp_endpoint_policy),
                 artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
@@ -268,6 +273,8 @@ class TetherPlugin(SimplePlugin):
                 if left:
                     log.warning("drained: removed %d sandbox(es) whose runs had not moved on "
                                 "within %g s: %s", len(left), self.settings.drain_seconds, left)
+            if parts.sandboxes.egress is not None:
+                await parts.sandboxes.egress.stop()
 
     async def _drain(self, parts: HostActivities, gate: DrainGate) -> None:
         gate.close()

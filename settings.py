@@ -146,6 +146,10 @@ class TetherSettings(BaseSettings):
     """Warm sandboxes kept ready per worker; 0 (off) keeps every container labelled with its run."""
     sandbox_ttl_seconds: float | None = Field(default=None, gt=0)
     """The reaper removes sandboxes older than this whatever their run's state; unset: no limit."""
+    egress_python: str | None = None
+    """The interpreter the egress proxy runs under, one with mitmproxy 11 (it can't share
+    tether's environment); unset: `egress/bin/python` in tether's own venv, which `make deps`
+    makes. Used only by a sandbox host, and only once a run's network allows hosts."""
     model_timeout_seconds: float = Field(default=120.0, gt=0)
     """How long one HTTP request to a model provider may take."""
     max_output_tokens: int = Field(default=4096, gt=0)

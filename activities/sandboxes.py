@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from tether.activities.artifacts import place_files
 from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
 from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
+from tether.egress.proxy import EgressProxy, EgressUnavailable
 from tether.sandbox.admission import NoSandboxSlot, SandboxSlots
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import (
@@ -45,8 +46,10 @@ class SandboxActivities:
         self, *, sandboxes: SandboxManager, client: Client, worker_id: str, host_queue: str,
         pool: WarmPool | None = None, ttl_seconds: float | None = None,
         blobs: ContentStore | None = None, host_wait_seconds: float | None = None,
-        slots: SandboxSlots | None = None,
+        slots: SandboxSlots | None = None, egress: EgressProxy | None = None,
     ) -> None:
+        self.egress = egress
+        """The host's egress proxy, for sandboxes whose network allows hosts; None: none here."""
         self.slots = slots
         """Admission control: at most `slots.limit` live sandboxes on this worker."""
         self.blobs = blobs
@@ -66,7 +69,7 @@ class SandboxActivities:
         # is an earlier attempt's half-made container (its engine went away mid-create) or a
         # lost one on its way out. None of it may outlive the run.
         for leftover in await asyncio.to_thread(self.sandboxes.for_run, input.workflow_id):
-            await asyncio.to_thread(self.sandboxes.remove, leftover.id)
+            await self._remove(leftover.id)
         try:
             async with self.slots.slot() if self.slots else contextlib.nullcontext():
                 container_id = await self._make(input)
@@ -87,12 +90,40 @@ class SandboxActivities:
         if container_id:
             return container_id
         labels = labels_for(input.workflow_id, input.run_id, self.worker_id)
+        name = run_name(input.workflow_id)
+        egress_dir = await self._open_egress(input, name)
         try:
             container = await asyncio.to_thread(
-                self.sandboxes.create, input.spec, labels, name=run_name(input.workflow_id))
-        except SandboxBroken as error:
-            raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+                self.sandboxes.create, input.spec, labels, name=name, egress_dir=egress_dir)
+        except BaseException as error:
+            if self.egress is not None:
+                await self.egress.close(name)
+            if isinstance(error, SandboxBroken):
+                raise ApplicationError(str(error), type="SandboxBroken", non_retryable=True) from None
+            raise
+        if self.egress is not None and egress_dir is not None:
+            self.egress.made(name, str(container.id))
         return str(container.id)
+
+    async def _open_egress(self, input: AcquireInput, name: str) -> str | None:
+        """The directory of the sandbox's egress socket, when its network allows hosts."""
+        network = input.spec.network
+        if network == "none":
+            return None
+        if self.egress is None:
+            raise ApplicationError("this worker runs no egress proxy, so it can't make a sandbox whose"
+                                   " network allows hosts", type="EgressUnavailable", non_retryable=True)
+        try:
+            return await self.egress.open(name, network)
+        except EgressUnavailable as error:
+            raise ApplicationError(str(error), type="EgressUnavailable", non_retryable=True) from None
+
+    async def _remove(self, container_id: str) -> bool:
+        """Removes the container, and closes its egress socket if it had one."""
+        removed = await asyncio.to_thread(self.sandboxes.remove, container_id)
+        if self.egress is not None:
+            await self.egress.close(container_id)
+        return removed
 
     async def _place(self, container_id: str, files: dict[str, str]) -> None:
         """Puts the run's files in before anyone sees the sandbox; one that can't have them is
@@ -103,12 +134,12 @@ class SandboxActivities:
                                        type="FilesRefused", non_retryable=True)
             await asyncio.to_thread(place_files, self.blobs, self.sandboxes, container_id, files)
         except BaseException:
-            await asyncio.to_thread(self.sandboxes.remove, container_id)
+            await self._remove(container_id)
             raise
 
     @activity.defn(name=RELEASE_SANDBOX)
     async def release(self, input: ReleaseInput) -> bool:
-        return await asyncio.to_thread(self.sandboxes.remove, input.container_id)
+        return await self._remove(input.container_id)
 
     @activity.defn(name=REAP_SANDBOXES)
     async def reap(self, input: ReapInput) -> ReapReport:
@@ -127,7 +158,7 @@ class SandboxActivities:
         removed: list[str] = []
         for container in containers:
             if await self._is_orphan(container, max_age_seconds):
-                await asyncio.to_thread(self.sandboxes.remove, container.id)
+                await self._remove(container.id)
                 removed.append(container.name)
         return ReapReport(examined=len(containers), removed=removed)
 
@@ -168,7 +199,7 @@ class SandboxActivities:
         """Removes every container of this worker's: a host that leaves serves none of them."""
         containers = await asyncio.to_thread(self.sandboxes.managed, **{LABEL_WORKER: self.worker_id})
         for container in containers:
-            await asyncio.to_thread(self.sandboxes.remove, container.id)
+            await self._remove(container.id)
         return [c.name for c in containers]
 
     async def _is_orphan(self, container: Container, max_age_seconds: float | None) -> bool:

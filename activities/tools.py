@@ -21,16 +21,21 @@ from tether.contracts.activities import (
     ToolCallHereOutput,
 )
 from tether.contracts.caps import cap_result
+from tether.egress.proxy import EgressProxy
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import SandboxBroken, SandboxGone, SandboxManager, StillRunning
 from tether.store import Conversations, StoreError
+
+DENIED_LISTED = 20
 
 
 class ToolActivities:
     """Runs tool calls in the sandboxes of this worker's engine; results go to the store."""
 
     def __init__(self, *, conversations: Conversations, sandboxes: SandboxManager,
-                 worker_id: str, gate: DrainGate) -> None:
+                 worker_id: str, gate: DrainGate, egress: EgressProxy | None = None) -> None:
+        self.egress = egress
+        """The host's egress proxy: what it refused during a call goes into the call's result."""
         self.conversations = conversations
         self.sandboxes = sandboxes
         self.worker_id = worker_id
@@ -80,6 +85,7 @@ class ToolActivities:
             # Retryable: the next attempt reattaches, and the executor's ledger answers for a
             # call that already finished.
             raise ApplicationError(str(error), type="SandboxStreamLost") from None
+        result = await self._with_egress(input.container_id, result)
         message = Message(
             role="tool", name=input.call.name, tool_call_id=input.call.id,
             content=render_for_model(result),
@@ -90,6 +96,21 @@ class ToolActivities:
         except StoreError as error:
             raise store_failure(error) from None
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
+
+
+    async def _with_egress(self, container_id: str, result: ToolResult) -> ToolResult:
+        """The result, saying which destinations the proxy refused while the call ran (a
+        sandbox's calls run one at a time or share the blame: the policy is the run's)."""
+        if self.egress is None or not self.egress.serves(container_id):
+            return result
+        await self.egress.settle()
+        denied = sorted({d.destination for d in self.egress.take(container_id) if not d.allowed})
+        if not denied:
+            return result
+        if len(denied) > DENIED_LISTED:  # history holds the list: a tool trying every host can't grow it
+            denied = [*denied[:DENIED_LISTED], f"(and {len(denied) - DENIED_LISTED} more)"]
+        said = "".join(f"\n[tether: egress denied {destination}]" for destination in denied)
+        return result.model_copy(update={"egress_denied": denied, "stderr": result.stderr + said})
 
 
 @activity.defn(name=TOOL_CALL_HERE)

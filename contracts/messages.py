@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Strict(BaseModel):
@@ -51,6 +51,17 @@ class ToolResult(Strict):
     truncated: bool = False
     timed_out: bool = False
     duration_ms: int = 0
+    egress_denied: list[str] = Field(default_factory=list)
+    """`HOST:PORT` of each destination the run's network policy refused during the call."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_egress(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent unless something was refused: a run without network writes, and its model
+        # reads, the very results it did before the field existed.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("egress_denied"):
+            data.pop("egress_denied", None)
+        return data
 
 
 class Message(BaseModel):

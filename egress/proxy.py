@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
@@ -32,6 +33,11 @@ KEPT_PER_SANDBOX = 1000
 that opens connections without end must not grow the worker's memory)."""
 
 log = logging.getLogger("tether.egress")
+
+
+def default_python() -> str:
+    """`egress/bin/python` in the environment tether runs in: where `make deps` puts mitmproxy."""
+    return str(Path(sys.prefix) / "egress" / "bin" / "python")
 
 
 class EgressUnavailable(RuntimeError):
@@ -66,6 +72,8 @@ class EgressProxy:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._decisions: dict[str, list[Decision]] = defaultdict(list)
         self._open: set[str] = set()
+        self._keys: dict[str, str] = {}
+        """A sandbox's container id → the name its socket was opened under (before it had an id)."""
         self._directory: Path | None = None
         self.port = 0
         """mitmproxy's listener on 127.0.0.1: reached only through a sandbox's socket, since a
@@ -84,9 +92,15 @@ class EgressProxy:
         self._open.add(sandbox)
         return str(directory)
 
+    def made(self, sandbox: str, container_id: str) -> None:
+        """The sandbox opened as `sandbox` is the container `container_id`: `take` and `close`
+        know it by either."""
+        self._keys[container_id] = sandbox
+
     async def close(self, sandbox: str) -> None:
         """Closes the sandbox's socket, ending its connections. Nothing when none is open."""
-        if self._process is None or self._process.returncode is not None:
+        sandbox = self._keys.pop(sandbox, sandbox)
+        if sandbox not in self._open or self._process is None or self._process.returncode is not None:
             return
         await self._ask({"op": "close", "key": sandbox})
         self._open.discard(sandbox)
@@ -96,7 +110,17 @@ class EgressProxy:
 
     def take(self, sandbox: str) -> list[Decision]:
         """The sandbox's decisions since the last take."""
-        return self._decisions.pop(sandbox, [])
+        return self._decisions.pop(self._keys.get(sandbox, sandbox), [])
+
+    async def settle(self) -> None:
+        """Returns once every decision the proxy made before now is recorded here (the proxy
+        answers in order), so a tool call that just ended finds all of its own."""
+        if self._open and self._process is not None and self._process.returncode is None:
+            await self._ask({"op": "ping"})
+
+    def serves(self, sandbox: str) -> bool:
+        """Whether the sandbox (by name or container id) has a socket open."""
+        return self._keys.get(sandbox, sandbox) in self._open
 
     async def stop(self) -> None:
         process, self._process = self._process, None
@@ -186,6 +210,9 @@ class EgressProxy:
         decision = Decision(host=str(message["host"]), port=int(message["port"]),
                             allowed=bool(message["allowed"]), reason=str(message.get("reason", "")),
                             sent=int(message.get("sent", 0)), received=int(message.get("received", 0)))
+        log.info("egress %s %s for %s%s: %d bytes sent, %d received",
+                 "allowed" if decision.allowed else "denied", decision.destination, message["key"],
+                 f" ({decision.reason})" if decision.reason else "", decision.sent, decision.received)
         kept = self._decisions[str(message["key"])]
         kept.append(decision)
         del kept[:-KEPT_PER_SANDBOX]

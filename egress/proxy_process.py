@@ -11,9 +11,9 @@ run by the socket its connection came through, never by anything the tool sends.
 to the listener that no relay made (from anything else on the host) has no run and is refused.
 
 Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allow": [{host,
-port}]}` and `{"op": "close", "key"}`, each answered on stdout with `{"id", "ok"}`; stdout also
-carries `{"event": "decision", "key", "host", "port", "allowed", "reason", "sent",
-"received"}` for every request or tunnel. stdin closing ends the process.
+port}]}`, `{"op": "close", "key"}` and `{"op": "ping"}`, each answered on stdout with `{"id",
+"ok"}`; stdout also carries `{"event": "decision", "key", "host", "port", "allowed", "reason",
+"sent", "received"}` for every request or tunnel. stdin closing ends the process.
 """
 
 from __future__ import annotations
@@ -254,6 +254,7 @@ async def _serve_control(egress: Egress) -> None:
                 await egress.open(str(request["key"]), str(request["socket"]), entries)
             elif request["op"] == "close":
                 await egress.close(str(request["key"]))
+            # "ping" needs nothing: its answer follows every decision written before it.
             egress.emit({"id": request.get("id"), "ok": True})
         except (OSError, KeyError, ValueError) as error:
             egress.emit({"id": request.get("id"), "ok": False, "error": str(error)})

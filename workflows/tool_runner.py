@@ -69,7 +69,8 @@ class ToolRunner:
         digests: Sequence[str] = (),
     ) -> list[ToolResult]:
         """Runs the calls at once; their results go to the next model call, in order. Each
-        sandbox lost under a call is told in `lost` (the step's note in the transcript).
+        sandbox lost under a call, and each destination the network policy refused during one
+        (`egress denied HOST:PORT`), is told in `lost` (the step's note in the transcript).
         `text` (what the model said with the calls) and `digests` (of each call's whole
         arguments) are shown to a person asked to approve one."""
         lost = [] if lost is None else lost
@@ -79,6 +80,8 @@ class ToolRunner:
         self.state.tool_results.extend(message for _, message in outcomes)
         results = [result for result, _ in outcomes]
         telemetry.tool_calls(calls, results, self.state.tool_names(self.input.tools))
+        for call, result in zip(calls, results, strict=True):
+            lost.extend(f"{call.name}: egress denied {destination}" for destination in result.egress_denied)
         return results
 
     async def _run_one(

@@ -8,13 +8,14 @@ import asyncio
 import os
 import socket
 import ssl
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from tether.contracts.network import NetworkPolicy
-from tether.egress.proxy import SOCKET_NAME, Decision, EgressProxy
+from tether.egress.proxy import SOCKET_NAME, Decision, EgressProxy, EgressUnavailable
 from tether.sandbox.image.executor import relay_egress
 
 from tests.egress.servers import MB, http_server, make_ca
@@ -149,3 +150,14 @@ async def test_a_closed_sockets_sandbox_reaches_nothing_any_more(egress: EgressP
         await egress.close("run-k")
         with pytest.raises(OSError):
             socket.socket(socket.AF_UNIX).connect(os.path.join(directory, SOCKET_NAME))
+
+
+async def test_a_proxy_that_cannot_start_says_which_interpreter_and_what_to_set(tmp_path: Path) -> None:
+    missing = EgressProxy(python=str(tmp_path / "no-python"))
+    with pytest.raises(EgressUnavailable, match="TETHER_EGRESS_PYTHON to an interpreter with mitmproxy 11"):
+        await missing.open("run-l", NetworkPolicy(allow=["evil.example"]))
+    # An interpreter without mitmproxy: the proxy's own last line of error says so.
+    without = EgressProxy(python=sys.executable)
+    with pytest.raises(EgressUnavailable, match="No module named 'mitmproxy'"):
+        await without.open("run-m", NetworkPolicy(allow=["evil.example"]))
+    await without.stop()

