@@ -837,6 +837,8 @@ def dev(
             server_process.terminate()
             server_process.wait()
     console.print("stopped")
+    if worker_process.returncode and worker_process.returncode > 0:
+        raise typer.Exit(1)  # the worker could not start, and said why
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 20) -> None:

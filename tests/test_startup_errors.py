@@ -112,3 +112,13 @@ async def test_an_otlp_protocol_tether_does_not_speak_stops_the_worker_in_one_li
     code, err = await tether_in(tmp_path, "worker", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
                                 OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}")
     one_line(code, err, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "http/protobuf")
+
+
+async def test_tether_dev_whose_worker_cannot_start_says_why_and_exits_non_zero(
+    tmp_path: Path, temporal_address: str
+):
+    code, err = await tether_in(tmp_path, "dev", TETHER_TOOLS="nowhere.tools",
+                                TEMPORAL_ADDRESS=temporal_address)
+    assert code not in (None, 0), err
+    assert "Traceback" not in err
+    assert "TETHER_TOOLS: tool module 'nowhere.tools' can't be imported" in err, err
