@@ -106,3 +106,16 @@ async def test_a_download_from_a_store_without_the_runs_files_fails_saying_so(
     assert "Traceback" not in err
     assert "out/a.txt" in err and "not in" in err and "the workers" in err, err
     assert not (tmp_path / "got").exists()
+
+
+async def test_tether_dev_names_a_dot_tether_of_an_earlier_tether_it_no_longer_reads(
+    temporal_address: str, tmp_path: Path
+):
+    (tmp_path / ".tether").mkdir()
+    (tmp_path / ".tether" / "temporal.db").write_bytes(b"")
+    # The worker stops at once (its tools entry does not load): only the note matters here.
+    _, _, err = await tether_in(tmp_path, temporal_address, "unused", "dev",
+                                XDG_DATA_HOME=str(tmp_path / "xdg"), TETHER_TOOLS="nowhere.tools")
+    assert f"note: {tmp_path / '.tether'} is no longer read" in err, err
+    assert f"data lives in {tmp_path / 'xdg' / 'tether'}" in err
+    assert f"TETHER_DATA_DIR={tmp_path / '.tether'}" in err
