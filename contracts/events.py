@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 from tether.contracts.messages import Strict, ToolResult, Usage
-from tether.contracts.run import AgentRunResult, BudgetView, RunStatus, StepRecord
+from tether.contracts.run import AgentRunResult, BudgetView, RunStatus, StepRecord, without_empty
 
 
 class StepStarted(Strict):
@@ -28,7 +28,12 @@ class StepStarted(Strict):
     step: int
     model: str
     messages: list[str] = Field(default_factory=list)
-    """What people said to the run that the model reads at this step (its transcript's)."""
+    """What people said to the run that the model reads at this step (its transcript's).
+    Absent when none."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_messages(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_empty(handler(self), "messages")
 
 
 class ToolCallStarted(Strict):

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from tether.contracts.files import MAX_FILES, ArtifactRecord, SkippedArtifact, digest_of, name_problem
 from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
 from tether.contracts.network import NetworkPolicy
@@ -214,6 +221,14 @@ class AgentRunInput(Strict):
         return globs
 
 
+def without_empty(data: Any, field: str) -> Any:
+    """`data` without `field` when it is empty: a field added later is absent where it says
+    nothing, so that a reader older than the field reads what it did before."""
+    if isinstance(data, dict) and not data.get(field):
+        data.pop(field, None)
+    return data
+
+
 class StepRecord(Strict):
     """One step of the transcript: what the model said and what its tools returned."""
 
@@ -226,7 +241,11 @@ class StepRecord(Strict):
     note: str | None = None
     messages: list[str] = Field(default_factory=list)
     """What people said to the run (`send_message`) that the model read at this step, as
-    they typed it, in order."""
+    they typed it, in order. Absent when none."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_messages(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_empty(handler(self), "messages")
 
 
 class AgentRunResult(Strict):
