@@ -270,7 +270,8 @@ async def main(confdir: str) -> None:
     # Tunnels pass through untouched: no TLS interception, the tool's TLS reaches the host.
     # Bodies stream (the addon sets every allowed flow's stream), so a large download is
     # never held whole.
-    opts.update(ignore_hosts=[".*"], connection_strategy="eager")
+    # No onboarding app: for a run that lists mitm.it, mitmproxy would answer it itself.
+    opts.update(ignore_hosts=[".*"], connection_strategy="eager", onboarding=False)
     running = asyncio.create_task(proxy.run())
     server = proxy.addons.get("proxyserver")
     while not server.listen_addrs():

@@ -161,3 +161,4 @@ async def test_a_proxy_that_cannot_start_says_which_interpreter_and_what_to_set(
     with pytest.raises(EgressUnavailable, match="No module named 'mitmproxy'"):
         await without.open("run-m", NetworkPolicy(allow=["evil.example"]))
     await without.stop()
+

@@ -105,6 +105,36 @@ async def test_a_sandbox_that_skips_the_proxy_reaches_nothing(egress_sandbox: Sa
             assert status == 0 and ("refused" in reason.lower() or "unreachable" in reason.lower()), reason
 
 
+RAW = """
+import socket, sys
+for request in sys.argv[1:]:
+    with socket.socket(socket.AF_UNIX) as proxy:
+        proxy.connect("/run/tether-egress/egress.sock")
+        proxy.sendall(request.encode().decode("unicode_escape").encode())
+        print(proxy.recv(65536).decode().split("\\r\\n")[0])
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_tool_that_speaks_to_the_socket_itself_gets_its_runs_policy_and_no_more(
+        egress_sandbox: Sandbox, runtime: str) -> None:
+    with http_server(host=HOST) as port, http_server() as unlisted:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        await call(sandbox, f"cat > /workspace/raw.py <<'EOF'\n{RAW}\nEOF")
+        requests = [f"GET http://{HOST}:{port}/hello HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n",
+                    f"CONNECT 127.0.0.1:{unlisted} HTTP/1.1\\r\\n\\r\\n",
+                    f"GET http://127.0.0.1:{unlisted}/hello HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"]
+        result = await call(sandbox, "python3 /workspace/raw.py " + " ".join(f"'{r}'" for r in requests))
+        assert result.stdout.splitlines() == [
+            "HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden", "HTTP/1.1 403 Forbidden"], result.stderr
+        # The socket's directory is root's and mounted read-only: no tool can put another
+        # socket in its place.
+        replaced = await call(sandbox, "rm -f /run/tether-egress/egress.sock; touch /run/tether-egress/x")
+        assert "cannot remove" in replaced.stderr and "cannot touch" in replaced.stderr
+        again = await call(sandbox, f"python3 /workspace/raw.py '{requests[0]}'")
+        assert again.stdout.splitlines() == ["HTTP/1.1 200 OK"], again.stderr
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_a_sandbox_with_network_none_has_no_proxy_variables_and_no_socket(
         egress_sandbox: Sandbox, runtime: str) -> None:
