@@ -130,7 +130,8 @@ class EgressProxy:
             try:
                 await asyncio.wait_for(process.wait(), 5)
             except TimeoutError:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
                 await process.wait()
         if self._reader is not None:
             self._reader.cancel()
@@ -160,7 +161,8 @@ class EgressProxy:
             except TimeoutError:
                 ready = b""
             if b'"ready"' not in ready:
-                self._process.kill()
+                with contextlib.suppress(ProcessLookupError):  # it may have exited already
+                    self._process.kill()
                 await self._process.wait()
                 said = (self._directory / "proxy.log").read_text(errors="replace").strip()
                 raise EgressUnavailable(
