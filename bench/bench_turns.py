@@ -22,6 +22,8 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.api.history.v1 import HistoryEvent
@@ -47,7 +49,8 @@ from bench.turn_times import (
 
 TURNS = peer.TURNS
 REPEATS = 5
-EXECUTOR_CALLS = 30
+EXECUTOR_CALLS = 10
+"""Calls straight through the executor after each of tether's runs."""
 LATE_STEPS = 5
 """Workflow tasks "at step 30" are those of the last `LATE_STEPS` steps."""
 MAX_RATIO = 0.6
@@ -113,32 +116,47 @@ async def peer_run(client: Client, queue: str, workflow: Any = peer.PeerAgentRun
     return list((await handle.fetch_history()).events)
 
 
+def alone_labels(stack: Stack) -> dict[str, str]:
+    """Labels for the sandboxes the benchmark makes itself. Not the worker's own id: while it
+    serves, its sweep removes every container of its id that serves no run."""
+    return {LABEL_MANAGED: "1", LABEL_WORKER: f"{stack.plugin.settings.worker_id}-alone"}
+
+
 async def in_process_run(stack: Stack) -> list[float]:
     return await in_process.turn_seconds(
         tether_input(), providers=stack.model.providers, sandboxes=stack.host.sandboxes.sandboxes,
-        worker_id=stack.plugin.settings.worker_id)
+        labels=alone_labels(stack))
 
 
-async def executor_seconds(stack: Stack) -> list[float]:
-    """The same command straight through the executor, as the tool activity runs it."""
+@asynccontextmanager
+async def executor_alone(stack: Stack) -> AsyncIterator[Callable[[int], Awaitable[list[float]]]]:
+    """Times the same command straight through the executor, as the tool activity runs it,
+    in a sandbox of its own: a batch after each of tether's runs, so the baseline sees the
+    machine as the runs did."""
     sandboxes = stack.host.sandboxes.sandboxes
     container = await asyncio.to_thread(
-        sandboxes.create, SandboxSpec(),
-        {LABEL_MANAGED: "1", LABEL_WORKER: stack.plugin.settings.worker_id},
+        sandboxes.create, SandboxSpec(), alone_labels(stack),
         name=f"tether-bench-{uuid.uuid4().hex[:12]}")
-    took = []
-    try:
-        for n in range(EXECUTOR_CALLS + 3):
+    calls = 0
+
+    async def batch(count: int) -> list[float]:
+        nonlocal calls
+        took = []
+        for _ in range(count):
+            calls += 1
             started = asyncio.get_running_loop().time()
             result = await sandboxes.run_tool(
-                container.id, tool="shell", arguments={"command": COMMAND.format(turn=n)},
-                key=f"bench/{n}", timeout_s=60, limit_bytes=65536)
+                container.id, tool="shell", arguments={"command": COMMAND.format(turn=calls % 100)},
+                key=f"bench/{calls}", timeout_s=60, limit_bytes=65536)
             assert result.exit_code == 0, result
-            if n >= 3:
-                took.append(asyncio.get_running_loop().time() - started)
+            took.append(asyncio.get_running_loop().time() - started)
+        return took
+
+    try:
+        await batch(3)  # warm-up
+        yield batch
     finally:
         await asyncio.to_thread(sandboxes.remove, container.id)
-    return took
 
 
 def ms(values: list[float]) -> float:
@@ -179,7 +197,8 @@ async def run(report: Report) -> None:
         async with (Worker(peer_client, task_queue=queue, workflows=[peer.PeerAgentRun]),
                     Worker(peer_client, task_queue=legacy_queue, workflows=[peer.PeerLegacyAgentRun]),
                     Worker(stack.client, task_queue=floor_queue, workflows=[floor.FloorWorkflow],
-                           activities=[floor.noop])):
+                           activities=[floor.noop]),
+                    executor_alone(stack) as executor_batch):
             # Warm-up: imports, sandbox, caches.
             await peer_run(peer_client, queue)
             await peer_run(peer_client, legacy_queue, peer.PeerLegacyAgentRun)
@@ -187,15 +206,16 @@ async def run(report: Report) -> None:
             await in_process_run(stack)
             tool_seconds = timed_tool_calls(stack)
             tools_by_run: list[list[float]] = []
+            executor: list[float] = []
             for _ in range(REPEATS):
                 before = len(tool_seconds)
                 ours.append(await tether_run(stack))
                 tools_by_run.append(tool_seconds[before:])
+                executor.extend(await executor_batch(EXECUTOR_CALLS))
                 theirs.append(await peer_run(peer_client, queue))
                 legacy.append(await peer_run(peer_client, legacy_queue, peer.PeerLegacyAgentRun))
                 floors.append(await floor_run(stack.client, floor_queue))
                 alone.extend((await in_process_run(stack))[1:])
-        executor = await executor_seconds(stack)
 
     def turns(histories: list[list[HistoryEvent]], is_model: Any) -> list[float]:
         return [s for events in histories for s in turn_seconds(events, is_model)[1:]]

@@ -18,19 +18,19 @@ from tether.activities.tools import render_for_model
 from tether.contracts import AgentRunInput, Message
 from tether.contracts.tools import BUILTIN_TOOLS
 from tether.llm import Providers
-from tether.sandbox.manager import LABEL_MANAGED, LABEL_WORKER, SandboxManager
+from tether.sandbox.manager import SandboxManager
 
 
 async def turn_seconds(run_input: dict[str, Any], *, providers: Providers,
-                       sandboxes: SandboxManager, worker_id: str) -> list[float]:
+                       sandboxes: SandboxManager, labels: dict[str, str]) -> list[float]:
     """Seconds from each model call's start to the next's, as the benchmark reads tether's
-    turns from its history; the sandbox is made before the loop."""
+    turns from its history; the sandbox (with `labels`) is made before the loop."""
     parsed = AgentRunInput.model_validate(run_input)
     spec, sandbox_spec = parsed.model, parsed.sandbox
     tools = [BUILTIN_TOOLS[name] for name in parsed.tools]
     model = providers.get(spec.provider)
     container = await asyncio.to_thread(
-        sandboxes.create, sandbox_spec, {LABEL_MANAGED: "1", LABEL_WORKER: worker_id},
+        sandboxes.create, sandbox_spec, labels,
         name=f"tether-bench-{uuid.uuid4().hex[:12]}")
     messages = [Message(role="system", content=parsed.system_prompt),
                 Message(role="user", content=parsed.task)]
