@@ -123,9 +123,12 @@ def alone_labels(stack: Stack) -> dict[str, str]:
 
 
 async def in_process_run(stack: Stack) -> list[float]:
-    return await in_process.turn_seconds(
+    played = await in_process.play(
         tether_input(), providers=stack.model.providers, sandboxes=stack.host.sandboxes.sandboxes,
         labels=alone_labels(stack))
+    if played.answer != f"Done after {TURNS} turns.":
+        raise RuntimeError(f"the in-process loop did not finish its script: {played.answer!r}")
+    return played.turns
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -21,10 +22,19 @@ from tether.llm import Providers
 from tether.sandbox.manager import SandboxManager
 
 
-async def turn_seconds(run_input: dict[str, Any], *, providers: Providers,
-                       sandboxes: SandboxManager, labels: dict[str, str]) -> list[float]:
+@dataclass
+class Played:
+    turns: list[float]
     """Seconds from each model call's start to the next's, as the benchmark reads tether's
-    turns from its history; the sandbox (with `labels`) is made before the loop."""
+    turns from its history."""
+    answer: str
+    """The final answer, which a script can make from what its tools printed."""
+
+
+async def play(run_input: dict[str, Any], *, providers: Providers,
+               sandboxes: SandboxManager, labels: dict[str, str]) -> Played:
+    """Plays the run's script to its final answer; the sandbox (with `labels`) is made before
+    the loop and removed after it."""
     parsed = AgentRunInput.model_validate(run_input)
     spec, sandbox_spec = parsed.model, parsed.sandbox
     tools = [BUILTIN_TOOLS[name] for name in parsed.tools]
@@ -42,7 +52,7 @@ async def turn_seconds(run_input: dict[str, Any], *, providers: Providers,
             turn = await model.complete(spec, messages, tools)
             messages.append(Message(role="assistant", content=turn.text, tool_calls=turn.tool_calls))
             if not turn.tool_calls:
-                break
+                return Played([b - a for a, b in pairwise(starts)], turn.text or "")
             for index, call in enumerate(turn.tool_calls):
                 result = await sandboxes.run_tool(
                     container.id, tool=call.name, arguments=call.arguments,
@@ -53,4 +63,4 @@ async def turn_seconds(run_input: dict[str, Any], *, providers: Providers,
                                         content=render_for_model(result)))
     finally:
         await asyncio.to_thread(sandboxes.remove, container.id)
-    return [b - a for a, b in pairwise(starts)]
+    raise RuntimeError(f"the script did not end within {parsed.budget.max_steps} steps")
