@@ -117,6 +117,6 @@ async def tether_cli(temporal_address: str, worker: str, *args: str, **env: str)
     that tables don't wrap. Returns the exit code, stdout and stderr."""
     quoted = " ".join(f"'{a}'" for a in args)
     return await run_command(
-        f"{sys.executable} cli.py {quoted}",
+        f"{sys.executable} -m tether.cli {quoted}",
         env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
              "COLUMNS": "200", **env})

@@ -94,7 +94,7 @@ async def test_watch_shows_the_steps_text_the_digest_and_the_command_that_prints
     env = {**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
            "COLUMNS": "200"}
     terminal = await asyncio.create_subprocess_exec(
-        sys.executable, "cli.py", "watch", handle.id, cwd=ROOT, env=env,
+        sys.executable, "-m", "tether.cli", "watch", handle.id, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert terminal.stdout is not None
     shown = ""

@@ -65,7 +65,8 @@ async def test_run_says_when_no_worker_polls_its_queue_instead_of_waiting_silent
 ):
     nobody = f"nobody-{uuid.uuid4().hex[:8]}"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "cli.py", "run", "hello", "--model", "scripted:examples/demo.json", "--wait",
+        sys.executable, "-m", "tether.cli", "run", "hello", "--model", "scripted:examples/demo.json",
+        "--wait",
         "--id", f"run-{nobody}", cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "TETHER_TASK_QUEUE": nobody, "TEMPORAL_ADDRESS": temporal_address})
     try:
@@ -118,7 +119,7 @@ async def test_extend_speaks_of_the_flags_typed_and_says_when_a_limit_is_unlimit
     ("gpt-4o-mini", "openai:gpt-4o-mini"),
     ("claude-3-5-haiku-latest", "anthropic:claude-3-5-haiku-latest")])
 async def test_a_model_without_a_provider_gets_a_suggestion(model: str, suggested: str):
-    code, _, err = await run_command(f"{sys.executable} cli.py run hello --model {model}")
+    code, _, err = await run_command(f"{sys.executable} -m tether.cli run hello --model {model}")
     one_clear_line(code, err, f"--model {model} names no provider", f"--model {suggested}")
 
 

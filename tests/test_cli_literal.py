@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from temporalio.client import Client
 from tether import client as tether
-from tether.display import clipped, literal, print_result
+from tether.cli.render import clipped, literal, print_result
 
 from tests.helpers import wait_for
 from tests.scripts import scripted_run, turn
@@ -121,7 +121,7 @@ async def cli(temporal_address: str, worker: str, *args: str) -> tuple[int, str,
            "COLUMNS": "400"}
     env.pop("FORCE_COLOR", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "cli.py", *args, cwd=ROOT, env=env,
+        sys.executable, "-m", "tether.cli", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
     return process.returncode or 0, stdout.decode(), stderr.decode()

@@ -58,7 +58,7 @@ def start(port: int, keys: str | None, *args: str, token: str | None = None) -> 
         env["TETHER_ENCRYPTION_KEYS"] = keys
     if token:
         env["TETHER_CODEC_TOKEN"] = token
-    return subprocess.Popen([sys.executable, "cli.py", "codec-server", "--port", str(port), *args],
+    return subprocess.Popen([sys.executable, "-m", "tether.cli", "codec-server", "--port", str(port), *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -307,7 +307,7 @@ def test_tether_server_gives_the_web_ui_an_endpoint_that_carries_the_token(tmp_p
     env = {k: v for k, v in os.environ.items() if k != "TEMPORAL_ADDRESS"}
     env.update(TETHER_ENCRYPTION_KEYS=KEYS, TETHER_CODEC_TOKEN=TOKEN, TETHER_DATA_DIR=str(tmp_path))
     server = subprocess.Popen(
-        [sys.executable, "cli.py", "server", "--port", str(port), "--ui-port", str(ui_port),
+        [sys.executable, "-m", "tether.cli", "server", "--port", str(port), "--ui-port", str(ui_port),
          "--codec-endpoint", f"http://localhost:{codec_port}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     codec = start(codec_port, KEYS, "--cors-origin", f"http://localhost:{ui_port}", token=TOKEN)
@@ -329,7 +329,7 @@ def test_tether_dev_without_a_token_makes_one_for_its_codec_server_and_its_web_u
     env = {k: v for k, v in os.environ.items() if k != "TETHER_CODEC_TOKEN"}
     env.update(TETHER_ENCRYPTION_KEYS=KEYS, TETHER_DATA_DIR=str(tmp_path), TETHER_UI_PORT=str(ui_port),
                TEMPORAL_ADDRESS=f"127.0.0.1:{port}", TETHER_TASK_QUEUE=f"dev-{port}")
-    dev = subprocess.Popen([sys.executable, "cli.py", "dev", "--codec-endpoint", f"http://localhost:{codec_port}"],
+    dev = subprocess.Popen([sys.executable, "-m", "tether.cli", "dev", "--codec-endpoint", f"http://localhost:{codec_port}"],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     try:

@@ -181,7 +181,7 @@ async def encrypted_run(stack: Stack) -> EncryptedRun:
 
 def tether_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k != "TETHER_ENCRYPTION_KEYS"}
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "tether.cli", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120)
 
 
@@ -258,7 +258,7 @@ async def test_a_failure_message_is_encrypted_too(stack):
 async def test_temporal_workflow_show_with_the_codec_servers_token_shows_plaintext(stack, encrypted_run):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "cli.py", "codec-server", "--port", str(port)], cwd=ROOT,
+        [sys.executable, "-m", "tether.cli", "codec-server", "--port", str(port)], cwd=ROOT,
         env={**os.environ, "TETHER_ENCRYPTION_KEYS": KEY_A, "TETHER_CODEC_TOKEN": CODEC_TOKEN},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -152,7 +152,7 @@ async def test_the_cli_runs_a_scripted_agent_and_prints_json(
     temporal_address: str, worker: str
 ):
     code, stdout, stderr = await run_command(
-        f"{sys.executable} cli.py run demo --model scripted:examples/demo.json --wait --json",
+        f"{sys.executable} -m tether.cli run demo --model scripted:examples/demo.json --wait --json",
         shell=True, env={**os.environ, "TETHER_TASK_QUEUE": worker,
                          "TEMPORAL_ADDRESS": temporal_address},
     )

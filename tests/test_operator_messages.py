@@ -73,7 +73,7 @@ async def test_a_watch_that_began_before_the_message_shows_it(
                                       approval={"tools": ["shell"]}),
         task_queue=worker)
     watcher = await asyncio.create_subprocess_exec(
-        sys.executable, "cli.py", "watch", handle.id, "--json", cwd=ROOT,
+        sys.executable, "-m", "tether.cli", "watch", handle.id, "--json", cwd=ROOT,
         env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     await wait_for(lambda: _waiting(temporal_client, handle.id), what="the call to wait")

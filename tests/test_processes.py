@@ -42,7 +42,7 @@ async def test_the_worker_process_stops_cleanly_on_sigterm(temporal_address: str
 
 async def test_tether_dev_runs_server_and_worker_and_ctrl_c_stops_both(tmp_path, docker_engine):
     port, ui_port = free_port(), free_port()
-    dev = await start(sys.executable, "cli.py", "dev", env={
+    dev = await start(sys.executable, "-m", "tether.cli", "dev", env={
         "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
         "TETHER_UI_PORT": str(ui_port),
         "TETHER_DATA_DIR": str(tmp_path),

@@ -34,7 +34,7 @@ def profile_env(config_file: Path, **more: str) -> dict[str, str]:
 
 
 def tether_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tether.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
 
 
@@ -112,7 +112,7 @@ async def test_a_worker_and_a_run_through_a_profile_use_its_namespace(
     env = profile_env(config_file, TETHER_TASK_QUEUE=queue, TETHER_WORKER_ID=queue)
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "cli.py", "--profile", "staging", "worker"],
+        worker = subprocess.Popen([sys.executable, "-m", "tether.cli", "--profile", "staging", "worker"],
                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     in_namespace = await tether_client.connect(address=temporal_address, namespace=namespace)
     try:

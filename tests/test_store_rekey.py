@@ -166,7 +166,7 @@ def test_rekey_while_a_worker_writes_and_runs_read_the_same_store(blobs: ObjectB
 
 def tether(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    return subprocess.Popen([sys.executable, "cli.py", *args], cwd=ROOT, env={**clean, **env},
+    return subprocess.Popen([sys.executable, "-m", "tether.cli", *args], cwd=ROOT, env={**clean, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

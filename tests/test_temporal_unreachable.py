@@ -161,7 +161,7 @@ def test_a_command_says_in_one_line_that_the_server_is_unreachable_and_what_to_c
     command: list[str],
 ):
     closed = f"127.0.0.1:{free_port()}"  # bound a moment ago, closed: nothing listens there
-    done = subprocess.run([sys.executable, "cli.py", *command], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "tether.cli", *command], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "TEMPORAL_ADDRESS": closed})
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr
@@ -178,17 +178,17 @@ def test_a_command_says_in_one_line_that_the_server_is_unreachable_and_what_to_c
 def test_a_server_lost_in_the_middle_of_a_command_is_the_same_one_line(
     error: Exception, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ):
-    from tether import cli
+    from tether.cli import context, errors
 
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:7999")
-    cli.settings.cache_clear()
+    context.settings.cache_clear()
     if not isinstance(error, RPCError):
         error.__cause__ = RPCError("Connection refused", RPCStatusCode.UNAVAILABLE, b"")
     try:
         with pytest.raises(typer.Exit) as exited:
-            cli._unreachable(error)
+            errors.unreachable(error)
     finally:
-        cli.settings.cache_clear()
+        context.settings.cache_clear()
     assert exited.value.exit_code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: the Temporal server at 127.0.0.1:7999 is unreachable: "), line
@@ -196,10 +196,10 @@ def test_a_server_lost_in_the_middle_of_a_command_is_the_same_one_line(
 
 
 def test_another_failure_of_a_command_is_not_called_unreachable():
-    from tether import cli
+    from tether.cli import errors
 
-    cli._unreachable(RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b""))  # no exit
-    cli._unreachable(ConnectionError("the Docker engine refused"))
+    errors.unreachable(RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b""))  # no exit
+    errors.unreachable(ConnectionError("the Docker engine refused"))
 
 
 # -- the worker: waits for its server at start, starts again when it loses it --
@@ -211,7 +211,7 @@ async def test_a_worker_waiting_for_its_server_logs_one_line_per_attempt_and_sto
     SIGTERM stops it at once with exit code 0."""
     closed = f"127.0.0.1:{free_port()}"
     worker = WorkerSubprocess(address=closed, data_dir=tmp_path, log_file=tmp_path / "worker.log")
-    worker.start("cli.py", "worker")
+    worker.start("-m", "tether.cli", "worker")
     try:
         await wait_for(lambda: len(unreachable_lines(worker.log(), closed)) >= 2 or not worker.alive,
                        timeout=30, what="two attempts to connect")

@@ -163,7 +163,7 @@ async def test_tether_watch_in_two_terminals_and_run_follow_show_the_run_to_its_
     env = {**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
            "COLUMNS": "200"}
     terminals = [await asyncio.create_subprocess_exec(
-        sys.executable, "cli.py", "watch", handle.id, cwd=ROOT, env=env,
+        sys.executable, "-m", "tether.cli", "watch", handle.id, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for _ in range(2)]
     shown = ["", ""]
     for i, terminal in enumerate(terminals):  # both show the waiting call before anyone answers

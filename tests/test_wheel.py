@@ -47,6 +47,14 @@ def test_the_wheel_holds_the_test_kit_for_users(wheel: Path):
     assert "tether/_testing/environment.py" in names
 
 
+def test_the_wheel_holds_the_tether_command_whole(wheel: Path):
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    assert {"tether/cli/__init__.py", "tether/cli/__main__.py", "tether/cli/runs.py"} <= names
+    [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "tether = tether.cli:main" in archive.read(entry_points).decode()
+
+
 def test_an_application_with_its_own_workflows_and_settings_imports_beside_tether(
     wheel: Path, tmp_path: Path
 ):

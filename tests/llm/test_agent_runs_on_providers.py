@@ -210,7 +210,7 @@ async def test_streamed_partial_text_is_visible_in_the_heartbeat_and_through_tet
         assert partial == "Thinking out lou"
         assert await tether.partial_text(temporal_client, handle.id) == "Thinking out lou"
         code, out, err = await run_command(
-            f"{sys.executable} cli.py status {handle.id} --json",
+            f"{sys.executable} -m tether.cli status {handle.id} --json",
             env={**os.environ, "TEMPORAL_ADDRESS": temporal_address})
         assert code == 0, err
         assert json.loads(out)["partial_text"] == "Thinking out lou"

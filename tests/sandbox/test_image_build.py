@@ -227,7 +227,7 @@ async def test_the_cli_builds_with_json_and_names_a_missing_package(
 
 async def tether_cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "cli.py", *args, cwd=ROOT, env={**os.environ, "COLUMNS": "300"},
+        sys.executable, "-m", "tether.cli", *args, cwd=ROOT, env={**os.environ, "COLUMNS": "300"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=600)
     return process.returncode or 0, stdout.decode(), stderr.decode()
