@@ -1012,7 +1012,15 @@ def _accept_egress(listener: socket.socket, socket_path: str) -> None:
 def _relay_one(client: socket.socket, socket_path: str) -> None:
     upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        upstream.connect(socket_path)
+        try:
+            upstream.connect(socket_path)
+        except OSError as error:
+            # The proxy went with its worker: say so, rather than reset a tool that can't tell why.
+            body = (f"tether egress: the host's egress proxy is not there ({error.strerror}):"
+                    " its worker restarted, or the proxy stopped, since this sandbox was made\n").encode()
+            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                           b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
         back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
         back.start()
         _pipe(client, upstream)

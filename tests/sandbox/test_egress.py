@@ -191,3 +191,12 @@ async def test_pip_installs_a_package_from_an_allowed_index_through_the_proxy(
         assert refused.exit_code != 0 and "No matching distribution found" in refused.stderr
         await egress.settle()
         assert [(d.destination, d.allowed) for d in egress.take(sandbox)][-1] == ("evil.example:80", False)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_sandbox_whose_proxy_is_gone_is_told_so_with_a_503(
+        egress_sandbox: Sandbox, egress: EgressProxy, runtime: str) -> None:  # noqa: F811
+    sandbox = await egress_sandbox(runtime, "evil.example")
+    await egress.close(sandbox)  # as when its worker, and so the worker's proxy, went away
+    status, body = await fetch(sandbox, "http://evil.example/")
+    assert status == 503 and "tether egress: the host's egress proxy is not there" in body
