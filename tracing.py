@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from threading import Lock
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -55,7 +55,6 @@ from tether.contracts.activities import (
     ToolCallHereOutput,
 )
 from tether.metrics import provider_name, request_model
-from tether.settings import TetherSettings
 
 log = logging.getLogger("tether.tracing")
 TRACER = "tether"
@@ -78,7 +77,23 @@ class JsonLinesExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def check_exporter(settings: TetherSettings) -> None:
+class TraceSettings(Protocol):
+    """What tracing reads of a process's settings (`TetherSettings` has it): passed in by
+    whoever sets a process up, so nothing the activities import reads settings itself."""
+
+    @property
+    def otel_exporter_otlp_protocol(self) -> str | None: ...
+    @property
+    def otlp_traces_endpoint(self) -> str | None: ...
+    @property
+    def trace_path(self) -> Path | None: ...
+    @property
+    def trace_file(self) -> str | None: ...
+    @property
+    def trace_content(self) -> bool: ...
+
+
+def check_exporter(settings: TraceSettings) -> None:
     """Raises ValueError, in one line, when spans go over OTLP in a protocol tether lacks."""
     protocol = settings.otel_exporter_otlp_protocol
     if settings.otlp_traces_endpoint is not None and protocol not in (None, "http/protobuf"):
@@ -88,7 +103,7 @@ def check_exporter(settings: TetherSettings) -> None:
             "OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port (4318 by convention)")
 
 
-def exporters(settings: TetherSettings) -> list[SpanExporter]:
+def exporters(settings: TraceSettings) -> list[SpanExporter]:
     """Where this process's spans go, as the settings say."""
     chosen: list[SpanExporter] = []
     endpoint = settings.otlp_traces_endpoint
@@ -103,7 +118,7 @@ def exporters(settings: TetherSettings) -> list[SpanExporter]:
     return chosen
 
 
-def configure(settings: TetherSettings, service: str = "tether-worker") -> bool:
+def configure(settings: TraceSettings, service: str = "tether-worker") -> bool:
     """Sets up this process's tracer provider from `settings`, unless one is set already
     (OpenTelemetry's is one per process: the first caller's wins). Returns whether a
     replay-safe provider is in place, which Temporal's workflow spans need."""
@@ -127,7 +142,7 @@ def configure(settings: TetherSettings, service: str = "tether-worker") -> bool:
     return True
 
 
-def interceptors(settings: TetherSettings) -> list[Interceptor | WorkerInterceptor]:
+def interceptors(settings: TraceSettings) -> list[Interceptor | WorkerInterceptor]:
     """Client (and so worker) interceptors that trace runs as the settings say (none when
     spans go nowhere): Temporal's spans first, so tether's are their children."""
     if configure(settings):
