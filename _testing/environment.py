@@ -27,7 +27,7 @@ from tether.contracts import AgentRunInput, AgentRunResult
 from tether.plugin import TetherPlugin
 from tether.sandbox.engine import EngineUnavailable, connect_engine
 from tether.settings import TetherSettings
-from tether.workflows.agent import parse_input
+from tether.workflows.run_input import parse_input
 
 Plugin = temporal_client.Plugin | temporal_worker.Plugin
 END_SECONDS = 10.0

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTSIDE_THE_PACKAGE = ("tests", "bench", "scripts", "docs", "examples", "deploy", "build", ".venv")
 MAX_LINES = 600
 # Each still to be split (issue 19), by the engineers who own them.
-NOT_YET_SPLIT = {"workflows/agent.py", "sandbox/image/executor.py"}
+NOT_YET_SPLIT = {"sandbox/image/executor.py"}
 
 
 def test_no_product_module_is_over_600_lines():

@@ -9,13 +9,12 @@ is a durable timer that interrupts the step in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from tether.contracts import (
@@ -23,24 +22,13 @@ with workflow.unsafe.imports_passed_through():
         AgentRunResult,
         FinalStatus,
         Message,
-        ModelCallInput,
-        ModelCallOutput,
         NewMessage,
         RunStatus,
-        StartConversationInput,
-        StartConversationOutput,
         StepRecord,
     )
-    from tether.contracts.activities import (
-        COLLECT_ARTIFACTS,
-        MCP_LIST_TOOLS,
-        MODEL_CALL,
-        START_CONVERSATION,
-    )
     from tether.contracts.caps import cap_record
-    from tether.contracts.digests import given_digest
     from tether.contracts.events import RunProgress
-    from tether.contracts.files import CollectInput, RunArtifacts
+    from tether.contracts.files import RunArtifacts
     from tether.contracts.names import (
         AGENT_RUN,
         QUERY_ARTIFACTS,
@@ -52,23 +40,23 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_EXTEND_BUDGET,
         UPDATE_SEND_MESSAGE,
     )
-    from tether.contracts.tools import McpListInput, McpListOutput
     from tether.workflows import budget as budgets
     from tether.workflows import visibility
+    from tether.workflows.artifacts import collect_artifacts
     from tether.workflows.budget import BudgetExhausted, Spent
     from tether.workflows.deadline import Deadline
-    from tether.workflows.failures import host_gone, root_message, sandbox_lost, stop_if_cancelled
+    from tether.workflows.model_turn import model_turn
     from tether.workflows.options import DEFAULT_OPTIONS
+    from tether.workflows.run_input import parse_input
+    from tether.workflows.run_start import list_mcp_tools, start_conversation
     from tether.workflows.sandbox_lease import SandboxLease
     from tether.workflows.state import RunState
+    from tether.workflows.steering import check_approval, check_text, require_running
     from tether.workflows.tool_runner import ToolRunner
 
 T = TypeVar("T")
 
-MAX_MESSAGE_CHARS = 32_000
 LASTING_ATTRIBUTES_PATCH = "search-attributes-when-lasting"
-LIST_AGAIN_PATCH = "mcp-listing-again-in-a-new-sandbox"
-REFUSED_ENDPOINTS_PATCH = "refused-endpoints-are-invalid-input"
 REFUSED_AT_START_PATCH = "refused-at-start-shows-failed"
 FINAL_ANSWER_PROMPT = (
     "The run's budget is spent. Give your final answer now, from what you have, "
@@ -141,9 +129,9 @@ class AgentRun:
         """Stores the task and lists the run's tools; a run refused here (a tool or an
         endpoint the worker lacks) shows as failed, with why, like one that fails later."""
         try:
-            await self._start_conversation()
+            await start_conversation(self._state, self._input, self.options)
             if self._input.mcp_servers:
-                await self._list_mcp_tools()
+                await list_mcp_tools(self._state, self._input, self._lease, self.options)
         except ApplicationError as refused:
             if workflow.patched(REFUSED_AT_START_PATCH):
                 self._state.phase = "failed"
@@ -195,8 +183,9 @@ class AgentRun:
         state = self._state
         state.step += 1
         try:
-            turn, served_by, note, heard = await self._model_turn(
-                tools=[] if final else state.tool_names(self._input.tools))
+            turn, served_by, note, heard = await model_turn(
+                state, tools=[] if final else state.tool_names(self._input.tools),
+                options=self.options, model_label=self._model_label())
         except asyncio.CancelledError:
             state.record(StepRecord(step=state.step, model=self._model_label(),
                                     note="interrupted during the model call"))
@@ -243,50 +232,6 @@ class AgentRun:
             entry.note = joined(entry.note, *lost)
             state.record(entry)
             self._publish()
-
-    async def _model_turn(
-        self, *, tools: Sequence[str],
-    ) -> tuple[ModelCallOutput, str, str | None, list[str]]:
-        """Calls the primary model; on a permanent failure or spent retries, each fallback.
-        Returns its answer, the model that gave it, notes, and the people's messages it read."""
-        state = self._state
-        state.phase = "thinking"
-        notes: list[str] = []
-        # Tool results first: providers need each right after the call it answers.
-        sent_results, sent_inbox = len(state.tool_results), len(state.inbox)
-        append = [*state.tool_results, *state.inbox]
-        heard = list(state.from_people)
-        state.in_flight = StepRecord(step=state.step, model=self._model_label(), messages=heard)
-        for index, spec in enumerate(state.models):
-            label = visibility.model_label(spec)
-            try:
-                turn = await workflow.execute_activity(
-                    MODEL_CALL,
-                    ModelCallInput(workflow_id=workflow.info().workflow_id, step=state.step,
-                                   model=spec, head=state.head or "", append=append,
-                                   tools=list(tools), toolset=state.toolset),
-                    result_type=ModelCallOutput,
-                    start_to_close_timeout=self.options.model_timeout,
-                    heartbeat_timeout=self.options.model_heartbeat,
-                    retry_policy=self.options.model_retry,
-                    summary=f"step {state.step} · {label}",
-                )
-            except ActivityError as error:
-                stop_if_cancelled(error)
-                reason = f"{label} failed: {root_message(error)}"
-                state.last_error = reason
-                if index == len(state.models) - 1:
-                    raise ApplicationError(reason, type="ModelFailed", non_retryable=True) from None
-                notes.append(f"{reason}; fell back to {visibility.model_label(state.models[index + 1])}")
-                continue
-            state.head = turn.head
-            # Only what this call carried: a message sent during the call waits for the next.
-            del state.tool_results[:sent_results]
-            del state.inbox[:sent_inbox]
-            del state.from_people[:len(heard)]
-            state.last_model = label
-            return turn, label, "; ".join(notes) or None, heard
-        raise ApplicationError("no model to call", type="ModelFailed", non_retryable=True)
 
     async def _final_answer(self) -> str | None:
         """With `on_exhausted: final_answer`, one last turn without tools, when tokens,
@@ -402,25 +347,7 @@ class AgentRun:
     @approve.validator
     def _validate_approve(self, call_id: str, approved: bool, reason: str | None = None,
                           digest: str | None = None) -> None:
-        approvals = self._state.approvals if self.state else {}
-        if call_id not in approvals:
-            waiting = ", ".join(approvals) or "none"
-            raise ValueError(f"no call {call_id!r} is waiting for approval (waiting: {waiting})")
-        # A JSON null gets past the SDK's decoding as None, whatever the parameter's type.
-        if not isinstance(approved, bool):
-            raise ValueError(f"approved must be true or false, got {approved!r}")
-        if reason is not None:
-            check_text("the reason", reason)
-        request = approvals[call_id].request
-        if digest is not None:
-            check_digest(call_id, request.arguments_digest, digest)
-        elif approved and request.capped and request.arguments_digest is not None:
-            # Nobody has seen such a call whole but through the store, which gives the digest:
-            # approved without it, the unseen middle would run.
-            raise ValueError(
-                f"call {call_id}'s arguments are cut in the middle in the run's history, so an "
-                f"approval must name their digest: read them whole with `tether status "
-                f"{workflow.info().workflow_id}` and approve with the --digest it prints")
+        check_approval(self._state.approvals if self.state else {}, call_id, approved, reason, digest)
 
     @workflow.update(name=UPDATE_CANCEL)
     async def cancel(self, reason: str = "cancelled by a person") -> str:
@@ -430,7 +357,7 @@ class AgentRun:
 
     @cancel.validator
     def _validate_cancel(self, reason: str = "cancelled by a person") -> None:
-        self._require_running()
+        require_running(self.state)
         check_text("the reason", reason)
 
     @workflow.update(name=UPDATE_SEND_MESSAGE)
@@ -442,7 +369,7 @@ class AgentRun:
 
     @send_message.validator
     def _validate_send_message(self, text: str) -> None:
-        self._require_running()
+        require_running(self.state)
         check_text("the message", text)
         if not text.strip():
             raise ValueError("the message is empty")
@@ -460,14 +387,8 @@ class AgentRun:
 
     @extend_budget.validator
     def _validate_extend_budget(self, more: dict[str, Any]) -> None:
-        self._require_running()
+        require_running(self.state)
         budgets.extend(self._state.budget, more)  # raises, naming the field, on a bad one
-
-    def _require_running(self) -> None:
-        if self.state is None:
-            raise ValueError("the run's input is invalid: it never started")
-        if self.state.phase in visibility.FINAL_PHASES:
-            raise ValueError(f"the run has already ended ({self.state.phase})")
 
     # --- small helpers ----------------------------------------------------------------
     @property
@@ -510,140 +431,8 @@ class AgentRun:
         return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed())
 
     async def _collect_artifacts(self) -> RunArtifacts:
-        """Takes the files the input's `artifacts` globs match from the sandbox into the store,
-        once, before the sandbox is released. A run that never had a sandbox has none."""
-        state = self._state
-        # Only a run that asks for artifacts issues this activity. The field is newer than
-        # every recorded history (an older worker refuses an input that has it), so those
-        # replay without the command and need no `workflow.patched` marker.
-        if not self._input.artifacts or state.artifacts is not None:
-            return state.artifacts or RunArtifacts()
-        state.artifacts = RunArtifacts()
-        sandbox = await self._lease.settle()
-        if sandbox is None:
-            return state.artifacts
-        try:
-            state.artifacts = await workflow.execute_activity(
-                COLLECT_ARTIFACTS,
-                CollectInput(workflow_id=workflow.info().workflow_id, container_id=sandbox.container_id,
-                             started_at=sandbox.started_at, globs=self._input.artifacts),
-                result_type=RunArtifacts,
-                task_queue=sandbox.task_queue,
-                start_to_close_timeout=self.options.collect_timeout,
-                schedule_to_start_timeout=self.options.host_wait(sandbox.host_wait_seconds),
-                retry_policy=self.options.collect_retry,
-                summary="collect artifacts",
-            )
-        except ActivityError as error:
-            state.last_error = f"artifacts could not be collected: {root_message(error)}"
-        return state.artifacts
+        return await collect_artifacts(self._state, self._input, self._lease, self.options)
 
-    async def _list_mcp_tools(self) -> None:
-        """Lists the run's MCP servers' tools once, at its start, and adds them to its tools;
-        a server that runs in the sandbox is started there to be asked (again in a new
-        sandbox when that one is lost first, as a tool call is)."""
-        state = self._state
-        in_sandbox = any(server.command for server in self._input.mcp_servers)
-        for attempt in range(2):
-            sandbox = await self._lease.get() if in_sandbox else None
-            try:
-                listed = await workflow.execute_activity(
-                    MCP_LIST_TOOLS,
-                    McpListInput(toolset=state.toolset or "", servers=self._input.mcp_servers,
-                                 container_id=sandbox.container_id if sandbox else None,
-                                 started_at=sandbox.started_at if sandbox else None),
-                    result_type=McpListOutput,
-                    task_queue=sandbox.task_queue if sandbox else None,
-                    start_to_close_timeout=self.options.mcp_list_timeout,
-                    schedule_to_start_timeout=(
-                        self.options.host_wait(sandbox.host_wait_seconds) if sandbox else None),
-                    retry_policy=self.options.mcp_list_retry,
-                    summary="list MCP tools",
-                )
-            except ActivityError as error:
-                if (sandbox is not None and attempt == 0 and sandbox_lost(error)
-                        and workflow.patched(LIST_AGAIN_PATCH)):
-                    state.last_error = (f"sandbox on {sandbox.worker} lost ({root_message(error)}); "
-                                        "listing the MCP servers' tools again in a new sandbox")
-                    self._lease.lose(sandbox, host_answered=not host_gone(error))
-                    continue
-                raise ApplicationError(f"the run's MCP servers could not be listed: {root_message(error)}",
-                                       type="RunRefused", non_retryable=True) from None
-            state.toolset, state.routes = listed.toolset, listed.routes
-            return
-
-    async def _start_conversation(self) -> None:
-        try:
-            # A local activity: its input (the task, and any script) is already in history
-            # as the run's input, and a local activity's input is not recorded again.
-            started = await workflow.execute_local_activity(
-                START_CONVERSATION,
-                StartConversationInput(
-                    system_prompt=self._input.system_prompt, task=self._input.task,
-                    models=[self._input.model, *self._input.fallback_models],
-                    max_cost_usd=self._input.budget.max_cost_usd, tools=self._input.tools,
-                    files=self._input.files, disk_mb=self._input.sandbox.disk_mb,
-                    mcp_servers=self._input.mcp_servers),
-                result_type=StartConversationOutput,
-                start_to_close_timeout=self.options.start_timeout,
-                retry_policy=self.options.start_retry,
-                summary="store the task",
-            )
-        except ActivityError as error:
-            # A run that can't start (a cost budget nobody can count) fails with the reason;
-            # one whose input gives a URL or a key variable the worker did not configure fails
-            # as any invalid input does.
-            kind = "RunRefused"
-            if invalid_input(error) and workflow.patched(REFUSED_ENDPOINTS_PATCH):
-                kind = "InvalidInput"
-            raise ApplicationError(root_message(error), type=kind,
-                                   non_retryable=True) from None
-        self._state.head, self._state.models = started.head, started.models
-        self._state.toolset, self._state.routes = started.toolset, started.routes
-        self._state.phase = "thinking"
-
-
-def parse_input(raw: Any) -> AgentRunInput:
-    """Validates the run's input; a malformed one fails the run at once, never retried."""
-    try:
-        return AgentRunInput.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()
-        )
-        raise ApplicationError(
-            f"invalid AgentRun input: {problems}", type="InvalidInput", non_retryable=True
-        ) from None
-
-
-def invalid_input(error: ActivityError) -> bool:
-    """Whether the activity refused what the run's input asks for."""
-    return isinstance(error.cause, ApplicationError) and error.cause.type == "InvalidInput"
-
-
-def check_text(what: str, value: object) -> None:
-    """An update's text argument: a string (a JSON null decodes as None), and no longer than a
-    message, since it reaches the model's next input or the run's result, both in history."""
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be text, got {'null' if value is None else type(value).__name__}")
-    if len(value) > MAX_MESSAGE_CHARS:
-        raise ValueError(f"{what} has {len(value)} characters; the limit is {MAX_MESSAGE_CHARS}")
-
-
-def check_digest(call_id: str, waiting: str | None, given: object) -> None:
-    """An approval's digest must name the arguments that would run. The refusal shows only the
-    start of the right one: enough to recognise, not to approve unread."""
-    if not isinstance(given, str):
-        raise ValueError(f"the digest must be text, got {type(given).__name__}")
-    digest = given_digest(given)
-    read_it = f"read it again with `tether status {workflow.info().workflow_id}`"
-    if waiting is None:
-        raise ValueError(f"call {call_id} was asked for before tether recorded digests, so none "
-                         f"can be checked: {read_it} and approve it without a digest")
-    if digest != waiting:
-        raise ValueError(f"call {call_id} would run arguments with digest {waiting[:19]}…, not "
-                         f"{digest[:19]}…: what was read is not what would run; {read_it} and "
-                         "approve with the digest it prints")
 
 
 def joined(*notes: str | None) -> str | None:

@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from tether import client as tether
 from tether.contracts import AgentRunInput, AgentRunResult, names
-from tether.workflows.agent import parse_input
+from tether.workflows.run_input import parse_input
 
 from tests.fuzz.health import assert_healthy
 from tests.fuzz.inputs import mutated_inputs, valid_inputs, with_value
