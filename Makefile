@@ -11,7 +11,7 @@ PHOENIX   := $(VENV)/phoenix/.installed-$(PHOENIX_VERSION)
 EGRESS    := $(VENV)/egress/.installed
 PYTHON    ?= python3
 
-.PHONY: setup deps docker image demo test chaos bench lint lock lock-egress stop-server clean
+.PHONY: setup deps docker image demo test chaos bench docs lint lock lock-egress stop-server clean
 
 setup: deps image
 
@@ -59,6 +59,11 @@ chaos: setup
 
 bench: setup
 	@$(PY) -m bench
+
+# The reference site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or anchor.
+docs: deps
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@printf '\033[1;34m==>\033[0m the docs are in site/index.html\n'
 
 # mypy names the package through a link (the package's root is the repository's root);
 # lint-imports checks the layers in pyproject.toml's [tool.importlinter].

@@ -2,7 +2,7 @@
 
 `TetherSettings()` reads the environment once, where a process starts (the worker, the CLI,
 the demo), and is passed down to what needs it; nothing below reads the environment itself.
-The README's configuration table lists every field here (a test checks it).
+docs/configuration.md's table lists every field here (a test checks it).
 
 Model API keys and MCP header values are the one exception, on purpose: the worker's
 endpoints (`model_endpoints`, `mcp_servers`) name the *variable* holding each, and it is read
@@ -51,7 +51,7 @@ def read_settings() -> TetherSettings:
         return TetherSettings()
     except ValidationError as error:
         raise SettingsError("; ".join(_problem(e) for e in error.errors())
-                            + " (the README's Configuration table lists every setting)") from None
+                            + " (docs/configuration.md lists every setting)") from None
 
 
 def _problem(error: Any) -> str:

@@ -1,6 +1,6 @@
 """The names a run answers to, each defined once: its workflow type, queries, updates and
 search attributes. The workflow declares itself with them, the client and the CLI call it
-by them, and programs in other languages (`tether schema`, the README) use the same strings:
+by them, and programs in other languages (`tether schema`, docs/cli.md) use the same strings:
 renaming one here is a change to the contract that every such program sees.
 """
 

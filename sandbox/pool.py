@@ -4,7 +4,7 @@ wait for a container to be created and started.
 One pool per worker, of the default `SandboxSpec`; a run that asks for other container
 settings gets a container created for it. The size comes from `TETHER_POOL_SIZE` (default
 0: off, because Docker can't label a container for a run after creating it, and tether's
-contract is that a run's containers carry its labels; see the README). A background task
+contract is that a run's containers carry its labels; see docs/sandbox.md). A background task
 refills the pool after every take; `drain`, at shutdown, removes what nobody claimed. A
 container leaves the pool once, claimed by one run (`SandboxManager.claim`), and never comes back:
 pool containers are never reused across runs.

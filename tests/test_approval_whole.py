@@ -30,7 +30,7 @@ OTHER_DIGEST = "sha256:" + "0" * 64
 
 
 def digest_of(arguments: dict[str, Any]) -> str:
-    """The digest as the README defines it: sha256 of the arguments' canonical JSON."""
+    """The digest as docs/steering.md defines it: sha256 of the arguments' canonical JSON."""
     canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 

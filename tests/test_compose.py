@@ -1,5 +1,5 @@
-"""docker-compose.yml is what the README says: `docker-compose config` accepts it (parsing
-and checking it without pulling an image), its services are the README's table, and its
+"""docker-compose.yml is what docs/many-hosts.md says: `docker-compose config` accepts it (parsing
+and checking it without pulling an image), its services are that page's table, and its
 workers are split by role around one S3 store. No image registry is needed, so nothing is
 started."""
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from tether.settings import TetherSettings
 
-from tests.test_docs import README, environment_variable, section
+from tests.test_docs import DOCS, environment_variable
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ["--profile", "codec", "--profile", "otel"]
@@ -58,10 +58,10 @@ def test_docker_compose_accepts_the_file(compose: str):
     run(compose, "config", "--quiet")
 
 
-def test_the_services_are_the_ones_the_readme_lists(compose: str):
-    hosts = section(README.read_text(), "Run on many hosts")
+def test_the_services_are_the_ones_the_many_hosts_page_lists(compose: str):
+    hosts = (DOCS / "many-hosts.md").read_text()
     table = re.findall(r"^\| `([\w-]+)` \|", hosts, re.M)
-    assert table, "README's 'Run on many hosts' has no table of services"
+    assert table, "docs/many-hosts.md has no table of services"
     assert sorted(run(compose, "config", "--services").split()) == sorted(table)
 
 

@@ -1,4 +1,4 @@
-"""The README's example user test (examples/test_my_agent.py) passes as a user runs it, on a
+"""The example user test of docs/testing.md (examples/test_my_agent.py) passes as a user runs it, on a
 machine with no Docker engine: DOCKER_HOST names a socket that does not exist."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Safe deploys with Worker Versioning: a run finishes on the version it started on, while new
-runs go to the version made current, through the README's `temporal worker deployment`
+runs go to the version made current, through docs/many-hosts.md's `temporal worker deployment`
 commands. Two real worker processes (v1 and v2) on one queue, the suite's dev server."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TEMPORAL = str(Path(sys.executable).parent / "temporal")
 
 
 async def make_current(address: str, deployment: str, build_id: str) -> None:
-    """The README's rollout step; retried while the version's first poll is on its way."""
+    """The rollout step of docs/many-hosts.md; retried while the version's first poll is on its way."""
 
     async def done() -> bool:
         code, _, _ = await run_command(shlex.join([

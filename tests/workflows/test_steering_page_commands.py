@@ -1,4 +1,4 @@
-"""The README's Temporal CLI commands for steering a run work as written."""
+"""The Temporal CLI commands for steering a run (docs/steering.md) work as written."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from tests.workflows.histories import activities, conversation
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def readme_commands() -> dict[str, str]:
+def page_commands() -> dict[str, str]:
     """The steering commands, keyed by query type or update name (and `deny`)."""
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"From the Temporal CLI.*?```sh\n(.*?)\n```", readme, re.S)
-    assert block, "the README shows the steering commands"
+    page = (ROOT / "docs" / "steering.md").read_text()
+    block = re.search(r"From the Temporal CLI.*?```sh\n(.*?)\n```", page, re.S)
+    assert block, "docs/steering.md shows the steering commands"
     commands = {}
     for line in block.group(1).splitlines():
         name = re.search(r"--(?:name|type) (\w+)", line).group(1)
@@ -47,10 +47,10 @@ async def waiting_for(client: Client, handle: WorkflowHandle, call_id: str) -> b
     return [p.call_id for p in status.pending_approvals] == [call_id]
 
 
-async def test_the_readme_commands_query_message_extend_and_deny(
+async def test_the_page_commands_query_message_extend_and_deny(
     temporal_client: Client, temporal_address: str, worker: str
 ):
-    commands = readme_commands()
+    commands = page_commands()
     handle = await tether.start_run(
         temporal_client,
         scripted_run("steer", turn(shell="echo 1"), turn(python="print(2)"), turn(shell="echo 3"),
@@ -74,10 +74,10 @@ async def test_the_readme_commands_query_message_extend_and_deny(
     assert said[-1] == "Use the staging database."
 
 
-async def test_the_readme_commands_approve_and_cancel(
+async def test_the_page_commands_approve_and_cancel(
     temporal_client: Client, temporal_address: str, worker: str
 ):
-    commands = readme_commands()
+    commands = page_commands()
     handle = await tether.start_run(
         temporal_client,
         scripted_run("steer", turn(shell="echo 1"), turn(python="print(2)"),
