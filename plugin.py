@@ -175,6 +175,7 @@ class TetherPlugin(SimplePlugin):
                     if settings.pool_size else None)
             # Started on first need: a host whose runs ask for no network never runs it.
             egress = EgressProxy(python=settings.egress_python or default_python(),
+                                 directory=settings.data_dir.resolve() / "egress",
                                  on_decision=metrics.egress_recorder(metrics.meter_of(client)))
             self._host = HostActivities(
                 sandboxes=SandboxActivities(

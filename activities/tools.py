@@ -9,6 +9,9 @@ less per call. A call that can't run here, or runs long, goes on to the host que
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tether.activities.drain import DrainGate
@@ -21,12 +24,13 @@ from tether.contracts.activities import (
     ToolCallHereOutput,
 )
 from tether.contracts.caps import cap_result
-from tether.egress.proxy import EgressProxy
+from tether.egress.proxy import EgressProxy, EgressUnavailable
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import SandboxBroken, SandboxGone, SandboxManager, StillRunning
 from tether.store import Conversations, StoreError
 
 DENIED_LISTED = 20
+log = logging.getLogger("tether.egress")
 
 
 class ToolActivities:
@@ -63,6 +67,7 @@ class ToolActivities:
     async def _run(self, input: ToolCallInput, *, hand_off_after: float | None) -> ToolCallOutput:
         try:
             arguments = await self.conversations.full_arguments_async(input.assistant_ref, input.call)
+            await self._egress_for(input)
             result = await self.sandboxes.run_tool(
                 input.container_id,
                 tool=input.call.name,
@@ -97,6 +102,20 @@ class ToolActivities:
             raise store_failure(error) from None
         return ToolCallOutput(result=cap_result(result), message_ref=ref)
 
+
+    async def _egress_for(self, input: ToolCallInput) -> None:
+        """Opens the sandbox's egress socket again when this worker took the sandbox over from
+        one that died (the socket's directory, mounted in the sandbox, is where it was). A
+        proxy that can't start leaves the sandbox without a way out, which its tools are told."""
+        if input.network is None or self.egress is None or self.egress.serves(input.container_id):
+            return
+        container = await asyncio.to_thread(self.sandboxes.find, input.container_id, input.started_at)
+        try:
+            await self.egress.open(container.name, input.network)
+        except EgressUnavailable as error:
+            log.warning("sandbox %s has no way out: %s", container.name, error)
+            return
+        self.egress.made(container.name, input.container_id)
 
     async def _with_egress(self, container_id: str, result: ToolResult) -> ToolResult:
         """The result, saying which destinations the proxy refused while the call ran (a

@@ -6,8 +6,11 @@ contrib packages do, so no implementation (nor its SDKs) ever enters the workflo
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 from tether.contracts.messages import Message, ToolCall, ToolResult, Usage
+from tether.contracts.network import NetworkPolicy
 from tether.contracts.run import ModelSpec, SandboxSpec
 from tether.contracts.tools import McpServer, ToolRoute, call_key
 
@@ -96,10 +99,21 @@ class ToolCallInput(BaseModel):
     """The sandbox's start, as acquired: a restart since means the sandbox is lost."""
     timeout_seconds: float
     output_limit_bytes: int
+    network: NetworkPolicy | None = None
+    """The run's allow-list, when its network allows hosts: a worker that took over the
+    sandbox opens its egress socket again with it."""
 
     @property
     def idempotency_key(self) -> str:
         return call_key(self.workflow_id, self.step, self.index)
+
+    @model_serializer(mode="wrap")
+    def _without_network_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent for a run without network: its history holds what it did before the field.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("network") is None:
+            data.pop("network", None)
+        return data
 
 
 class ToolCallOutput(BaseModel):

@@ -28,6 +28,8 @@ SOCKET_NAME = "egress.sock"
 PROCESS = Path(__file__).with_name("proxy_process.py")
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 10.0
+MAX_SOCKET_PATH = 107
+"""What `sockaddr_un` holds, less its terminating byte."""
 KEPT_PER_SANDBOX = 1000
 """Decisions kept for a sandbox until a tool call takes them; past that the oldest go (a tool
 that opens connections without end must not grow the worker's memory)."""
@@ -62,8 +64,13 @@ class EgressProxy:
     """Keyword-only: `python`, an interpreter with mitmproxy 11 installed; `on_decision`,
     called for every decision (metrics)."""
 
-    def __init__(self, *, python: str, on_decision: Callable[[Decision], None] | None = None) -> None:
+    def __init__(self, *, python: str, directory: Path | None = None,
+                 on_decision: Callable[[Decision], None] | None = None) -> None:
         self.python = python
+        self.home = directory
+        """Where the sandboxes' socket directories live. One that stays (the worker's data
+        directory) lets the worker's successor open a socket again behind a sandbox's mount;
+        None: a temporary one, removed when the proxy stops."""
         self.on_decision = on_decision
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -85,6 +92,10 @@ class EgressProxy:
         await self._start()
         assert self._directory is not None  # set by _start
         directory = self._directory / _short(sandbox)
+        if len(str(directory / SOCKET_NAME)) > MAX_SOCKET_PATH:
+            raise EgressUnavailable(f"the egress socket's path under {self._directory} is over"
+                                    f" {MAX_SOCKET_PATH} bytes, past what a unix socket takes;"
+                                    " set TETHER_DATA_DIR to a shorter directory")
         directory.mkdir(mode=0o755, exist_ok=True)
         allow = [{"host": d.host, "port": d.port} for d in network.destinations()]
         await self._ask({"op": "open", "key": sandbox, "socket": str(directory / SOCKET_NAME),
@@ -135,15 +146,19 @@ class EgressProxy:
                 await process.wait()
         if self._reader is not None:
             self._reader.cancel()
-        if self._directory is not None:
+        if self._directory is not None and self.home is None:
             shutil.rmtree(self._directory, ignore_errors=True)
-            self._directory = None
+        self._directory = None
 
     async def _start(self) -> None:
         async with self._starting:
             if self._process is not None and self._process.returncode is None:
                 return
-            self._directory = Path(tempfile.mkdtemp(prefix="tether-egress-"))
+            if self.home is None:
+                self._directory = Path(tempfile.mkdtemp(prefix="tether-egress-"))
+            else:
+                self._directory = self.home
+                self._directory.mkdir(parents=True, exist_ok=True)
             self._directory.chmod(0o711)  # the engine mounts a sandbox's directory from here
             try:
                 self._process = await asyncio.create_subprocess_exec(

@@ -51,6 +51,8 @@ class Run:
     policy: Policy
     server: asyncio.AbstractServer
     path: str
+    inode: int
+    """The socket's: a successor that made it again after this process's worker died keeps it."""
     connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -80,7 +82,7 @@ class Egress:
         server = await asyncio.start_unix_server(lambda r, w: self._accept(key, r, w), path=path)
         # The sandbox's tools connect under a uid of their own; the socket leads nowhere but here.
         os.chmod(path, 0o666)
-        self.runs[key] = Run(Policy(entries), server, path)
+        self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino)
 
     async def close(self, key: str) -> None:
         run = self.runs.pop(key, None)
@@ -90,7 +92,8 @@ class Egress:
         for task in run.connections:
             task.cancel()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(run.path)
+            if os.stat(run.path).st_ino == run.inode:
+                os.unlink(run.path)
 
     def _accept(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         run = self.runs.get(key)

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from tether import client as tether
 
 from tests.egress.servers import http_server
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 from tests.scripts import scripted_run, turn
 from tests.test_metrics import scrape, value
 from tests.workflows.worker_process import WorkerProcess
@@ -70,3 +70,35 @@ async def test_a_worker_counts_its_egress_decisions_and_bytes_for_prometheus(
         assert "egress denied evil.example:80" in log and f"egress allowed 127.0.0.2:{port}" in log
     finally:
         await worker.stop()
+
+
+async def test_a_run_keeps_its_way_out_when_its_worker_dies_and_a_successor_takes_over(
+    temporal_client: Client, docker_engine: Any, tmp_path: Path
+) -> None:
+    queue = f"egress-{uuid.uuid4().hex[:6]}"
+    log_file = tmp_path / "worker.log"
+    first = WorkerProcess(temporal_client, task_queue=queue, worker_id=queue, log_file=log_file)
+    await first.start()
+    second = WorkerProcess(temporal_client, task_queue=queue, worker_id=queue, log_file=log_file)
+    try:
+        with http_server(host="127.0.0.2") as port:
+            hello = FETCH.format(url=f"http://127.0.0.2:{port}/hello")
+            handle = await tether.start_run(temporal_client, scripted_run(
+                "fetch", turn(python=hello), {**turn(python=hello), "delay_seconds": 3}, turn("done"),
+                sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}}), task_queue=queue)
+            await wait_for(lambda: first_step_done(temporal_client, handle.id), timeout=60,
+                           what="the first fetch")
+            await first.kill()  # its proxy, and the sandbox's socket, go with it
+            await second.start()
+            result = await handle.result()
+        assert result.status == "completed", result
+        steps = await tether.get_transcript(temporal_client, handle.id)
+        assert [s.tool_results[0].stdout for s in steps[:2]] == [
+            f"hello from {port}, host 127.0.0.2:{port}\n"] * 2
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def first_step_done(client: Client, workflow_id: str) -> bool:
+    return any(step.tool_results for step in await tether.get_transcript(client, workflow_id))

@@ -107,6 +107,7 @@ class ToolRunner:
                 container_id=sandbox.container_id, started_at=sandbox.started_at,
                 timeout_seconds=self.input.sandbox.tool_timeout_seconds,
                 output_limit_bytes=self.input.sandbox.output_limit_bytes,
+                network=None if self.input.sandbox.network == "none" else self.input.sandbox.network,
             )
             if workflow.patched(HERE_FIRST_PATCH):
                 here = await self._run_here(request, sandbox)

@@ -55,3 +55,14 @@ def test_brokered_secrets_are_refused_until_the_proxy_can_add_them() -> None:
     message = refusal({"allow": ["api.evil.example"], "secrets": [
         {"host": "api.evil.example", "header": "Authorization", "env": "TOKEN"}]})
     assert "brokered secrets are not available yet" in message
+
+
+def test_a_run_without_network_writes_tool_calls_and_results_as_before_the_field_existed() -> None:
+    from tether.contracts import ToolCall, ToolCallInput, ToolResult
+
+    call = ToolCallInput(workflow_id="w", step=1, index=0, call=ToolCall(name="shell", arguments={}),
+                         container_id="c", timeout_seconds=1, output_limit_bytes=256)
+    assert "network" not in call.model_dump() and "network" not in call.model_dump_json()
+    assert "egress_denied" not in ToolResult(exit_code=0).model_dump_json()
+    allowing = call.model_copy(update={"network": NetworkPolicy(allow=["evil.example"])})
+    assert ToolCallInput.model_validate_json(allowing.model_dump_json()) == allowing
