@@ -123,7 +123,11 @@ class ToolActivities:
         if self.egress is None or not self.egress.serves(container_id):
             return result
         await self.egress.settle()
-        denied = sorted({d.destination for d in self.egress.take(container_id) if not d.allowed})
+        decisions = self.egress.take(container_id)
+        moved = sum(d.sent + d.received for d in decisions)
+        if moved:
+            result = result.model_copy(update={"egress_bytes": moved})
+        denied = sorted({d.destination for d in decisions if not d.allowed})
         if not denied:
             return result
         if len(denied) > DENIED_LISTED:  # history holds the list: a tool trying every host can't grow it

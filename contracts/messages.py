@@ -53,14 +53,18 @@ class ToolResult(Strict):
     duration_ms: int = 0
     egress_denied: list[str] = Field(default_factory=list)
     """`HOST:PORT` of each destination the run's network policy refused during the call."""
+    egress_bytes: int = Field(default=0, ge=0)
+    """Bytes the call moved through the egress proxy, both ways (`budget.max_egress_mb`)."""
 
     @model_serializer(mode="wrap")
     def _without_empty_egress(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Absent unless something was refused: a run without network writes, and its model
         # reads, the very results it did before the field existed.
         data = handler(self)
-        if isinstance(data, dict) and not data.get("egress_denied"):
-            data.pop("egress_denied", None)
+        if isinstance(data, dict):
+            for field in ("egress_denied", "egress_bytes"):
+                if not data.get(field):
+                    data.pop(field, None)
         return data
 
 

@@ -113,6 +113,8 @@ class Budget(Strict):
     """Dollars over the whole run, from the provider's price table."""
     max_seconds: float | None = Field(default=3600, gt=0, le=LONGEST_SECONDS)
     """Wall-clock seconds from the run's start: a durable deadline."""
+    max_egress_mb: float | None = Field(default=None, gt=0)
+    """MiB through the egress proxy, both ways, over the whole run (`sandbox.network`)."""
     on_exhausted: Literal["stop", "final_answer"] = "stop"
 
 

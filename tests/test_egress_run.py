@@ -102,3 +102,17 @@ async def test_a_run_keeps_its_way_out_when_its_worker_dies_and_a_successor_take
 
 async def first_step_done(client: Client, workflow_id: str) -> bool:
     return any(step.tool_results for step in await tether.get_transcript(client, workflow_id))
+
+
+async def test_a_run_past_its_egress_budget_ends_as_budget_exhausted_naming_it(
+    temporal_client: Client, worker: str
+) -> None:
+    with http_server(host="127.0.0.2") as port:
+        download = f"import urllib.request; print(len(urllib.request.urlopen('http://127.0.0.2:{port}/bytes/2').read()))"
+        result = await tether.run(temporal_client, scripted_run(
+            "fetch", turn(python=download), turn(python=download), turn("done"),
+            sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}}, budget={"max_egress_mb": 1}),
+            task_queue=worker)
+    assert result.status == "budget_exhausted", result
+    assert result.stop_reason.startswith("max_egress_mb reached: 2.0 of 1 MiB through the egress proxy")
+    assert result.steps == 1

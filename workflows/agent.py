@@ -428,7 +428,8 @@ class AgentRun:
         return (now - self._state.started_at).total_seconds()
 
     def _spent(self) -> Spent:
-        return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed())
+        return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed(),
+                     egress_bytes=self._state.egress_bytes)
 
     async def _collect_artifacts(self) -> RunArtifacts:
         return await collect_artifacts(self._state, self._input, self._lease, self.options)

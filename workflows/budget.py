@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from tether.contracts import Budget, BudgetView, Usage
 
-LIMITS = ("max_steps", "max_tokens", "max_cost_usd", "max_seconds")
+LIMITS = ("max_steps", "max_tokens", "max_cost_usd", "max_seconds", "max_egress_mb")
+MB = 1 << 20
 WHOLE_LIMITS = ("max_steps", "max_tokens")
 
 
@@ -33,6 +34,7 @@ class Spent:
     steps: int
     usage: Usage
     seconds: float
+    egress_bytes: int = 0
 
 
 def check(budget: Budget, spent: Spent, *, starting_step: bool) -> None:
@@ -41,6 +43,15 @@ def check(budget: Budget, spent: Spent, *, starting_step: bool) -> None:
     check_tokens(budget, spent.usage.total_tokens, starting_step=starting_step)
     check_cost(budget, spent.usage.cost_usd, starting_step=starting_step)
     check_seconds(budget, spent.seconds)
+    check_egress(budget, spent.egress_bytes, starting_step=starting_step)
+
+
+def check_egress(budget: Budget, egress_bytes: int, *, starting_step: bool) -> None:
+    limit = budget.max_egress_mb
+    if limit is not None and _broken(egress_bytes, limit * MB, starting_step):
+        raise BudgetExhausted(
+            "max_egress_mb",
+            f"max_egress_mb reached: {egress_bytes / MB:.1f} of {limit:g} MiB through the egress proxy")
 
 
 def check_steps(budget: Budget, steps: int, *, starting_step: bool) -> None:

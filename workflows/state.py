@@ -49,6 +49,8 @@ class RunState(BaseModel):
     """Where each of the run's tools runs (sandbox or worker function), read at its start."""
     step: int = 0
     usage: Usage = Field(default_factory=Usage)
+    egress_bytes: int = 0
+    """Bytes the run's tools moved through the egress proxy (`budget.max_egress_mb`)."""
     cost_known: bool = True
     sandbox: SandboxHandle | None = None
     tool_results: list[NewMessage] = Field(default_factory=list)

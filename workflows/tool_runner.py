@@ -82,6 +82,7 @@ class ToolRunner:
         telemetry.tool_calls(calls, results, self.state.tool_names(self.input.tools))
         for call, result in zip(calls, results, strict=True):
             lost.extend(f"{call.name}: egress denied {destination}" for destination in result.egress_denied)
+            self.state.egress_bytes += result.egress_bytes
         return results
 
     async def _run_one(
