@@ -41,7 +41,7 @@ class Report:
         moves with the machine and the server, as the baseline does."""
         if at_most is not None:
             assert baseline is not None, "a goal against the baseline needs the baseline"
-            goal = f"≤ {at_most:g}x {baseline_name}'s (baseline ÷ value ≥ {1 / at_most:.2f})"
+            goal = f"≤ {at_most:g}x {baseline_name} (baseline ÷ value ≥ {1 / at_most:.2f})"
             met = value <= at_most * baseline
         figure = Figure(name, value, unit, goal, met, baseline_name, baseline)
         self.figures.append(figure)
