@@ -99,10 +99,18 @@ class Conversations:
         return self._loaded(head, walk)
 
     def message_at(self, node: str) -> Message:
-        """The one message a node adds to its conversation."""
+        """The one message a node adds to its conversation. A node this process stored or
+        loaded is in the cache, its digest made here from that message: a tool call reads
+        the assistant message the model activity on its worker stored, with no store read."""
+        cached = self._cache.get(node)
+        if cached is not None:
+            return cached.messages[-1]
         return parse(node, self.blobs.get(node)).message
 
     async def message_at_async(self, node: str) -> Message:
+        cached = self._cache.get(node)
+        if cached is not None:
+            return cached.messages[-1]
         return parse(node, await self.blobs.get_async(node)).message
 
     def full_arguments(self, node: str | None, call: ToolCall) -> dict[str, Any]:
