@@ -13,7 +13,7 @@ from typing import Any
 
 from docker.models.containers import Container
 from tether.contracts import ToolResult
-from tether.sandbox.image.executor import CappedBuffer  # the executor's own, so both paths cap alike
+from tether.sandbox.image.executor.output import CappedBuffer  # the executor's own, so both paths cap alike
 
 
 def run_with_docker_exec(

@@ -38,6 +38,7 @@ def test_the_wheel_holds_only_the_tether_package(wheel: Path):
     assert "tether/workflows/agent.py" in names
     assert "tether/contracts/run.py" in names
     assert "tether/sandbox/image/Dockerfile" in names
+    assert "tether/sandbox/image/executor/__main__.py" in names  # what build.sh copies in
     assert not [n for n in names if n.startswith(("tether/tests/", "tether/bench/", "tether/.venv"))]
 
 

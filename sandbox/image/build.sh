@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the sandbox image tether-sandbox:latest from sandbox/image/Dockerfile.
 #   BASE (default python:3.12-slim): the image to build on.
+#   --digest: prints what the image's `tether.build` label would be, and builds nothing.
 # When BASE can't be pulled (no registry reachable), bootstraps a minimal Debian with
 # python3 by debootstrap from the mirror the machine's apt sources name, imports it as
 # tether-base:<codename>, and builds on that. Skips everything when the image is current.
@@ -12,7 +13,10 @@ base=${BASE:-python:3.12-slim}
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 
 # The image is current when it was built from these exact files on this base.
-digest=$( (echo "$base"; cat "$here/Dockerfile" "$here/executor.py") | sha256sum | cut -c1-16)
+# Every file of the executor counts, by name and content, in a fixed order.
+digest=$( (echo "$base"; cat "$here/Dockerfile"; cd "$here" && find executor -name '*.py' | LC_ALL=C sort \
+  | while read -r file; do echo "$file"; cat "$file"; done) | sha256sum | cut -c1-16)
+if [ "${1:-}" = --digest ]; then echo "$digest"; exit 0; fi
 if [ "$(docker image inspect -f '{{index .Config.Labels "tether.build"}}' "$image" 2>/dev/null)" = "$digest" ]; then
   say "sandbox image $image is current"
   exit 0

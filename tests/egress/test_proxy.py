@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tether.contracts.network import NetworkPolicy
 from tether.egress.proxy import SOCKET_NAME, Decision, EgressProxy, EgressUnavailable
-from tether.sandbox.image.executor import relay_egress
+from tether.sandbox.image.executor.egress import relay_egress
 
 from tests.egress.servers import MB, http_server, make_ca
 

@@ -163,7 +163,7 @@ async def test_a_run_cannot_read_another_runs_workspace(temporal_client: Client,
 
 
 ESCAPES = """
-for p in /x /etc/x /usr/x /opt/tether/executor.py /var/x; do touch "$p" 2>&1; done
+for p in /x /etc/x /usr/x /opt/tether/executor/__main__.py /var/x; do touch "$p" 2>&1; done
 printf '#!/bin/sh\\necho ran\\n' > /tmp/run.sh && chmod +x /tmp/run.sh && /tmp/run.sh 2>&1
 ln -s /etc /workspace/etc-link && ln -s /etc/passwd /workspace/passwd-link && echo linked
 """
