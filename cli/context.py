@@ -8,7 +8,7 @@ from typing import Any
 from tether.cli.render import print_error
 from tether.connection import ConnectionConfigError, resolved
 from tether.encryption import InvalidKeys
-from tether.settings import TetherSettings
+from tether.settings import SettingsError, TetherSettings, read_settings
 
 
 @functools.cache
@@ -16,8 +16,8 @@ def settings() -> TetherSettings:
     """The environment's settings, read once per command, with the address and namespace of
     the Temporal profile in use (tether.connection)."""
     try:
-        return resolved(TetherSettings())
-    except (InvalidKeys, ConnectionConfigError) as error:
+        return resolved(read_settings())
+    except (InvalidKeys, ConnectionConfigError, SettingsError) as error:
         print_error(str(error))
         # SystemExit, not typer.Exit: that is a RuntimeError, which a command's `except
         # Exception` would catch, and then ask for the settings (and print this) again.

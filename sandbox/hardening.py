@@ -163,6 +163,11 @@ def container_kwargs(spec: SandboxSpec, *, name: str, labels: dict[str, str],
         # Tool output goes through the executor's capped responses, never to a log file.
         log_config=LogConfig(type="none"),
         restart_policy=RESTART_POLICY,
+        # The executor, as the container's init, gets only the signals it handles, and it
+        # handles no SIGTERM (a tool could send one): `docker stop` and the engine's own
+        # shutdown would wait their timeout. A sandbox holds nothing to save: stopping it is
+        # killing it, at once, as its SIGTERM did when docker-init was init.
+        stop_signal="SIGKILL",
         detach=True,
     )
     if spec.runtime:
