@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 from collections.abc import MutableMapping
 
 import pytest
@@ -32,7 +34,23 @@ MODEL_ENDPOINTS = {
 ENDPOINT_OF = {"openai": "wire-openai", "anthropic": "wire-anthropic"}
 """The endpoint each session wire server is configured as."""
 
-MCP_PORT = free_port()
+def port_outside_the_ephemeral_range() -> int:
+    """A free port below Linux's ephemeral range (32768 and up). server-everything starts long
+    after the port is chosen, and meanwhile the suite's servers bind `free_port()`s (a dev
+    server also takes its port + 1000) and its clients take ephemeral ports: one of those
+    took an ephemeral choice in a full run, and every MCP test read from the wrong server."""
+    for _ in range(100):
+        port = random.randrange(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
+MCP_PORT = port_outside_the_ephemeral_range()
 MCP_URL = f"http://127.0.0.1:{MCP_PORT}/mcp"
 MISSING_TOKEN_ENV = "MISSING_TOKEN_VAR"
 MCP_SERVERS = {

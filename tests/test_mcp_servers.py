@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,9 +67,15 @@ def everything_url() -> Iterator[str]:
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert process.stderr is not None
+        said = b""
         for line in process.stderr:
+            said += line
             if b"listening" in line:
                 break
+        else:
+            pytest.fail(f"server-everything did not start on port {port}: {said.decode(errors='replace')}")
+        # Its log goes on to stderr: drained, so a full pipe never stalls the server.
+        threading.Thread(target=process.stderr.read, daemon=True).start()
         yield MCP_URL
     finally:
         process.terminate()
