@@ -239,14 +239,19 @@ def test_without_a_token_it_refuses_to_listen_beyond_loopback():
     assert "set TETHER_CODEC_TOKEN" in output and "0.0.0.0" in output
 
 
+def wait_until_it_answers(server: subprocess.Popen[str], port: int) -> None:
+    """Until the codec server on `port` accepts connections; fails if it exits or takes 30 s."""
+    deadline = time.monotonic() + 30
+    while not embedded.answers(f"127.0.0.1:{port}"):
+        assert server.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_without_a_token_on_loopback_it_says_so_and_still_checks_the_host():
     port = free_port()
     server = start(port, KEYS)
     try:
-        deadline = time.monotonic() + 30
-        while not embedded.answers(f"127.0.0.1:{port}"):
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_it_answers(server, port)
         body = json.dumps(ENCRYPTED).encode()
         assert call(f"http://127.0.0.1:{port}/encode", body)[0] == 200
         assert call(f"http://127.0.0.1:{port}/encode", body, {"host": "evil.example"})[0] == 403
@@ -278,10 +283,7 @@ def test_the_token_can_come_from_a_variable_named_by_token_env():
     finally:
         del os.environ[env_name]
     try:
-        deadline = time.monotonic() + 30
-        while not embedded.answers(f"127.0.0.1:{port}"):
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_it_answers(server, port)
         body = json.dumps(ENCRYPTED).encode()
         assert call(f"http://127.0.0.1:{port}/encode", body)[0] == 401
         assert call(f"http://127.0.0.1:{port}/encode", body, AUTH)[0] == 200
