@@ -155,6 +155,9 @@ class AcquireInput(BaseModel):
     files: dict[str, str] = Field(default_factory=dict)
     """Placed in the sandbox's /workspace before it is handed over (`{name: "sha256:..."}`),
     so every sandbox a run gets, a replacement for a lost one too, starts with them."""
+    snapshot: str | None = None
+    """A workspace snapshot (`sha256:` of its manifest) restored into the sandbox before it is
+    handed over, instead of `files`: the workspace the run had when its last sandbox went."""
 
 
 class SandboxHandle(BaseModel):

@@ -138,6 +138,13 @@ class SandboxSpec(Strict):
     output_limit_bytes: int = Field(default=64 * 1024, ge=256, le=8 * 1024 * 1024)
     runtime: str | None = None
     """An OCI runtime such as `runsc` (gVisor), where installed; the engine's default otherwise."""
+    snapshots: Literal["on_wait", "every_step", "off"] = "on_wait"
+    """When the workspace is snapshot into the content store: `on_wait`, before an idle
+    sandbox is released; `every_step`, also after each step's tool calls (what a fork at any
+    step needs); `off`, never, and so the sandbox is never released while the run waits."""
+    idle_release_seconds: float = Field(default=60, ge=0, le=LONGEST_SECONDS)
+    """How long a run waits (for a person, for a slot) holding its sandbox before it
+    snapshots the workspace and removes the container; the next tool call restores it."""
 
     @field_validator("network", mode="before")
     @classmethod
@@ -244,10 +251,13 @@ class StepRecord(Strict):
     messages: list[str] = Field(default_factory=list)
     """What people said to the run (`send_message`) that the model read at this step, as
     they typed it, in order. Absent when none."""
+    snapshot: str | None = None
+    """With `sandbox.snapshots: every_step`, the workspace's snapshot (`sha256:` of its
+    manifest, `contracts/snapshots.py`) after this step's tool calls. Absent otherwise."""
 
     @model_serializer(mode="wrap")
     def _without_empty_messages(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return without_empty(handler(self), "messages")
+        return without_empty(without_empty(handler(self), "messages"), "snapshot")
 
 
 class AgentRunResult(Strict):

@@ -30,8 +30,9 @@ from tether.sandbox.manager import (
 )
 
 RETRY_AFTER_S = 10.0
-# Settings of each call, not of the container: a run that changes only these still fits.
-PER_CALL_FIELDS = {"tool_timeout_seconds", "output_limit_bytes"}
+# Settings of each call or of the run's lifetime, not of the container: a run that changes
+# only these still fits.
+PER_CALL_FIELDS = {"tool_timeout_seconds", "output_limit_bytes", "snapshots", "idle_release_seconds"}
 
 log = logging.getLogger("tether.pool")
 

@@ -53,6 +53,11 @@ class RunState(BaseModel):
     """Bytes the run's tools moved through the egress proxy (`budget.max_egress_mb`)."""
     cost_known: bool = True
     sandbox: SandboxHandle | None = None
+    snapshot: str | None = None
+    """The latest snapshot of the run's workspace (`sha256:` of its manifest): restored into
+    the next sandbox the run acquires."""
+    sandbox_released: bool = False
+    """True from an idle release until the next sandbox: `status` shows the sandbox released."""
     tool_results: list[NewMessage] = Field(default_factory=list)
     """The last step's tool results, for the next model call."""
     inbox: list[NewMessage] = Field(default_factory=list)
