@@ -54,10 +54,12 @@ from tether.contracts.activities import (
     ToolCallHereInput,
     ToolCallHereOutput,
 )
+from tether.egress.proxy import Decision
 from tether.metrics import provider_name, request_model
 
 log = logging.getLogger("tether.tracing")
 TRACER = "tether"
+EGRESS_LISTED = 20
 _content = False
 """Whether spans carry contents: set with the process's tracer provider, as it is, once."""
 
@@ -285,6 +287,23 @@ def tool_answered(current: Span, result: ToolResult) -> None:
         failed(current, "tool_error", f"exit code {result.exit_code}")
     if _content:
         current.set_attribute("gen_ai.tool.call.result", result.model_dump_json())
+
+
+def egress_seen(decisions: Sequence[Decision]) -> None:
+    """The egress proxy's decisions during a tool call, on the call's span (the current one):
+    destinations allowed and refused, and the bytes sent and received through the proxy."""
+    if not decisions:
+        return
+    current = trace.get_current_span()
+    allowed = sorted({d.destination for d in decisions if d.allowed})
+    denied = sorted({d.destination for d in decisions if not d.allowed})
+    # Bounded, as the result's list is: a tool trying every host can't grow a span without end.
+    current.set_attributes({
+        "tether.egress.allowed": allowed[:EGRESS_LISTED], "tether.egress.denied": denied[:EGRESS_LISTED],
+        "tether.egress.requests": len(decisions),
+        "tether.egress.bytes_sent": sum(d.sent for d in decisions),
+        "tether.egress.bytes_received": sum(d.received for d in decisions),
+    })
 
 
 def sandbox_span(operation: str, *, conversation_id: str | None = None, **attributes: Any) -> Any:

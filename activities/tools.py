@@ -14,6 +14,7 @@ import logging
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from tether import tracing
 from tether.activities.drain import DrainGate
 from tether.activities.store_errors import store_failure
 from tether.contracts import Message, ToolCallInput, ToolCallOutput, ToolResult
@@ -124,6 +125,7 @@ class ToolActivities:
             return result
         await self.egress.settle()
         decisions = self.egress.take(container_id)
+        tracing.egress_seen(decisions)
         moved = sum(d.sent + d.received for d in decisions)
         if moved:
             result = result.model_copy(update={"egress_bytes": moved})

@@ -65,10 +65,23 @@ def result_summary(event: ToolCallFinished) -> Text:
         line.append(" · timed out", "yellow")
     if result.truncated:
         line.append(" · truncated", "yellow")
+    if result.egress_denied:
+        line += Text(" · egress denied ", "red") + literal(", ".join(result.egress_denied), "red")
+    if result.egress_bytes:
+        line.append(f" · egress {size(result.egress_bytes)}", "dim")
     output = (result.stdout or result.stderr).strip()
     if output:
         line += Text(" · ", "dim") + clipped(output.replace("\n", " ⏎ "), 200)
     return line
+
+
+def size(count: int) -> str:
+    """Bytes as a person reads them: `812 B`, `3.4 KiB`, `256.0 MiB`."""
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / (1024 * 1024):.1f} MiB"
 
 
 class WatchView:
