@@ -7,7 +7,8 @@
     result = await handle.result()          # a tether.AgentRunResult
 
 and every other way to talk to a run, one call each (`tether.client`): get_status, watch,
-approve, deny, cancel, send_message, extend, get_artifacts, download_artifacts, list_runs.
+approve, deny, cancel, send_message, extend, fork_run, get_artifacts, download_artifacts, list_runs;
+and budget accounts shared by runs: set_account, account_status.
 
 The names below load on first use: `import tether.contracts` (what workflow code imports)
 stays light, and nothing here pulls in Docker or the model SDKs until asked for.
@@ -20,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether.client import (
+        account_status,
         approve,
         cancel,
         connect,
         deny,
         download_artifacts,
         extend,
+        fork_run,
         get_artifacts,
         get_run,
         get_status,
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
         get_waiting_calls,
         list_runs,
         send_message,
+        set_account,
         start_run,
         watch,
     )
@@ -53,12 +57,14 @@ _PUBLIC = {
     "ToolContext": "tether.tools",
     "tool": "tether.tools",
     "tool_context": "tether.tools",
+    "account_status": "tether.client",
     "approve": "tether.client",
     "cancel": "tether.client",
     "connect": "tether.client",
     "deny": "tether.client",
     "download_artifacts": "tether.client",
     "extend": "tether.client",
+    "fork_run": "tether.client",
     "get_artifacts": "tether.client",
     "get_run": "tether.client",
     "get_status": "tether.client",
@@ -66,15 +72,17 @@ _PUBLIC = {
     "get_waiting_calls": "tether.client",
     "list_runs": "tether.client",
     "send_message": "tether.client",
+    "set_account": "tether.client",
     "start_run": "tether.client",
     "watch": "tether.client",
 }
 
 __all__ = [
     "AgentRun", "AgentRunInput", "AgentRunResult", "RunStatus", "StepRecord", "TetherPlugin",
-    "TetherSettings", "ToolContext", "approve", "cancel", "connect", "deny", "download_artifacts",
-    "extend", "get_artifacts", "get_run", "get_status", "get_transcript", "get_waiting_calls",
-    "list_runs", "send_message", "start_run", "tool", "tool_context", "watch",
+    "TetherSettings", "ToolContext", "account_status", "approve", "cancel", "connect", "deny",
+    "download_artifacts", "extend", "fork_run", "get_artifacts", "get_run", "get_status",
+    "get_transcript", "get_waiting_calls", "list_runs", "send_message", "set_account",
+    "start_run", "tool", "tool_context", "watch",
 ]
 
 

@@ -23,10 +23,18 @@ from typing import Any, get_args
 from temporalio.client import (
     Client,
     Interceptor,
+    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
 from tether.approvals import WaitingCall, read_waiting
 from tether.connection import connect_config
 from tether.contracts import (
@@ -39,17 +47,23 @@ from tether.contracts import (
     StepRecord,
     Usage,
 )
+from tether.contracts.accounts import AccountLimits, AccountState, AccountView, Period, account_workflow_id
 from tether.contracts.names import (
     AGENT_RUN,
+    BUDGET_ACCOUNT,
     QUERY_ARTIFACTS,
+    QUERY_SHOW_ACCOUNT,
     QUERY_STATUS,
     QUERY_TRANSCRIPT,
+    SEARCH_FORK_OF,
     UPDATE_APPROVE,
     UPDATE_CANCEL,
     UPDATE_EXTEND_BUDGET,
     UPDATE_SEND_MESSAGE,
+    UPDATE_SET_LIMITS,
 )
 from tether.encryption import data_converter
+from tether.forking import ForkRefused, fork_input, read_origin
 from tether.reading import Ending, NoWorker, ending_of, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
 from tether.store import ContentAddressed, Conversations, open_blobs
@@ -58,15 +72,19 @@ from tether.store.sealed import sealed
 from tether.watching import watch
 
 __all__ = [
+    "AccountNotFound",
     "ArtifactExists",
+    "ForkRefused",
     "NoWorker",
     "WaitingCall",
+    "account_status",
     "approve",
     "cancel",
     "connect",
     "deny",
     "download_artifacts",
     "extend",
+    "fork_run",
     "get_artifacts",
     "get_run",
     "get_status",
@@ -76,11 +94,15 @@ __all__ = [
     "partial_text",
     "run",
     "send_message",
+    "set_account",
     "start_run",
     "upload_files",
     "watch",
     "workers_polling",
 ]
+
+
+FORK_OF = SearchAttributeKey.for_keyword(SEARCH_FORK_OF)
 
 
 async def connect(
@@ -133,6 +155,8 @@ async def start_run(
     (`settings`' store) and placed in the run's /workspace; a missing or unfit one raises
     `FilesRefused` before anything starts."""
     run_input = input if isinstance(input, AgentRunInput) else AgentRunInput.model_validate(input)
+    if run_input.budget.account is not None:
+        await require_account(client, run_input.budget.account)
     if files:
         uploaded = upload_files(files, settings=settings)
         raw = run_input.model_dump(mode="json", exclude_unset=True)
@@ -146,6 +170,36 @@ async def start_run(
         # What the Web UI shows for the run, in the list and on its page.
         static_summary=summary_of(run_input.task),
         static_details=f"**Task:** {run_input.task[:2000]}\n\n**Model:** {run_input.model.label}",
+    )
+
+
+async def fork_run(
+    client: Client, run_id: str, *, at_step: int, changes: dict[str, Any] | None = None,
+    workflow_id: str | None = None, task_queue: str | None = None,
+    settings: TetherSettings | None = None,
+) -> WorkflowHandle[Any, AgentRunResult]:
+    """Starts a run that goes on from `run_id`'s step `at_step`: its conversation and
+    workspace after that step, by digest, so nothing of steps 1 to `at_step` runs again.
+    `changes` replace fields of the origin's input (`model`, `system_prompt`, `budget`, ...)
+    and may add a person's `message`; a scripted model given plays from its first turn. The
+    origin, running or closed, is only read. The store is `settings`' (the workers' own).
+
+    Raises `ForkRefused`, saying why, for a step that can't be forked (one without a
+    workspace snapshot when the run had a workspace, one whose calls did not end)."""
+    origin = await read_origin(client, run_id)
+    run_input = await fork_input(origin, at_step, changes or {},
+                                 Conversations(content_store(settings)))
+    queue = task_queue or (await client.get_workflow_handle(run_id).describe()).task_queue
+    return await client.start_workflow(
+        AGENT_RUN,
+        run_input.model_dump(mode="json", exclude_unset=True),
+        id=workflow_id or f"{run_id}-fork-{uuid.uuid4().hex[:6]}",
+        task_queue=queue,
+        result_type=AgentRunResult,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(FORK_OF, run_id)]),
+        static_summary=summary_of(f"fork of {run_id} at step {at_step}: {run_input.task}"),
+        static_details=f"**Fork of** {run_id} at step {at_step}\n\n**Task:** "
+                       f"{run_input.task[:2000]}\n\n**Model:** {run_input.model.label}",
     )
 
 
@@ -301,3 +355,55 @@ async def download_artifacts(
     found = await get_artifacts(client, workflow_id)
     return write_artifacts(content_store(settings), found.artifacts, Path(directory),
                            globs=globs, overwrite=overwrite)
+
+
+class AccountNotFound(LookupError):
+    """No budget account of that name: `set_account` (`tether account set`) creates it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"budget account {name!r} does not exist: create it with "
+                         f"`tether account set {name} --max-tokens N --max-cost-usd D`")
+        self.name = name
+
+
+async def set_account(
+    client: Client, name: str, *, max_tokens: int | None = None,
+    max_cost_usd: float | None = None, period: Period | None = None,
+    task_queue: str | None = None,
+) -> AccountView:
+    """Creates the budget account `name`, or replaces its limits (None: unlimited), keeping
+    what it has used. `period="day"`: usage starts again at each midnight UTC. Runs name it
+    in `budget.account`; returns the account as it now is."""
+    limits = AccountLimits(name=name, max_tokens=max_tokens, max_cost_usd=max_cost_usd, period=period)
+    start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
+        BUDGET_ACCOUNT, AccountState(limits=limits), id=account_workflow_id(name),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_queue=task_queue or TetherSettings().task_queue,
+        static_summary=f"budget account {name}")
+    return await client.execute_update_with_start_workflow(  # type: ignore[no-any-return]
+        UPDATE_SET_LIMITS, limits, start_workflow_operation=start, result_type=AccountView)
+
+
+async def account_status(client: Client, name: str) -> AccountView:
+    """The account's limits, what its period has used, what calls in flight hold, and when
+    the period ends. Raises `AccountNotFound` when there is no such account."""
+    try:
+        return await query(  # type: ignore[no-any-return]
+            client, account_workflow_id(name), QUERY_SHOW_ACCOUNT, result_type=AccountView)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise AccountNotFound(name) from None
+        raise
+
+
+async def require_account(client: Client, name: str) -> None:
+    """Raises `AccountNotFound` unless the account's workflow runs: a run naming no account
+    is refused before it starts (its worker would refuse it at its first model call)."""
+    try:
+        description = await client.get_workflow_handle(account_workflow_id(name)).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise AccountNotFound(name) from None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise AccountNotFound(name)

@@ -119,14 +119,20 @@ async def workers_polling(client: Client, task_queue: str) -> int:
 
 async def list_runs(
     client: Client, *, status: str | None = None, since: timedelta | None = None, limit: int = 50,
+    forks: bool = False, fork_of: str | None = None,
 ) -> list[RunListing]:
     """Runs from Temporal's visibility, newest first, with tether's search attributes. A run
-    that continued as new is listed once, by its latest execution."""
-    from tether.workflows.visibility import COST, FINAL_PHASES, MODEL, STATUS, STEPS
+    that continued as new is listed once, by its latest execution. `forks`: only forks;
+    `fork_of`: only the forks of that run."""
+    from tether.workflows.visibility import COST, FINAL_PHASES, FORK_OF, MODEL, STATUS, STEPS
 
     clauses = [f'WorkflowType = "{AGENT_RUN}"', 'ExecutionStatus != "ContinuedAsNew"']
     if status:
         clauses.append(f'{STATUS.name} = "{status}"')
+    if fork_of is not None:
+        clauses.append(f'{FORK_OF.name} = {quoted(fork_of)}')
+    elif forks:
+        clauses.append(f'{FORK_OF.name} IS NOT NULL')
     if since is not None:
         start = (datetime.now(UTC) - since).strftime("%Y-%m-%dT%H:%M:%SZ")
         clauses.append(f'StartTime > "{start}"')
@@ -142,6 +148,13 @@ async def list_runs(
             workflow_id=execution.id, run_id=execution.run_id,
             state=published if published and ended else closed, steps=attributes.get(STEPS),
             cost_usd=attributes.get(COST), model=attributes.get(MODEL),
+            fork_of=attributes.get(FORK_OF),
+            parent_id=execution.parent_id,
             started_at=execution.start_time, closed_at=execution.close_time,
             task_queue=execution.task_queue))
     return runs
+
+
+def quoted(value: str) -> str:
+    """`value` as a string of Temporal's list filter, whatever quotes it holds."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from tether.approvals import WaitingCall
+from tether.cli.run_table import print_run_table
 from tether.contracts import RunArtifacts, RunStatus, StepRecord
 from tether.contracts.listing import RunListing
 from tether.store.files import Downloaded
@@ -115,27 +115,10 @@ def print_error(message: str, hint: str | None = None) -> None:
         err.print(Text("→ ", "dim") + literal(hint, "dim"), soft_wrap=True)
 
 
-STATE_COLOURS = {"completed": "green", "awaiting_approval": "yellow", "budget_exhausted": "yellow",
-                 "failed": "red", "cancelled": "dim", "terminated": "red", "timed_out": "red"}
-
-
 def print_runs(runs: Sequence[RunListing], *, status: str | None, since: str | None) -> None:
-    """`tether list`: one row a run, newest first."""
-    table = Table(title=f"{len(runs)} run(s)" + (f" · {status}" if status else "")
-                  + (f" · since {since}" if since else ""))
-    for column, justify in (("workflow id", "left"), ("state", "left"), ("steps", "right"),
-                            ("cost $", "right"), ("model", "left"), ("started", "left")):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]  # rich's Literal
-    for r in runs:
-        table.add_row(literal(r.workflow_id), literal(r.state, STATE_COLOURS.get(r.state, "cyan")),
-                      "" if r.steps is None else str(r.steps),
-                      "" if r.cost_usd is None else f"{r.cost_usd:.4f}", literal(r.model or ""),
-                      _local(r.started_at))
-    console.print(table)
-
-
-def _local(at: datetime | None) -> str:
-    return at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if at else ""
+    """`tether list`: one row a run, newest first, ids whole at any width (`cli/run_table`)."""
+    print_run_table(console, runs, f"{len(runs)} run(s)" + (f" · {status}" if status else "")
+                    + (f" · since {since}" if since else ""), literal)
 
 
 def print_status(workflow_id: str, current: RunStatus, writing: str | None,
@@ -143,7 +126,11 @@ def print_status(workflow_id: str, current: RunStatus, writing: str | None,
     """`tether status`: the budget as a table, each waiting call whole, the last error and
     what the model is writing now."""
     b = current.budget
-    table = Table(title=literal(f"{workflow_id} · {current.state} · step {current.step}"))
+    # A line of its own, not the table's title: a title wraps at the narrow table's width,
+    # mid-id and mid-word.
+    console.print(literal(f"{workflow_id} · {current.state} · step {current.step}", "bold"),
+                  soft_wrap=True)
+    table = Table()
     table.add_column("budget")
     table.add_column("used", justify="right")
     table.add_column("limit", justify="right")
@@ -152,8 +139,18 @@ def print_status(workflow_id: str, current: RunStatus, writing: str | None,
                               ("seconds", b.seconds, b.max_seconds)]:
         table.add_row(name, f"{used:g}", "∞" if limit is None else f"{limit:g}")
     console.print(table)
+    if current.sandbox == "released":
+        console.print(Text("sandbox: ", "dim") + Text(
+            "released while idle; the next tool call restores its workspace in a new one"), soft_wrap=True)
     for call in waiting:
         print_waiting(workflow_id, call)
+    for child in current.children_waiting:
+        console.print(Text("sub-agent ", "yellow") + literal(child.workflow_id)
+                      + Text(" awaits approval of ", "yellow") + literal(child.call_id) + Text(": ")
+                      + literal(child.tool), soft_wrap=True)
+        console.print(Text("  approve: ", "yellow") + literal(child.approve_command, "bold")
+                      + Text("   read it whole: ", "yellow") + literal(f"tether status {child.workflow_id}"),
+                      soft_wrap=True)
     if current.last_error:
         console.print(Text("last error: ", "red") + literal(current.last_error), soft_wrap=True)
     if writing:
@@ -192,6 +189,7 @@ def print_transcript(steps: Sequence[StepRecord]) -> None:
     """`tether transcript`: each step's text, and each tool call with its result, clipped."""
     for step in steps:
         console.rule(literal(f"step {step.step} · {step.model}"
+                             + (" · inherited" if step.inherited else "")
                              + (f" · {step.note}" if step.note else "")))
         for said in step.messages:
             console.print(person_said(said), soft_wrap=True)

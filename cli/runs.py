@@ -32,6 +32,7 @@ from tether.cli.render import (
     print_status,
     print_transcript,
 )
+from tether.cli.run_tree import print_tree
 from tether.cli.watch_view import WatchView
 from tether.contracts import AgentRunInput, AgentRunResult, RunArtifacts, RunPhase, RunStatus, StepRecord
 from tether.contracts.events import RunEvent
@@ -84,6 +85,8 @@ def run(
     max_tokens: Annotated[int | None, typer.Option()] = None,
     max_cost_usd: Annotated[float | None, typer.Option()] = None,
     max_seconds: Annotated[float | None, typer.Option()] = None,
+    account: Annotated[str | None, typer.Option(
+        metavar="NAME", help="A budget account to charge as well (tether account set).")] = None,
     approve: Annotated[list[str] | None, typer.Option(
         "--approve", metavar="TOOL",
         help="Calls to this tool wait for a person's approval (repeat).")] = None,
@@ -135,7 +138,7 @@ def run(
     if file:
         raw["files"] = _upload(file)
     limits = given(max_steps=max_steps, max_tokens=max_tokens, max_cost_usd=max_cost_usd,
-                   max_seconds=max_seconds)
+                   max_seconds=max_seconds, account=account)
     if limits:
         raw["budget"] = {**raw.get("budget", {}), **limits}
     try:
@@ -176,6 +179,8 @@ async def _run(run_input: AgentRunInput, workflow_id: str | None, wait: bool, fo
     except WorkflowAlreadyStartedError:
         fail(f"a run with id {workflow_id} is already running",
              f"watch it with `tether watch {workflow_id}`, or give this run another --id")
+    except client.AccountNotFound as missing:
+        fail(str(missing))
     links = run_links(handle.id, handle.result_run_id or "")
     if not await client.workers_polling(connection, task_queue):
         err.print(Text("warning: ", "bold yellow") + literal(
@@ -271,6 +276,11 @@ def list_(
         help="Only runs started this long ago or later: 15m, 1h, 2d.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for programs.")] = False,
+    forks: Annotated[bool, typer.Option("--forks", help="Only forks (tether fork).")] = False,
+    fork_of: Annotated[str | None, typer.Option(
+        "--fork-of", metavar="RUN", help="Only the forks of this run.")] = None,
+    tree: Annotated[bool, typer.Option(
+        "--tree", help="Each run's sub-agents under it, indented.")] = False,
 ) -> None:
     """List runs from Temporal's visibility: state, steps, cost and model."""
     if status is not None and status not in get_args(RunPhase):
@@ -278,11 +288,15 @@ def list_(
     window = parse_since(since) if since else None
 
     async def go() -> list[RunListing]:
-        return await client.list_runs(await connect(), status=status, since=window, limit=limit)
+        return await client.list_runs(await connect(), status=status, since=window, limit=limit,
+                                      forks=forks, fork_of=fork_of)
 
     runs = call(go, lambda error: (f"cannot list runs: {cause(error)}", None))
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in runs]))
+        return
+    if tree:
+        print_tree(console, runs, literal)
         return
     print_runs(runs, status=status, since=since)
 

@@ -19,3 +19,7 @@ class RunListing(Strict):
     started_at: datetime | None
     closed_at: datetime | None
     task_queue: str
+    fork_of: str | None = None
+    """For a fork, the workflow id of the run it was forked from (`TetherForkOf`)."""
+    parent_id: str | None = None
+    """For a sub-agent, its parent's workflow id (Temporal's `ParentWorkflowId`)."""

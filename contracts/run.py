@@ -16,6 +16,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from tether.contracts.agents import AgentsPolicy, ChildWaiting
 from tether.contracts.files import MAX_FILES, ArtifactRecord, SkippedArtifact, digest_of, name_problem
 from tether.contracts.messages import Strict, ToolCall, ToolResult, Usage
 from tether.contracts.network import NetworkPolicy
@@ -29,6 +30,8 @@ RunPhase = Literal[
     "completed", "budget_exhausted", "cancelled", "failed",
 ]
 FinalStatus = Literal["completed", "budget_exhausted", "cancelled", "failed"]
+ACCOUNT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+"""A budget account's name: it is part of a workflow id and a metric label."""
 LONGEST_SECONDS = 366 * 24 * 3600
 """The longest duration a run may name (a year): each becomes a Temporal timer or timeout,
 and one past what those hold would fail the workflow's task, forever, not the run."""
@@ -47,6 +50,14 @@ class ScriptTurn(Strict):
 
 class Script(Strict):
     turns: list[ScriptTurn] = Field(min_length=1)
+    begins_after: int = Field(default=0, ge=0)
+    """Model answers already in the conversation before the script's first turn: a fork's
+    inherited steps, so a script given to a fork plays from its first turn. Absent when 0."""
+
+    @model_serializer(mode="wrap")
+    def _without_no_offset(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent when 0: a script stored by reference keeps the digest it had before.
+        return without_empty(handler(self), "begins_after")
 
 
 class ModelPrice(Strict):
@@ -116,6 +127,13 @@ class Budget(Strict):
     max_egress_mb: float | None = Field(default=None, gt=0)
     """MiB through the egress proxy, both ways, over the whole run (`sandbox.network`)."""
     on_exhausted: Literal["stop", "final_answer"] = "stop"
+    account: str | None = Field(default=None, pattern=ACCOUNT_NAME_PATTERN)
+    """A budget account (`tether account set NAME`) that the run's tokens, dollars and
+    sandbox seconds are charged to as well: a ceiling shared by every run that names it."""
+
+    @model_serializer(mode="wrap")
+    def _without_no_account(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_empty(handler(self), "account")
 
 
 MAX_MEMORY_MB = 1024 * 1024
@@ -199,6 +217,16 @@ class AgentRunInput(Strict):
         "You are an agent that solves tasks by running tools in an isolated Linux sandbox. "
         "Your working directory is /workspace. Answer with the result when you are done."
     )
+    fork: ForkOrigin | None = None
+    """Set on a fork (`tether fork`, `fork_run`): the run and step it starts from, and what
+    it inherits of them. None for any other run."""
+    agents: AgentsPolicy | None = None
+    """Sub-agents: offers the model the `delegate` tool (`docs/agents.md`). None: no such tool."""
+
+    @model_serializer(mode="wrap")
+    def _without_no_agents(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent when unset, so an input carried on (continue-as-new) reads as it did before.
+        return without_empty(without_empty(handler(self), "agents"), "fork")
 
     @field_validator("task", mode="before")
     @classmethod
@@ -255,9 +283,45 @@ class StepRecord(Strict):
     """With `sandbox.snapshots: every_step`, the workspace's snapshot (`sha256:` of its
     manifest, `contracts/snapshots.py`) after this step's tool calls. Absent otherwise."""
 
+    head: str | None = None
+    """The conversation after this step's model answer (a node's digest in the store): where
+    a fork at this step starts. Absent for a step without an answer."""
+    result_refs: list[str | None] = Field(default_factory=list)
+    """Each tool call's result message as stored (None for a call that did not run, whose
+    result the runtime wrote): with `head`, the whole conversation after this step. Absent
+    while the calls have not all ended."""
+    inherited: bool = False
+    """True for a fork's step taken from the run it was forked from: nothing ran again."""
+
     @model_serializer(mode="wrap")
     def _without_empty_messages(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return without_empty(without_empty(handler(self), "messages"), "snapshot")
+        data = handler(self)
+        for field in ("messages", "snapshot", "head", "result_refs", "inherited"):
+            data = without_empty(data, field)
+        return data
+
+
+class ForkOrigin(Strict):
+    """What a fork starts from: a step of another run, its conversation and its workspace
+    by digest, so nothing of steps 1 to `at_step` runs again."""
+
+    of: str = Field(min_length=1)
+    """The workflow id of the run forked from."""
+    at_step: int = Field(ge=1)
+    head: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """The conversation after step `at_step`, its tool results included: a node's digest."""
+    snapshot: str | None = None
+    """The workspace after step `at_step` (`sha256:` of its manifest); None when the run
+    forked from never had one."""
+    message: str | None = None
+    """A person's message the fork's first model call reads after the inherited steps."""
+    steps: list[StepRecord] = Field(default_factory=list)
+    """The inherited steps the origin's transcript still held, for the fork's transcript."""
+
+
+# `AgentRunInput.fork` names ForkOrigin, defined after it: resolved here, once, at import,
+# not at first use (inside the workflow sandbox, where the module's names are not found).
+AgentRunInput.model_rebuild()
 
 
 class AgentRunResult(Strict):
@@ -322,3 +386,6 @@ class RunStatus(Strict):
     sandbox: str | None = None
     last_error: str | None = None
     model: str
+    children_waiting: list[ChildWaiting] = Field(default_factory=list)
+    """Calls of the run's sub-agents (and theirs) waiting for a person, with the command
+    that answers each."""

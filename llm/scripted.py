@@ -37,7 +37,8 @@ class ScriptedProvider:
     ) -> ModelTurn:
         if spec.script is None:
             raise PermanentModelError("scripted model has no script")
-        index = sum(1 for m in messages if m.role == "assistant")
+        # A fork's inherited answers come before the script's first turn.
+        index = max(0, sum(1 for m in messages if m.role == "assistant") - spec.script.begins_after)
         turns = spec.script.turns
         if index >= len(turns):
             raise PermanentModelError(

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         QUERY_PROGRESS,
         QUERY_STATUS,
         QUERY_TRANSCRIPT,
+        SIGNAL_CHILD_WAITING,
         UPDATE_APPROVE,
         UPDATE_CANCEL,
         UPDATE_EXTEND_BUDGET,
@@ -45,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.workflows.artifacts import collect_artifacts
     from tether.workflows.budget import BudgetExhausted, Spent
     from tether.workflows.deadline import Deadline
+    from tether.workflows.delegation import ParentLink, heard_from_child
     from tether.workflows.model_turn import model_turn
     from tether.workflows.options import DEFAULT_OPTIONS
     from tether.workflows.run_input import parse_input
@@ -81,6 +83,7 @@ class AgentRun:
         self.lease: SandboxLease | None = None
         self.tool_runner: ToolRunner | None = None
         self.deadline = Deadline()
+        self.parent_link: ParentLink | None = None
         try:
             self.input = parse_input(raw)
         except ApplicationError as invalid:
@@ -98,6 +101,7 @@ class AgentRun:
         self.tool_runner = ToolRunner(self.state, self.input, self.lease, self.options,
                                       on_change=self._publish)
         self.deadline.arm(budgets.seconds_left(self.state.budget, self._elapsed()))
+        self.parent_link = ParentLink(self.input)
 
     # --- the loop -----------------------------------------------------------------------
     @workflow.run
@@ -194,7 +198,7 @@ class AgentRun:
         calls = [] if final else turn.tool_calls
         entry = StepRecord(step=state.step, model=served_by, text=turn.text, tool_calls=calls,
                            usage=turn.usage, note=joined("final answer" if final else None, note),
-                           messages=heard)
+                           messages=heard, head=turn.head)
         if not turn.cost_known and state.budget.max_cost_usd is not None:
             state.last_error = f"{served_by} has no known price: max_cost_usd cannot count its cost"
             entry.note = joined(entry.note, state.last_error)
@@ -220,6 +224,9 @@ class AgentRun:
                 self._publish(lasting=not workflow.patched(LASTING_ATTRIBUTES_PATCH))
                 entry.tool_results = await self._tool_runner.run(
                     calls, lost=lost, text=turn.text, digests=turn.argument_digests)
+                entry.snapshot = await self._lease.after_step(state.step)
+                # The step's results as the next model call appends them: what a fork reads.
+                entry.result_refs = [message.ref for message in state.tool_results]
                 state.phase = "thinking"
         except BudgetExhausted:
             if calls:
@@ -322,6 +329,8 @@ class AgentRun:
         workflow task, which updates the details only, not the search attributes."""
         visibility.publish(visibility.status_of(self._state, self._input, self._elapsed()),
                            self._state.started_at, search_attributes=lasting)
+        if self.parent_link is not None:
+            self.parent_link.tell(self._state)
 
     @workflow.query(name=QUERY_ARTIFACTS)
     def artifacts(self) -> RunArtifacts:
@@ -373,6 +382,13 @@ class AgentRun:
         check_text("the message", text)
         if not text.strip():
             raise ValueError("the message is empty")
+
+    @workflow.signal(name=SIGNAL_CHILD_WAITING)
+    def child_waiting(self, child_id: str, waiting: list[dict[str, Any]]) -> None:
+        """A sub-agent's calls (and its own children's) waiting for a person, as it tells them."""
+        if self.state is not None:
+            heard_from_child(self.state, child_id, waiting)
+            self._publish()
 
     @workflow.update(name=UPDATE_EXTEND_BUDGET)
     async def extend_budget(self, more: dict[str, Any]) -> dict[str, Any]:
@@ -428,7 +444,8 @@ class AgentRun:
         return (now - self._state.started_at).total_seconds()
 
     def _spent(self) -> Spent:
-        return Spent(steps=self._state.step, usage=self._state.usage, seconds=self._elapsed(),
+        return Spent(steps=self._state.step + self._state.delegated_steps, usage=self._state.usage,
+                     seconds=self._elapsed(),
                      egress_bytes=self._state.egress_bytes)
 
     async def _collect_artifacts(self) -> RunArtifacts:

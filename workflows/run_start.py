@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from tether.contracts import AgentRunInput, StartConversationInput, StartConversationOutput
+from tether.contracts import (
+    AgentRunInput,
+    ForkOrigin,
+    Message,
+    NewMessage,
+    StartConversationInput,
+    StartConversationOutput,
+)
 from tether.contracts.activities import MCP_LIST_TOOLS, START_CONVERSATION
+from tether.contracts.agents import DELEGATE
 from tether.contracts.tools import McpListInput, McpListOutput
 from tether.workflows.failures import host_gone, root_message, sandbox_lost
 from tether.workflows.options import ActivityOptions
@@ -31,7 +39,8 @@ async def start_conversation(state: RunState, run: AgentRunInput, options: Activ
                 models=[run.model, *run.fallback_models],
                 max_cost_usd=run.budget.max_cost_usd, tools=run.tools,
                 files=run.files, disk_mb=run.sandbox.disk_mb,
-                mcp_servers=run.mcp_servers),
+                mcp_servers=run.mcp_servers,
+                runtime_tools=[DELEGATE] if run.agents is not None else []),
             result_type=StartConversationOutput,
             start_to_close_timeout=options.start_timeout,
             retry_policy=options.start_retry,
@@ -49,6 +58,21 @@ async def start_conversation(state: RunState, run: AgentRunInput, options: Activ
     state.head, state.models = started.head, started.models
     state.toolset, state.routes = started.toolset, started.routes
     state.phase = "thinking"
+    if run.fork is not None:
+        inherit(state, run.fork)
+
+
+def inherit(state: RunState, fork: ForkOrigin) -> None:
+    """A fork goes on from where its origin's step `at_step` ended: that conversation and
+    workspace, by digest, and its steps numbered on from there. No command: nothing of the
+    inherited steps runs again."""
+    state.head, state.snapshot = fork.head, fork.snapshot
+    state.step = state.continued_at_step = fork.at_step
+    for record in fork.steps:
+        state.record(record.model_copy(update={"inherited": True}))
+    if fork.message is not None:
+        state.inbox.append(NewMessage(message=Message(role="user", content=fork.message)))
+        state.from_people.append(fork.message)
 
 
 async def list_mcp_tools(state: RunState, run: AgentRunInput, lease: SandboxLease,

@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from tether.contracts import AgentRunInput, ModelSpec, PendingApproval, RunStatus
-from tether.contracts.names import SEARCH_COST_USD, SEARCH_MODEL, SEARCH_STATUS, SEARCH_STEPS
+from tether.contracts.names import (
+    SEARCH_COST_USD,
+    SEARCH_FORK_OF,
+    SEARCH_MODEL,
+    SEARCH_STATUS,
+    SEARCH_STEPS,
+)
 from tether.workflows.budget import Spent, view
 from tether.workflows.state import RunState
 
@@ -21,8 +27,12 @@ STATUS = SearchAttributeKey.for_keyword(SEARCH_STATUS)
 STEPS = SearchAttributeKey.for_int(SEARCH_STEPS)
 COST = SearchAttributeKey.for_float(SEARCH_COST_USD)
 MODEL = SearchAttributeKey.for_keyword(SEARCH_MODEL)
-SEARCH_ATTRIBUTES = (STATUS, STEPS, COST, MODEL)
+FORK_OF = SearchAttributeKey.for_keyword(SEARCH_FORK_OF)
+"""Set when a fork starts (`tether.client.fork_run`), never by the run itself."""
+SEARCH_ATTRIBUTES = (STATUS, STEPS, COST, MODEL, FORK_OF)
 FINAL_PHASES = ("completed", "budget_exhausted", "cancelled", "failed")
+SANDBOX_RELEASED = "released"
+"""`RunStatus.sandbox` of a run whose idle sandbox was snapshot and removed."""
 
 
 def model_label(spec: ModelSpec) -> str:
@@ -32,16 +42,21 @@ def model_label(spec: ModelSpec) -> str:
 def status_of(state: RunState, input: AgentRunInput, seconds: float) -> RunStatus:
     # A step whose calls wait for a person is still running tools; people need to know
     # it is waiting on them.
-    phase = "awaiting_approval" if state.approvals and state.phase == "running_tools" else state.phase
+    # So is one whose sub-agent waits on a person.
+    waiting = state.approvals or state.children_waiting
+    phase = "awaiting_approval" if waiting and state.phase == "running_tools" else state.phase
     return RunStatus(
         state=phase,
         step=state.step,
-        budget=view(state.budget, Spent(steps=state.step, usage=state.usage, seconds=seconds)),
+        budget=view(state.budget, Spent(steps=state.step + state.delegated_steps, usage=state.usage,
+                                        seconds=seconds)),
         usage=state.usage,
         pending_approvals=[wait.request for wait in state.approvals.values()],
-        sandbox=state.sandbox.container_id[:12] if state.sandbox else None,
+        sandbox=(state.sandbox.container_id[:12] if state.sandbox
+                 else SANDBOX_RELEASED if state.sandbox_released else None),
         last_error=state.last_error,
         model=state.last_model or model_label(input.model),
+        children_waiting=[w for child in state.children_waiting.values() for w in child],
     )
 
 
@@ -101,6 +116,12 @@ def details_markdown(status: RunStatus, workflow_id: str, started_at: datetime, 
         lines += ["", "**Waiting for approval:**", ""]
         for p in status.pending_approvals:
             lines += approval_lines(p, workflow_id)
+    if status.sandbox == SANDBOX_RELEASED:
+        lines += ["", "**Sandbox:** released while idle; the next tool call restores its workspace"]
+    if status.children_waiting:
+        lines += ["", "**Sub-agents waiting for approval:**", ""]
+        lines += [f"- `{w.workflow_id}` `{w.call_id}` **{w.tool}** · approve: `{w.approve_command}`"
+                  for w in status.children_waiting]
     if status.last_error:
         lines += ["", f"**Last error:** {code(status.last_error)}"]
     return "\n".join(lines)

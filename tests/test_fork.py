@@ -1,0 +1,145 @@
+"""Fork (issue 21): a new run that goes on from a step of another, through a real worker and
+dev server. Its conversation is the origin's first steps by digest (no model or tool call of
+them runs again), its workspace the origin's snapshot after that step; the origin, completed,
+failed or running, is only read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from tether import client as tether
+from tether.contracts.activities import MODEL_CALL
+from tether.workflows.visibility import FORK_OF
+
+from tests.helpers import tether_cli, wait_for
+from tests.scripts import scripted_run, turn
+from tests.workflows.histories import activities
+
+EVERY_STEP = {"snapshots": "every_step"}
+
+
+def lookup(order_id: str = "A-1", **more: object) -> dict:
+    """A turn calling the worker's function tool: a step with no workspace."""
+    return {"tool_calls": [{"name": "lookup_order", "arguments": {"order_id": order_id, **more}}]}
+
+
+def script(*turns: dict) -> dict:
+    return {"model": {"provider": "scripted", "script": {"turns": list(turns)}}}
+
+
+async def model_calls(client: Client, handle) -> list[str]:
+    return [a.summary for a in await activities(client, handle) if a.type == MODEL_CALL]
+
+
+async def test_a_fork_at_step_1_of_3_calls_no_model_for_it_and_plays_its_script_from_its_first_turn(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look orders up", lookup("A-1"), lookup("B-2"), turn("origin done"), tools=["lookup_order"]),
+        task_queue=worker)
+    assert (await origin.result()).steps == 3
+
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=1,
+                                 changes=script(turn("fork says {{last_output}}")))
+    result = await fork.result()
+    # Its first turn answers at step 2, reading step 1's inherited tool result.
+    assert result.status == "completed" and result.steps == 2
+    assert json.loads(result.output.removeprefix("fork says ")) == {"id": "A-1", "status": "shipped"}
+    assert await model_calls(temporal_client, fork) == ["step 2 · scripted"]
+    assert not [a for a in await activities(temporal_client, fork) if a.type == "function_call"]
+    steps = await tether.get_transcript(temporal_client, fork.id)
+    assert [(s.step, s.inherited) for s in steps] == [(1, True), (2, False)]
+    attributes = (await fork.describe()).typed_search_attributes
+    assert attributes.get(FORK_OF) == origin.id
+    # The origin is untouched.
+    assert [s.step for s in await tether.get_transcript(temporal_client, origin.id)] == [1, 2, 3]
+
+
+async def test_a_fork_has_the_workspace_after_its_step_and_not_what_later_steps_wrote(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "write two files", turn(shell="echo one > one.txt"), turn(shell="echo two > two.txt"),
+        turn("origin done"), sandbox=EVERY_STEP), task_queue=worker)
+    assert (await origin.result()).status == "completed"
+
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=1, changes=script(
+        turn(shell="ls; cat one.txt"), turn("{{last_output}}")))
+    result = await fork.result()
+    assert result.status == "completed" and result.output == "one.txt\none"
+    assert await model_calls(temporal_client, fork) == ["step 2 · scripted", "step 3 · scripted"]
+
+
+async def test_a_failed_run_is_forked_from_a_step_before_it_failed(
+    temporal_client: Client, worker: str
+):
+    # The script has no turn for step 3: the run fails there, after two complete steps.
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look orders up", lookup("A-1"), lookup("A-1", include_items=True), tools=["lookup_order"]),
+        task_queue=worker)
+    with pytest.raises(WorkflowFailureError):
+        await origin.result()
+
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=2, changes={
+        **script(turn("read: {{last_output}}")), "message": "what does it hold?"})
+    result = await fork.result()
+    assert result.status == "completed" and result.steps == 3
+    assert "kettle" in (result.output or "")  # step 2's result, never run again
+    assert await model_calls(temporal_client, fork) == ["step 3 · scripted"]
+    steps = await tether.get_transcript(temporal_client, fork.id)
+    assert [(s.step, s.inherited, s.messages) for s in steps] == [
+        (1, True, []), (2, True, []), (3, False, ["what does it hold?"])]
+
+
+async def test_forking_at_a_step_without_a_snapshot_is_refused_saying_how_to_keep_them(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "write a file", turn(shell="echo one > one.txt"), turn("done")), task_queue=worker)
+    await origin.result()
+    with pytest.raises(tether.ForkRefused) as refused:
+        await tether.fork_run(temporal_client, origin.id, at_step=1)
+    assert str(refused.value) == (
+        f"step 1 of {origin.id} has no workspace snapshot, so its files can't be restored in a "
+        'fork: start the runs you mean to fork with "sandbox": {"snapshots": "every_step"}')
+
+
+async def test_a_running_run_is_forked_and_goes_on_untouched(temporal_client: Client, worker: str):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look orders up", lookup("A-1"), {"text": "slow", "delay_seconds": 30},
+        tools=["lookup_order"]), task_queue=worker)
+    await wait_for(lambda: origin_steps(temporal_client, origin.id), what="the origin's step 1")
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=1, changes=script(turn("fork done")))
+    assert (await fork.result()).output == "fork done"
+    assert (await origin.describe()).status.name == "RUNNING"
+    await tether.cancel(temporal_client, origin.id)
+
+
+async def origin_steps(client: Client, run_id: str) -> bool:
+    return bool(await tether.get_transcript(client, run_id))
+
+
+async def test_tether_fork_prints_the_new_id_and_tether_list_forks_lists_it(
+    temporal_client: Client, worker: str, temporal_address: str, tmp_path
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look an order up", lookup("A-1"), turn("done"), tools=["lookup_order"]), task_queue=worker)
+    await origin.result()
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps(script(turn("forked"))))
+    code, out, err = await tether_cli(temporal_address, worker, "fork", origin.id, "--at-step", "1",
+                                      "--workflow-id", f"{origin.id}-cli-fork",
+                                      "--input-file", str(changes))
+    assert (code, out.strip(), err) == (0, f"{origin.id}-cli-fork", ""), err
+    assert (await tether.get_run(temporal_client, f"{origin.id}-cli-fork").result()).output == "forked"
+
+    async def listed() -> bool:
+        code, out, _ = await tether_cli(temporal_address, worker, "list", "--fork-of", origin.id, "--json")
+        return code == 0 and [r["workflow_id"] for r in json.loads(out)] == [f"{origin.id}-cli-fork"]
+
+    await wait_for(listed, what="the fork in tether list --fork-of")
+    code, out, _ = await tether_cli(temporal_address, worker, "list", "--forks", "--json")
+    forks = {r["workflow_id"]: r["fork_of"] for r in json.loads(out)}
+    assert forks[f"{origin.id}-cli-fork"] == origin.id and origin.id not in forks
