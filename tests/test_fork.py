@@ -13,7 +13,7 @@ from tether import client as tether
 from tether.contracts.activities import MODEL_CALL
 from tether.workflows.visibility import FORK_OF
 
-from tests.helpers import tether_cli, wait_for
+from tests.helpers import conversations, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities
 
@@ -57,6 +57,24 @@ async def test_a_fork_at_step_1_of_3_calls_no_model_for_it_and_plays_its_script_
     assert [s.step for s in await tether.get_transcript(temporal_client, origin.id)] == [1, 2, 3]
 
 
+async def test_a_fork_that_keeps_the_origins_script_goes_on_at_its_next_turn_under_a_new_prompt(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look an order up", lookup("A-1"), turn("origin's answer"), tools=["lookup_order"]),
+        task_queue=worker)
+    await origin.result()
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=1,
+                                 changes={"system_prompt": "Answer in one word."})
+    assert (await fork.result()).output == "origin's answer"
+    assert await model_calls(temporal_client, fork) == ["step 2 · scripted"]
+    [*_, mine] = await tether.get_transcript(temporal_client, fork.id)
+    [*_, theirs] = await tether.get_transcript(temporal_client, origin.id)
+    forked, original = conversations().load(mine.head), conversations().load(theirs.head)
+    assert forked[0].content == "Answer in one word."
+    assert forked[1:] == original[1:]  # the same messages, under the new prompt
+
+
 async def test_a_fork_has_the_workspace_after_its_step_and_not_what_later_steps_wrote(
     temporal_client: Client, worker: str
 ):
@@ -91,6 +109,27 @@ async def test_a_failed_run_is_forked_from_a_step_before_it_failed(
     steps = await tether.get_transcript(temporal_client, fork.id)
     assert [(s.step, s.inherited, s.messages) for s in steps] == [
         (1, True, []), (2, True, []), (3, False, ["what does it hold?"])]
+
+
+async def test_a_step_older_than_the_transcript_keeps_is_found_in_the_stores_chain(
+    temporal_client: Client, worker: str
+):
+    # Step 2 alone lists the order's items; the transcript keeps steps 6 to 55 only.
+    turns = [lookup("A-1"), lookup("A-1", include_items=True), *[lookup("A-1")] * 53, turn("done")]
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look orders up", *turns, tools=["lookup_order"], budget={"max_steps": 60}), task_queue=worker)
+    assert (await origin.result()).steps == 56
+    assert min(s.step for s in await tether.get_transcript(temporal_client, origin.id)) > 2
+
+    outputs = {}
+    for at_step in (2, 3):
+        fork = await tether.fork_run(temporal_client, origin.id, at_step=at_step,
+                                     changes=script(turn("{{last_output}}")))
+        result = await fork.result()
+        assert result.steps == at_step + 1
+        outputs[at_step] = json.loads(result.output or "")
+    assert outputs == {2: {"id": "A-1", "status": "shipped", "items": ["kettle", "mug"]},
+                       3: {"id": "A-1", "status": "shipped"}}
 
 
 async def test_forking_at_a_step_without_a_snapshot_is_refused_saying_how_to_keep_them(
