@@ -4,8 +4,8 @@
     worker = Worker(client, task_queue="agents")          # AgentRun and every activity
 
 On a client it sets tether's data converter (pydantic; with TETHER_ENCRYPTION_KEYS, the
-encryption codec) and tracing. On a worker it registers the
-`AgentRun` and `SandboxReaper` workflows and the activities, built with their dependencies
+encryption codec) and tracing. On a worker it registers the `AgentRun`, `SandboxReaper`
+and `BudgetAccount` workflows and the activities, built with their dependencies
 (the conversation store, the model providers, this host's Docker engine). Tool calls must
 reach the engine that holds a run's sandbox, so a worker with activities also polls its own
 host queue (`<task_queue>@<worker_id>`) for them, beside the queue it was given.
@@ -31,12 +31,14 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Interceptor as WorkerInterceptor
 from temporalio.worker import Worker, WorkerConfig, WorkerDeploymentConfig
 from tether import metrics, tracing
+from tether.activities.accounts import AccountActivities
 from tether.activities.artifacts import ArtifactActivities
 from tether.activities.drain import DrainGate
 from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
 from tether.activities.model import ModelActivities
 from tether.activities.sandboxes import SandboxActivities
+from tether.activities.snapshots import SnapshotActivities
 from tether.activities.tools import ToolActivities, no_sandbox_here
 from tether.contracts import SandboxSpec
 from tether.egress.proxy import EgressProxy, default_python
@@ -50,6 +52,7 @@ from tether.settings import TetherSettings
 from tether.store import ContentAddressed, Conversations, open_blobs
 from tether.store.sealed import sealed
 from tether.tools import FunctionTools
+from tether.workflows.account import BudgetAccount
 from tether.workflows.agent import AgentRun
 from tether.workflows.reaper import SandboxReaper
 from tether.workflows.telemetry import RunTelemetry
@@ -68,6 +71,7 @@ class HostActivities:
     tools: ToolActivities
     mcp: McpActivities
     artifacts: ArtifactActivities
+    snapshots: SnapshotActivities
     pool: WarmPool | None
     gate: DrainGate
     """Closed when the host drains: no new tool call, on the host queue or here."""
@@ -81,7 +85,7 @@ class HostActivities:
         """Served on this worker's own queue: they need the engine that holds the sandbox
         (MCP servers that run in it among them)."""
         return [self.tools.call_tool, self.sandboxes.release, self.sandboxes.reap,
-                self.mcp.list_tools, self.mcp.call, self.artifacts.collect]
+                self.mcp.list_tools, self.mcp.call, self.artifacts.collect, self.snapshots.snapshot]
 
 
 class TetherPlugin(SimplePlugin):
@@ -113,7 +117,7 @@ class TetherPlugin(SimplePlugin):
             # Spans as the settings say; the run's metrics (and span) from RunTelemetry.
             interceptors=[*tracing.interceptors(self.settings), RunTelemetry()],
             workflow_runner=tracing.workflow_runner,
-            workflows=[AgentRun, SandboxReaper] if self.with_workflows else None,
+            workflows=[AgentRun, SandboxReaper, BudgetAccount] if self.with_workflows else None,
         )
 
     def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
@@ -147,6 +151,10 @@ class TetherPlugin(SimplePlugin):
             config["no_remote_activities"] = True
         if self.with_models:
             added += [self.model_activities().call_model, self.function_activities().call_function]
+            # A budget account is charged beside the model call it prices.
+            accounts = AccountActivities(endpoints=self.settings.model_endpoint_policy,
+                                         max_output_tokens=self.settings.max_output_tokens)
+            added += [accounts.reserve, accounts.commit, accounts.release]
         if self.with_sandboxes:
             added += self.host_activities(config["client"], config["task_queue"]).shared()
         config["activities"] = [*(config.get("activities") or []), *added]
@@ -193,6 +201,7 @@ class TetherPlugin(SimplePlugin):
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes,
                                   servers=settings.mcp_endpoint_policy),
                 artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
+                snapshots=SnapshotActivities(blobs=self._store().blobs, sandboxes=sandboxes),
                 pool=pool,
                 gate=gate,
             )

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from tether.activities.artifacts import place_files
+from tether.activities.snapshots import heartbeating, restore_snapshot
 from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
 from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
 from tether.egress.proxy import EgressProxy, EgressUnavailable
@@ -65,6 +66,11 @@ class SandboxActivities:
     async def acquire(self, input: AcquireInput) -> SandboxHandle:
         """Claims a container from this worker's warm pool when the run's spec fits it, or
         creates one for the run."""
+        # A restore heartbeats from the start: its workflow gave it a heartbeat timeout.
+        async with heartbeating("acquire") if input.snapshot else contextlib.nullcontext():
+            return await self._acquire(input)
+
+    async def _acquire(self, input: AcquireInput) -> SandboxHandle:
         # The run holds no sandbox when it asks for one: whatever of it this engine still has
         # is an earlier attempt's half-made container (its engine went away mid-create) or a
         # lost one on its way out. None of it may outlive the run.
@@ -77,7 +83,9 @@ class SandboxActivities:
             # Not retried here: the run waits for a slot in its workflow, where the wait is
             # durable, shows in its status and counts against its time budget.
             raise ApplicationError(str(full), type="NoSandboxSlot", non_retryable=True) from None
-        if input.files:
+        if input.snapshot:
+            await self._restore(container_id, input.snapshot, input.spec.disk_mb)
+        elif input.files:
             await self._place(container_id, input.files)
         started_at = await asyncio.to_thread(self.sandboxes.started_at, container_id)
         return SandboxHandle(container_id=container_id, task_queue=self.host_queue,
@@ -133,6 +141,18 @@ class SandboxActivities:
                 raise ApplicationError("this worker has no content store to take the run's files from",
                                        type="FilesRefused", non_retryable=True)
             await asyncio.to_thread(place_files, self.blobs, self.sandboxes, container_id, files)
+        except BaseException:
+            await self._remove(container_id)
+            raise
+
+    async def _restore(self, container_id: str, snapshot: str, disk_mb: int) -> None:
+        """Recreates the run's workspace from its latest snapshot (which holds its files, as
+        they were then) before anyone sees the sandbox; one that can't have it is removed."""
+        try:
+            if self.blobs is None:
+                raise ApplicationError("this worker has no content store to restore the run's workspace from",
+                                       type="SnapshotRefused", non_retryable=True)
+            await restore_snapshot(self.blobs, self.sandboxes, container_id, snapshot, disk_mb=disk_mb)
         except BaseException:
             await self._remove(container_id)
             raise

@@ -25,6 +25,7 @@ ACQUIRE_SANDBOX = "acquire_sandbox"
 RELEASE_SANDBOX = "release_sandbox"
 COLLECT_ARTIFACTS = "collect_artifacts"
 REAP_SANDBOXES = "reap_sandboxes"
+SNAPSHOT_WORKSPACE = "snapshot_workspace"
 
 
 class StartConversationInput(BaseModel):
@@ -40,6 +41,8 @@ class StartConversationInput(BaseModel):
     disk_mb: int | None = None
     mcp_servers: list[McpServer] = Field(default_factory=list)
     """The run's MCP servers: each must be one the worker configured, as its models' endpoints."""
+    runtime_tools: list[str] = Field(default_factory=list)
+    """Tools the workflow runs itself (`delegate`), added to the run's toolset."""
 
 
 class StartConversationOutput(BaseModel):

@@ -12,9 +12,10 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 from tether.contracts import AcquireInput, ReleaseInput, RunPhase, SandboxHandle, SandboxSpec
-from tether.contracts.activities import ACQUIRE_SANDBOX, RELEASE_SANDBOX
+from tether.contracts.activities import ACQUIRE_SANDBOX, RELEASE_SANDBOX, SNAPSHOT_WORKSPACE
+from tether.contracts.snapshots import SnapshotInput, SnapshotOutput
 from tether.workflows import telemetry
-from tether.workflows.failures import no_slot, root_message
+from tether.workflows.failures import no_slot, root_message, stop_if_cancelled
 from tether.workflows.options import ActivityOptions
 from tether.workflows.state import RunState
 
@@ -23,6 +24,7 @@ MAX_SLOT_WAIT = timedelta(seconds=5)
 """How often, at most, a run waiting for a slot asks again."""
 GONE_HOST_WAIT = timedelta(seconds=5)
 """How long the removal of a sandbox lost with its host waits for that host."""
+EVERY_STEP_PATCH = "snapshot-every-step"
 
 
 class SandboxLease:
@@ -39,9 +41,13 @@ class SandboxLease:
         """True while the acquisition sleeps between refusals for want of a slot."""
         self.removing: list[asyncio.Task[None]] = []
         """Removals of lost sandboxes, started when they were lost; the run's end awaits them."""
+        self.releasing: asyncio.Task[None] | None = None
+        """An idle release in flight (`workflows/idle_release.py`): the next call waits for it."""
 
     async def get(self) -> SandboxHandle:
         """The run's sandbox, created by the first caller; concurrent callers share it."""
+        if self.releasing is not None:
+            await asyncio.shield(self.releasing)
         if self.state.sandbox is not None:
             return self.state.sandbox
         if self.acquiring is None:
@@ -72,9 +78,12 @@ class SandboxLease:
                     return await workflow.execute_activity(
                         ACQUIRE_SANDBOX,
                         AcquireInput(workflow_id=info.workflow_id, run_id=info.first_execution_run_id,
-                                     spec=self.spec, files=self.files),
+                                     spec=self.spec, files=self.files, snapshot=self.state.snapshot),
                         result_type=SandboxHandle,
                         start_to_close_timeout=self.options.sandbox_timeout,
+                        # A restore streams the workspace in, heartbeating: a worker killed
+                        # in it is noticed in seconds. Runs without a snapshot as before.
+                        heartbeat_timeout=self.options.tool_heartbeat if self.state.snapshot else None,
                         retry_policy=self.options.sandbox_retry,
                         summary="acquire sandbox",
                     )
@@ -128,8 +137,59 @@ class SandboxLease:
                 self.acquiring = None
         return self.state.sandbox
 
+    async def snapshot(self, sandbox: SandboxHandle, *, summary: str) -> SnapshotOutput:
+        """Snapshots the sandbox's workspace into the content store, on the worker that holds
+        it; the digest becomes the run's latest snapshot."""
+        taken = await workflow.execute_activity(
+            SNAPSHOT_WORKSPACE,
+            SnapshotInput(workflow_id=workflow.info().workflow_id, container_id=sandbox.container_id,
+                          started_at=sandbox.started_at, disk_mb=self.spec.disk_mb),
+            result_type=SnapshotOutput,
+            task_queue=sandbox.task_queue,
+            start_to_close_timeout=self.options.collect_timeout,
+            schedule_to_start_timeout=self.options.host_wait(sandbox.host_wait_seconds),
+            heartbeat_timeout=self.options.tool_heartbeat,
+            retry_policy=self.options.collect_retry,
+            summary=summary,
+        )
+        self.state.snapshot = taken.manifest
+        return taken
+
+    async def after_step(self, step: int) -> str | None:
+        """With `snapshots: every_step`, the workspace's snapshot after a step's calls (what a
+        fork at that step restores); None otherwise, or when it failed (saying why)."""
+        if self.spec.snapshots != "every_step" or not workflow.patched(EVERY_STEP_PATCH):
+            return None
+        await self.settle()
+        sandbox = self.state.sandbox
+        if sandbox is None:
+            return self.state.snapshot  # released or never made: the workspace is as last taken
+        try:
+            return (await self.snapshot(sandbox, summary=f"snapshot after step {step}")).manifest
+        except ActivityError as error:
+            stop_if_cancelled(error)
+            self.state.last_error = f"no snapshot after step {step}: {root_message(error)}"
+            return None
+
+    async def release_idle(self, sandbox: SandboxHandle) -> None:
+        """Snapshots an idle sandbox and removes it: the next call restores the workspace in
+        a new one. A snapshot that fails keeps the sandbox, saying why."""
+        try:
+            await self.snapshot(sandbox, summary="snapshot idle workspace")
+        except ActivityError as error:
+            self.state.last_error = f"the idle sandbox was kept: its snapshot failed: {root_message(error)}"
+            self.on_change()
+            return
+        if self.state.sandbox != sandbox:
+            return  # lost while its snapshot was taken: its removal is under way
+        self.state.sandbox, self.state.sandbox_released = None, True
+        self.on_change()
+        await self._remove(sandbox, summary="release idle sandbox")
+
     async def release(self) -> None:
         """Removes the run's sandbox, and waits for lost ones being removed."""
+        if self.releasing is not None:
+            await asyncio.shield(self.releasing)
         await self.settle()
         sandbox, self.state.sandbox = self.state.sandbox, None
         if sandbox is not None:
@@ -161,6 +221,6 @@ class SandboxLease:
     def _adopt(self, handle: SandboxHandle) -> SandboxHandle:
         self.acquiring = None
         if self.state.sandbox is None:
-            self.state.sandbox = handle
+            self.state.sandbox, self.state.sandbox_released = handle, False
             self.on_change()
         return self.state.sandbox

@@ -20,6 +20,7 @@ from tether.contracts import (
     StepRecord,
     Usage,
 )
+from tether.contracts.agents import ChildWaiting
 from tether.contracts.caps import cap_record
 from tether.contracts.files import RunArtifacts
 from tether.contracts.tools import ToolRoute
@@ -90,10 +91,16 @@ class RunState(BaseModel):
     continued: int = 0
     """How many times this run has continued as new."""
     continued_at_step: int = 0
+    delegated_steps: int = 0
+    """Steps the run's sub-agents took, charged to its `max_steps` (`workflows/carving.py`)."""
+    children_waiting: dict[str, list[ChildWaiting]] = Field(default_factory=dict)
+    """Calls of the run's sub-agents (and theirs) waiting for a person, by child id."""
 
     def tool_names(self, asked: list[str]) -> list[str]:
-        """The tools the model may call: those the run asked for, and its MCP servers'."""
-        return [*asked, *(name for name, route in self.routes.items() if route.kind == "mcp")]
+        """The tools the model may call: those the run asked for, its MCP servers', and
+        `delegate` for a run with `agents`."""
+        return [*asked, *(name for name, route in self.routes.items()
+                          if route.kind in ("mcp", "delegate"))]
 
     def record(self, entry: StepRecord) -> None:
         self.in_flight = None

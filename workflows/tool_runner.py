@@ -8,10 +8,10 @@ carry on; only an interruption or a sandbox that can't be made stops the step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -39,7 +39,9 @@ from tether.contracts.caps import cap_arguments, cap_text
 from tether.contracts.digests import arguments_digest, text_digest
 from tether.contracts.tools import FunctionCallInput, McpCallInput, ToolRoute
 from tether.workflows import telemetry
+from tether.workflows.delegation import DELEGATE_PATCH, Delegation
 from tether.workflows.failures import host_gone, root_message, sandbox_lost, stop_if_cancelled
+from tether.workflows.idle_release import IdleRelease
 from tether.workflows.options import ActivityOptions
 from tether.workflows.sandbox_lease import SandboxLease
 from tether.workflows.state import ApprovalWait, RunState
@@ -51,6 +53,7 @@ call outlives faults that come one after another, and one that kills every sandb
 in still ends."""
 LOST_AGAIN_PATCH = "replace-a-lost-replacement"
 HERE_FIRST_PATCH = "tool-call-here-first"
+T = TypeVar("T")
 
 
 class ToolRunner:
@@ -63,6 +66,8 @@ class ToolRunner:
         self.lease = lease
         self.options = options
         self.on_change = on_change
+        self.delegation = Delegation(state, input, on_change=on_change)
+        self.idle = IdleRelease(lease)
 
     async def run(
         self, calls: list[ToolCall], *, lost: list[str] | None = None, text: str | None = None,
@@ -76,7 +81,7 @@ class ToolRunner:
         lost = [] if lost is None else lost
         asked = Asked(text=text, digests=list(digests))
         outcomes = await asyncio.gather(
-            *(self._run_one(i, call, lost, asked) for i, call in enumerate(calls)))
+            *(self._counted(self._run_one(i, call, lost, asked)) for i, call in enumerate(calls)))
         self.state.tool_results.extend(message for _, message in outcomes)
         results = [result for result, _ in outcomes]
         telemetry.tool_calls(calls, results, self.state.tool_names(self.input.tools))
@@ -84,6 +89,10 @@ class ToolRunner:
             lost.extend(f"{call.name}: egress denied {destination}" for destination in result.egress_denied)
             self.state.egress_bytes += result.egress_bytes
         return results
+
+    async def _counted(self, work: Awaitable[T]) -> T:
+        async with self.idle.call():
+            return await work
 
     async def _run_one(
         self, index: int, call: ToolCall, lost: list[str], asked: Asked,
@@ -94,6 +103,9 @@ class ToolRunner:
         if problem is not None:
             return refused(call, problem)
         route = self.state.routes.get(call.name)
+        if route is not None and route.kind == "delegate" and workflow.patched(DELEGATE_PATCH):
+            self.on_change()
+            return await self.delegation.run(index, call, lost)
         if route is not None and route.kind == "function":
             self.on_change()  # it outlasts this workflow task: the search attributes say so
             return await self._run_function(index, call, route)
@@ -247,8 +259,9 @@ class ToolRunner:
         self.on_change()
         timeout = self.input.approval.timeout_seconds
         try:
-            await workflow.wait_condition(lambda: wait.approved is not None, timeout=timeout,
-                                          timeout_summary=f"approval of {call_id}")
+            async with self.idle.waiting_for_person():
+                await workflow.wait_condition(lambda: wait.approved is not None, timeout=timeout,
+                                              timeout_summary=f"approval of {call_id}")
         except TimeoutError:
             if wait.approved is None:
                 return f"no person approved this call within {timeout:g} s, so it did not run"
