@@ -12,12 +12,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from tether.contracts.messages import Strict
 
 MAX_ALLOWED = 256
+MAX_SECRETS = 16
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                             "te", "trailer", "keep-alive", "proxy-connection"})
+"""Headers that say how a request is framed or routed: a secret may not stand in for them."""
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
@@ -97,13 +102,60 @@ def _port(entry: str, text: str) -> int:
     return int(text)
 
 
+class BrokeredSecret(Strict):
+    """`{"host", "header", "env", "prefix"?}`: the proxy adds `header: prefix + value` to every
+    HTTPS request for `host`, the value read on the worker from the variable `env`, which the
+    worker must list in TETHER_BROKERED_ENV. The run names the variable, never the value."""
+
+    host: str = Field(max_length=253)
+    """A host name or an address, as in `allow` but without a port or a wildcard."""
+    header: str
+    env: str
+    prefix: str = Field(default="", max_length=64)
+    """Put before the value, e.g. `"Bearer "`."""
+
+    @field_validator("host")
+    @classmethod
+    def _one_host(cls, host: str) -> str:
+        destination = parse_destination(host)
+        if destination.port is not None or destination.wildcard:
+            raise ValueError(f"secret host {host!r}: one host name or address, without a port or"
+                             " a '*.' (the secret goes to that host on any port the allow-list"
+                             " gives it)")
+        return destination.host
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, header: str) -> str:
+        if not _HEADER.fullmatch(header):
+            raise ValueError(f"secret header {header!r} is not an HTTP header name")
+        if header.lower() in FRAMING_HEADERS or header.lower().startswith("proxy-"):
+            raise ValueError(f"secret header {header!r} frames or routes the request: name one"
+                             " that carries a credential, e.g. Authorization")
+        return header
+
+    @field_validator("env")
+    @classmethod
+    def _variable_name(cls, env: str) -> str:
+        if not _ENV.fullmatch(env):
+            raise ValueError(f"secret env {env!r} is not an environment variable's name")
+        return env
+
+    @field_validator("prefix")
+    @classmethod
+    def _printable_prefix(cls, prefix: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+            raise ValueError("secret prefix: no control characters (a line break would end the header)")
+        return prefix
+
+
 class NetworkPolicy(Strict):
     """`{"allow": [...]}`: the sandbox reaches exactly these destinations, over HTTP and HTTPS,
     through the runtime's proxy, and nothing else."""
 
     allow: list[str] = Field(max_length=MAX_ALLOWED)
-    secrets: list[Any] | None = None
-    """Refused for now: secrets added by the proxy are not available yet (issue 20, part 2)."""
+    secrets: list[BrokeredSecret] | None = Field(default=None, max_length=MAX_SECRETS)
+    """Credentials the proxy adds to requests for their hosts (see `BrokeredSecret`)."""
 
     @field_validator("allow")
     @classmethod
@@ -114,13 +166,22 @@ class NetworkPolicy(Strict):
             parse_destination(entry)
         return allow
 
-    @field_validator("secrets")
-    @classmethod
-    def _no_secrets_yet(cls, secrets: list[Any] | None) -> list[Any] | None:
-        if secrets is not None:
-            raise ValueError("brokered secrets are not available yet: drop \"secrets\" from"
-                             " \"network\" (tools get no credentials through the proxy)")
-        return secrets
+    @model_validator(mode="after")
+    def _secret_hosts_allowed(self) -> NetworkPolicy:
+        destinations = self.destinations()
+        seen = set()
+        for secret in self.secrets or []:
+            if not any(d.matches(secret.host, d.port or 0) for d in destinations):
+                raise ValueError(f"secret host {secret.host!r} is not on the allow-list: add it to"
+                                 " \"allow\" as well")
+            if (secret.host, secret.header.lower()) in seen:
+                raise ValueError(f"two secrets for {secret.host!r}'s {secret.header} header: keep one")
+            seen.add((secret.host, secret.header.lower()))
+        return self
 
     def destinations(self) -> list[Destination]:
         return [parse_destination(entry) for entry in self.allow]
+
+    def brokered(self) -> list[str]:
+        """The worker variables the run's secrets name, each once."""
+        return list(dict.fromkeys(secret.env for secret in self.secrets or []))

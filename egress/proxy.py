@@ -13,11 +13,13 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import shutil
+import ssl
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,10 @@ from typing import Any
 from tether.contracts.network import NetworkPolicy
 
 SOCKET_NAME = "egress.sock"
+CA_BUNDLE_NAME = "ca-bundle.pem"
+"""Beside the socket, for a run with secrets: the system's CAs, TETHER_EGRESS_CA_FILE's and
+the run's own CA, which the sandbox's tools trust (the directory is mounted read-only)."""
+UPSTREAM_CA_NAME = "upstream-ca.pem"
 PROCESS = Path(__file__).with_name("proxy_process.py")
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 10.0
@@ -46,6 +52,20 @@ class EgressUnavailable(RuntimeError):
     """This worker can't run the egress proxy: runs that ask for network can't be served here."""
 
 
+class SecretRefused(EgressUnavailable):
+    """A run's secret names a variable this worker does not broker, or one it does not have.
+    The message names the variable, never a value."""
+
+
+def system_cas() -> bytes:
+    """The worker's system CA bundle, as OpenSSL finds it; empty when there is none."""
+    paths = ssl.get_default_verify_paths()
+    for path in (paths.cafile, paths.openssl_cafile):
+        if path and os.path.isfile(path):
+            return Path(path).read_bytes()
+    return b""
+
+
 @dataclass(frozen=True)
 class Decision:
     host: str
@@ -62,11 +82,18 @@ class Decision:
 
 class EgressProxy:
     """Keyword-only: `python`, an interpreter with mitmproxy 11 installed; `on_decision`,
-    called for every decision (metrics)."""
+    called for every decision (metrics); `brokered`, the variables runs' secrets may name
+    (TETHER_BROKERED_ENV), read from `environ` when a run's socket opens; `ca_file`, extra CAs
+    for secret hosts (TETHER_EGRESS_CA_FILE)."""
 
     def __init__(self, *, python: str, directory: Path | None = None,
-                 on_decision: Callable[[Decision], None] | None = None) -> None:
+                 on_decision: Callable[[Decision], None] | None = None,
+                 brokered: Iterable[str] = (), ca_file: Path | None = None,
+                 environ: Mapping[str, str] = os.environ) -> None:
         self.python = python
+        self.brokered = frozenset(brokered)
+        self.ca_file = ca_file
+        self.environ = environ
         self.home = directory
         """Where the sandboxes' socket directories live. One that stays (the worker's data
         directory) lets the worker's successor open a socket again behind a sandbox's mount;
@@ -89,6 +116,7 @@ class EgressProxy:
     async def open(self, sandbox: str, network: NetworkPolicy) -> str:
         """Opens the sandbox's socket; returns the host directory that holds it (mounted into
         the sandbox: a directory, so the socket may be made again behind the same mount)."""
+        values = self._values(network)
         await self._start()
         assert self._directory is not None  # set by _start
         directory = self._directory / _short(sandbox)
@@ -98,10 +126,44 @@ class EgressProxy:
                                     " set TETHER_DATA_DIR to a shorter directory")
         directory.mkdir(mode=0o755, exist_ok=True)
         allow = [{"host": d.host, "port": d.port} for d in network.destinations()]
-        await self._ask({"op": "open", "key": sandbox, "socket": str(directory / SOCKET_NAME),
-                         "allow": allow})
+        secrets = [{"host": s.host, "header": s.header, "prefix": s.prefix, "env": s.env}
+                   for s in network.secrets or []]
+        # The values go over the proxy's stdin only: nothing here logs a request.
+        reply = await self._ask({"op": "open", "key": sandbox, "socket": str(directory / SOCKET_NAME),
+                                 "allow": allow, "secrets": secrets, "values": values})
+        if secrets:
+            self._write_bundle(directory, str(reply["ca"]).encode())
         self._open.add(sandbox)
         return str(directory)
+
+    def _values(self, network: NetworkPolicy) -> dict[str, str]:
+        """The values of the variables the run's secrets name, read now (a rotated one needs
+        no restart), each checked against what this worker brokers."""
+        values = {}
+        for env in network.brokered():
+            if env not in self.brokered:
+                raise SecretRefused(
+                    f"sandbox.network.secrets names {env}, which this worker does not broker: list it"
+                    " in the worker's TETHER_BROKERED_ENV (comma-separated), or drop the secret")
+            value = self.environ.get(env, "")
+            if not value:
+                raise SecretRefused(f"TETHER_BROKERED_ENV lists {env}, but the worker's environment"
+                                    " has no value for it: set it where the worker starts")
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise SecretRefused(f"the value of {env} holds a control character (a line break"
+                                    " would end the header): set it to the credential alone")
+            values[env] = value
+        return values
+
+    def _write_bundle(self, directory: Path, run_ca: bytes) -> None:
+        """The sandbox's trust bundle, replaced whole (a worker that takes a sandbox over
+        writes its own CA's; tools that start later read it)."""
+        extra = self.ca_file.read_bytes() if self.ca_file is not None else b""
+        partial = directory / f".{CA_BUNDLE_NAME}.new"
+        partial.write_bytes(b"\n".join(part.strip() for part in (system_cas(), extra, run_ca)
+                                       if part.strip()) + b"\n")
+        partial.chmod(0o644)
+        partial.replace(directory / CA_BUNDLE_NAME)
 
     def made(self, sandbox: str, container_id: str) -> None:
         """The sandbox opened as `sandbox` is the container `container_id`: `take` and `close`
@@ -163,6 +225,7 @@ class EgressProxy:
             try:
                 self._process = await asyncio.create_subprocess_exec(
                     self.python, str(PROCESS), str(self._directory / "mitmproxy"),
+                    *self._upstream_cas(),
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                     stderr=(self._directory / "proxy.log").open("wb"), limit=1 << 20)
             except OSError as error:
@@ -187,7 +250,18 @@ class EgressProxy:
             self.port = int(json.loads(ready)["port"])
             self._reader = asyncio.create_task(self._read(self._process), name="egress proxy")
 
-    async def _ask(self, request: dict[str, Any]) -> None:
+    def _upstream_cas(self) -> list[str]:
+        """The file the proxy checks secret hosts' certificates against: the system's CAs and
+        `ca_file`'s. None when there are neither (mitmproxy's own bundle then)."""
+        assert self._directory is not None
+        cas = system_cas() + b"\n" + (self.ca_file.read_bytes() if self.ca_file is not None else b"")
+        if not cas.strip():
+            return []
+        path = self._directory / UPSTREAM_CA_NAME
+        path.write_bytes(cas)
+        return [str(path)]
+
+    async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         process = self._process
         if process is None or process.stdin is None:
             raise EgressUnavailable("the egress proxy is not running")
@@ -201,6 +275,7 @@ class EgressProxy:
             self._answers.pop(request_id, None)
         if not reply.get("ok"):
             raise EgressUnavailable(f"the egress proxy refused {request['op']}: {reply.get('error')}")
+        return reply
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None

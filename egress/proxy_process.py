@@ -11,9 +11,15 @@ run by the socket its connection came through, never by anything the tool sends.
 to the listener that no relay made (from anything else on the host) has no run and is refused.
 
 Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allow": [{host,
-port}]}`, `{"op": "close", "key"}` and `{"op": "ping"}`, each answered on stdout with `{"id",
-"ok"}`; stdout also carries `{"event": "decision", "key", "host", "port", "allowed", "reason",
-"sent", "received"}` for every request or tunnel. stdin closing ends the process.
+port}], "secrets": [{host, header, prefix, env}], "values": {env: value}}`, `{"op": "close",
+"key"}` and `{"op": "ping"}`, each answered on stdout with `{"id", "ok"}` (and `"ca"`, the run
+CA's certificate, when the run has secrets); stdout also carries `{"event": "decision", "key",
+"host", "port", "allowed", "reason", "sent", "received"}` for every request or
+tunnel. stdin closing ends the process.
+
+Secrets' values come over stdin, a pipe only the worker holds: never in argv (which `ps`
+shows) nor in this process's environment, and never written out again (not in a reply, an
+event, a log line or an error).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitmproxy import http, master, options
+from interception import Interception, RunCA, Secret
+from mitmproxy import ctx, http, master, options, tls
 from mitmproxy.addons import default_addons
 from policy import Entry, Policy, Refused, literal
 
@@ -42,6 +49,12 @@ class Connection:
     key: str
     tunnel: tuple[str, int] | None = None
     """Where an allowed CONNECT leads: the connection carries nothing else from then on."""
+    ca: RunCA | None = None
+    """Set when the tunnel leads to one of the run's secret hosts: it is terminated with this."""
+    secrets: list[Secret] = field(default_factory=list)
+    upstream_error: str = ""
+    """Why the secret host's TLS failed (its certificate not trusted, say): its requests get
+    a 502 saying so, and the secret goes nowhere."""
     sent: int = 0
     received: int = 0
 
@@ -53,6 +66,9 @@ class Run:
     path: str
     inode: int
     """The socket's: a successor that made it again after this process's worker died keeps it."""
+    secrets: dict[str, list[Secret]] = field(default_factory=dict)
+    """Secret host (lower-case name, or address as `ipaddress` spells it) → headers to add."""
+    ca: RunCA | None = None
     connections: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -75,14 +91,18 @@ class Egress:
                    "reason": reason, "sent": sent, "received": received})
 
     # --- the runs' sockets -------------------------------------------------------------------
-    async def open(self, key: str, path: str, entries: list[Entry]) -> None:
+    async def open(self, key: str, path: str, entries: list[Entry],
+                   secrets: dict[str, list[Secret]]) -> str | None:
+        """Opens the run's socket; returns its CA's certificate when it has secrets."""
         await self.close(key)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         server = await asyncio.start_unix_server(lambda r, w: self._accept(key, r, w), path=path)
         # The sandbox's tools connect under a uid of their own; the socket leads nowhere but here.
         os.chmod(path, 0o666)
-        self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino)
+        ca = RunCA(key, ctx.master.addons.get("tlsconfig").certstore.dhparams) if secrets else None
+        self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino, secrets, ca)
+        return ca.pem if ca is not None else None
 
     async def close(self, key: str) -> None:
         run = self.runs.pop(key, None)
@@ -144,9 +164,45 @@ class Egress:
         connection = await self._decide(flow)
         if connection is not None:
             connection.tunnel = (self._shown(flow), flow.request.port)
+            run = self.runs[connection.key]
+            connection.secrets = run.secrets.get(_canonical(self._shown(flow)), [])
+            connection.ca = run.ca if connection.secrets else None
+
+    def terminated(self, client: Any) -> RunCA | None:
+        """The run CA a client connection's tunnel is terminated with; None: it passes through."""
+        peer = client.peername
+        connection = self.by_port.get(peer[1]) if peer and peer[0] == PROXY_HOST else None
+        return connection.ca if connection is not None else None
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        connection = self._connection_of_client(data.context.client)
+        if connection is None or connection.ca is None or connection.tunnel is None:
+            return
+        # The upstream is verified for the name the policy checked, whatever name the tool's
+        # TLS asks for; an address is verified as one.
+        name = connection.tunnel[0]
+        data.context.server.sni = None if literal(name) is not None else name
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        connection = self._connection_of_client(data.context.client)
+        if connection is not None and connection.ca is not None:
+            connection.upstream_error = str(data.conn.error or "the TLS handshake failed")
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.request.method == "CONNECT" or flow.response is not None:
+            return
+        connection = self._connection_of(flow)
+        if connection is not None and connection.ca is not None and flow.client_conn.tls_established:
+            # Inside a terminated tunnel: the request goes to the address its CONNECT was
+            # allowed for (mitmproxy takes it from the tunnel, not from the request), whose
+            # certificate is verified. The tool's own value of the header, if any, is replaced.
+            if connection.upstream_error:
+                self._unverified(flow, connection)
+                return
+            for secret in connection.secrets:
+                flow.request.headers[secret.header] = secret.value
+            flow.request.stream = True
+            flow.metadata["tether_stream"] = True
             return
         if flow.request.scheme != "http":
             self._refuse(flow, self._key_of(flow), "only http:// requests, or CONNECT for https")
@@ -159,6 +215,8 @@ class Egress:
         flow.request.stream = _counter(counts, "sent")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("tether_stream") and flow.response is not None:
+            flow.response.stream = True
         counts = flow.metadata.get("tether")
         if counts is not None and flow.response is not None:
             flow.response.stream = _counter(counts, "received")
@@ -180,7 +238,10 @@ class Egress:
         return connection.key if connection is not None else ""
 
     def _connection_of(self, flow: http.HTTPFlow) -> Connection | None:
-        peer = flow.client_conn.peername
+        return self._connection_of_client(flow.client_conn)
+
+    def _connection_of_client(self, client: Any) -> Connection | None:
+        peer = client.peername
         if not peer or peer[0] != PROXY_HOST:
             return None
         return self.by_port.get(peer[1])
@@ -217,6 +278,15 @@ class Egress:
     def _shown(self, flow: http.HTTPFlow) -> str:
         return str(flow.metadata.get("tether_name", flow.request.host)).lower()
 
+    def _unverified(self, flow: http.HTTPFlow, connection: Connection) -> None:
+        assert connection.tunnel is not None
+        host, port = connection.tunnel
+        body = (f"tether egress: {host}:{port} could not be verified ({connection.upstream_error});"
+                " the proxy adds this run's secret only to a host whose certificate the system's CAs"
+                " or the worker's TETHER_EGRESS_CA_FILE sign, and sent it no request\n")
+        flow.response = http.Response.make(502, body, {"Content-Type": "text/plain; charset=utf-8",
+                                                       "Connection": "close"})
+
     def _refuse(self, flow: http.HTTPFlow, key: str, reason: str) -> None:
         host = flow.request.host.lower()
         address = literal(host)
@@ -228,6 +298,23 @@ class Egress:
                                                        "Connection": "close"})
         if key:
             self.decided(key, host, flow.request.port, allowed=False, reason=reason)
+
+
+def _canonical(host: str) -> str:
+    address = literal(host)
+    return str(address) if address is not None else host.lower().rstrip(".")
+
+
+def _secrets(request: dict[str, Any]) -> dict[str, list[Secret]]:
+    values = request.get("values", {})
+    secrets: dict[str, list[Secret]] = {}
+    for entry in request.get("secrets", []):
+        value = values.get(entry["env"])
+        if not value:
+            raise ValueError(f"no value was given for {entry['env']}")
+        secrets.setdefault(_canonical(str(entry["host"])), []).append(
+            Secret(str(entry["header"]), str(entry.get("prefix", "")) + str(value)))
+    return secrets
 
 
 def _counter(counts: dict[str, Any], name: str) -> Any:
@@ -251,30 +338,40 @@ async def _serve_control(egress: Egress) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         request = json.loads(line)
+        reply: dict[str, Any] = {"id": request.get("id"), "ok": True}
         try:
             if request["op"] == "open":
                 entries = [Entry(str(e["host"]), e.get("port")) for e in request["allow"]]
-                await egress.open(str(request["key"]), str(request["socket"]), entries)
+                ca = await egress.open(str(request["key"]), str(request["socket"]), entries,
+                                       _secrets(request))
+                if ca is not None:
+                    reply["ca"] = ca
             elif request["op"] == "close":
                 await egress.close(str(request["key"]))
             # "ping" needs nothing: its answer follows every decision written before it.
-            egress.emit({"id": request.get("id"), "ok": True})
+            egress.emit(reply)
         except (OSError, KeyError, ValueError) as error:
             egress.emit({"id": request.get("id"), "ok": False, "error": str(error)})
 
 
-async def main(confdir: str) -> None:
+async def main(confdir: str, upstream_ca: str | None) -> None:
     egress = Egress()
     opts = options.Options(listen_host=PROXY_HOST, listen_port=0, confdir=confdir)
     # No terminal log: stdout is the control channel.
     proxy = master.Master(opts, with_termlog=False)
+    # Ahead of mitmproxy's own addons: it decides which tunnels pass through untouched (all
+    # but those to a run's secret hosts: the tool's TLS reaches the host) before they do.
+    proxy.addons.add(Interception(egress.terminated))
     proxy.addons.add(*default_addons())
     proxy.addons.add(egress)
-    # Tunnels pass through untouched: no TLS interception, the tool's TLS reaches the host.
     # Bodies stream (the addon sets every allowed flow's stream), so a large download is
     # never held whole.
     # No onboarding app: for a run that lists mitm.it, mitmproxy would answer it itself.
-    opts.update(ignore_hosts=[".*"], connection_strategy="eager", onboarding=False)
+    opts.update(connection_strategy="eager", onboarding=False)
+    if upstream_ca is not None:
+        # A secret host's certificate is checked against these (the system's CAs and
+        # TETHER_EGRESS_CA_FILE's), never accepted unverified.
+        opts.update(ssl_verify_upstream_trusted_ca=upstream_ca)
     running = asyncio.create_task(proxy.run())
     server = proxy.addons.get("proxyserver")
     while not server.listen_addrs():
@@ -293,4 +390,4 @@ async def main(confdir: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

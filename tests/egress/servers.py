@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import ipaddress
+import json
 import ssl
 import threading
 from collections.abc import Iterator
@@ -22,7 +24,9 @@ MB = 1 << 20
 
 class Handler(BaseHTTPRequestHandler):
     """`/hello`: a greeting naming the server's port; `/bytes/N`: N MiB, streamed;
-    POST `/count`: how many bytes the request's body held (chunked or not)."""
+    POST `/count`: how many bytes the request's body held (chunked or not); `/headers`: the
+    request's headers as JSON, each value as its SHA-256 (so a secret's value never comes
+    back to the tool: the test compares digests); `/redirect?to=URL`: a 302 to URL."""
 
     protocol_version = "HTTP/1.1"
 
@@ -35,6 +39,16 @@ class Handler(BaseHTTPRequestHandler):
             block = b"x" * MB
             for _ in range(size // MB):
                 self.wfile.write(block)
+            return
+        if self.path == "/headers":
+            self._answer(json.dumps({name.lower(): digest(value)
+                                     for name, value in self.headers.items()}).encode())
+            return
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/redirect?to="))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         self._answer(f"hello from {self.server.server_address[1]}, host {self.headers['Host']}".encode())
 
@@ -57,6 +71,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 @contextmanager
@@ -89,7 +107,7 @@ def http_server(tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> I
 
 
 def make_ca(directory: Path) -> tuple[ssl.SSLContext, Path]:
-    """A server context whose certificate (for localhost, 127.0.0.1 and 127.0.0.2) a CA of its own signed,
+    """A server context whose certificate (for localhost, 127.0.0.1, .2 and .3) a CA of its own signed,
     and the CA's certificate file, for clients to trust."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -109,7 +127,8 @@ def make_ca(directory: Path) -> tuple[ssl.SSLContext, Path]:
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([
                 x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.2"))]),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.2")),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.3"))]),
                 critical=False)
             .sign(ca_key, hashes.SHA256()))
     ca_file = directory / "ca.pem"

@@ -51,10 +51,36 @@ def test_a_malformed_network_is_refused_saying_what_is_wrong(network: object, sa
     assert says in refusal(network)
 
 
-def test_brokered_secrets_are_refused_until_the_proxy_can_add_them() -> None:
-    message = refusal({"allow": ["api.evil.example"], "secrets": [
-        {"host": "api.evil.example", "header": "Authorization", "env": "TOKEN"}]})
-    assert "brokered secrets are not available yet" in message
+def test_a_secret_names_a_host_a_header_a_variable_and_a_prefix() -> None:
+    spec = SandboxSpec.model_validate({"network": {"allow": ["*.github.com"], "secrets": [
+        {"host": "API.github.com", "header": "Authorization", "env": "GITHUB_TOKEN", "prefix": "Bearer "},
+        {"host": "uploads.github.com", "header": "Authorization", "env": "GITHUB_TOKEN"}]}})
+    assert isinstance(spec.network, NetworkPolicy)
+    assert [s.host for s in spec.network.secrets or []] == ["api.github.com", "uploads.github.com"]
+    assert spec.network.brokered() == ["GITHUB_TOKEN"]
+
+
+SECRET = {"host": "api.evil.example", "header": "Authorization", "env": "TOKEN"}
+
+
+@pytest.mark.parametrize(("secret", "says"), [
+    (dict(SECRET, host="other.example"), "secret host 'other.example' is not on the allow-list"),
+    (dict(SECRET, host="api.evil.example:443"), "without a port or a '*.'"),
+    (dict(SECRET, host="*.evil.example"), "without a port or a '*.'"),
+    (dict(SECRET, header="Host"), "secret header 'Host' frames or routes the request"),
+    (dict(SECRET, header="Proxy-Authorization"), "frames or routes the request"),
+    (dict(SECRET, header="Bad Header"), "is not an HTTP header name"),
+    (dict(SECRET, env="1TOKEN"), "is not an environment variable's name"),
+    (dict(SECRET, prefix="Bearer\r\nX-Evil: 1"), "no control characters"),
+    (dict(SECRET, value="sk-123"), "value: Extra inputs are not permitted"),
+])
+def test_a_malformed_secret_is_refused_saying_what_is_wrong(secret: dict[str, str], says: str) -> None:
+    assert says in refusal({"allow": ["api.evil.example"], "secrets": [secret]})
+
+
+def test_two_secrets_for_one_hosts_header_are_refused() -> None:
+    assert "two secrets for 'api.evil.example''s Authorization header" in refusal(
+        {"allow": ["api.evil.example"], "secrets": [SECRET, dict(SECRET, env="OTHER")]})
 
 
 def test_a_run_without_network_writes_tool_calls_and_results_as_before_the_field_existed() -> None:

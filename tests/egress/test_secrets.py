@@ -1,0 +1,150 @@
+"""Secrets brokered at the proxy: a run's secret host gets its header from the worker's
+variable, over TLS the proxy terminates with the run's own CA, and nothing else does. The
+servers answer a header's SHA-256, never its value, so a value that reaches the tool is one
+the proxy leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tether.contracts.network import NetworkPolicy
+from tether.egress.proxy import CA_BUNDLE_NAME, SOCKET_NAME, EgressProxy, SecretRefused
+from tether.sandbox.image.executor.egress import relay_egress
+
+from tests.egress.conftest import EGRESS_PYTHON
+from tests.egress.servers import digest, http_server, make_ca
+from tests.egress.test_proxy import fetch, settled
+
+CANARY = "tether-canary-7f3a9c1e5b"
+SECRET = {"host": "127.0.0.2", "header": "Authorization", "env": "TEST_TOKEN", "prefix": "Bearer "}
+Opened = tuple[str, Path]
+"""The run's proxy as its tools see it (a relay to its socket), and its trust bundle."""
+
+
+@dataclass
+class Brokering:
+    egress: EgressProxy
+    """A proxy whose worker brokers TEST_TOKEN (its value the canary), trusting `server_ca`."""
+    tls: ssl.SSLContext
+    """The test servers' context, their certificate signed by `server_ca`."""
+    server_ca: Path
+
+
+@pytest.fixture
+async def brokering(tmp_path: Path) -> AsyncIterator[Brokering]:
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    tls, ca = make_ca(tls_dir)
+    proxy = EgressProxy(python=str(EGRESS_PYTHON), directory=tmp_path / "egress",
+                        brokered=["TEST_TOKEN"], ca_file=ca, environ={"TEST_TOKEN": CANARY})
+    yield Brokering(proxy, tls, ca)
+    await proxy.stop()
+
+
+async def open_run(egress: EgressProxy, name: str, allow: list[str],
+                   secrets: list[dict[str, str]]) -> Opened:
+    directory = await egress.open(name, NetworkPolicy(allow=allow, secrets=secrets))
+    port = relay_egress(os.path.join(directory, SOCKET_NAME), 0)
+    return f"http://127.0.0.1:{port}", Path(directory) / CA_BUNDLE_NAME
+
+
+def headers(answer: tuple[int, bytes]) -> dict[str, str]:
+    status, body = answer
+    assert status == 200, body
+    return dict(json.loads(body))
+
+
+async def through(proxy: str, url: str, ca: Path) -> tuple[int, bytes]:
+    return await asyncio.to_thread(fetch, proxy, url, ca=ca)
+
+
+async def test_a_secret_hosts_https_requests_carry_the_header_the_worker_holds(
+        brokering: Brokering) -> None:
+    egress = brokering.egress
+    with http_server(brokering.tls, host="127.0.0.2") as port:
+        proxy, bundle = await open_run(egress, "run-s1", [f"127.0.0.2:{port}"], [SECRET])
+        seen = headers(await through(proxy, f"https://127.0.0.2:{port}/headers", bundle))
+    assert seen["authorization"] == digest(f"Bearer {CANARY}")
+
+
+async def test_a_tunnel_to_a_host_without_a_secret_is_not_intercepted(
+        brokering: Brokering) -> None:
+    egress, tls, server_ca = brokering.egress, brokering.tls, brokering.server_ca
+    with http_server(tls, host="127.0.0.2") as secret_port, http_server(tls, host="127.0.0.3") as port:
+        proxy, _ = await open_run(egress, "run-s2", [f"127.0.0.2:{secret_port}", f"127.0.0.3:{port}"],
+                                  [SECRET])
+        # Trusting the server's own CA only: a certificate the proxy made would fail it.
+        seen = headers(await through(proxy, f"https://127.0.0.3:{port}/headers", server_ca))
+    assert "authorization" not in seen
+
+
+async def test_a_redirect_followed_by_curl_to_another_allowed_host_carries_no_header(
+        brokering: Brokering) -> None:
+    egress, tls = brokering.egress, brokering.tls
+    with http_server(tls, host="127.0.0.2") as secret_port, http_server(tls, host="127.0.0.3") as port:
+        proxy, bundle = await open_run(egress, "run-s3", [f"127.0.0.2:{secret_port}", f"127.0.0.3:{port}"],
+                                       [SECRET])
+        elsewhere = f"https://127.0.0.3:{port}/headers"
+        curl = await asyncio.to_thread(subprocess.run, [
+            "curl", "-sS", "-L", "--proxy", proxy, "--cacert", str(bundle),
+            f"https://127.0.0.2:{secret_port}/redirect?to={elsewhere}"],
+            capture_output=True, text=True, timeout=60)
+    assert curl.returncode == 0, curl.stderr
+    seen = json.loads(curl.stdout)
+    assert "authorization" not in seen and seen["host"] == digest(f"127.0.0.3:{port}")
+
+
+async def test_an_upstream_whose_certificate_no_trusted_ca_signed_is_refused_with_a_502(
+        brokering: Brokering, tmp_path: Path) -> None:
+    egress = brokering.egress
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    with http_server(make_ca(stranger)[0], host="127.0.0.2") as port:
+        proxy, bundle = await open_run(egress, "run-s4", [f"127.0.0.2:{port}"], [SECRET])
+        status, body = await through(proxy, f"https://127.0.0.2:{port}/headers", bundle)
+    assert status == 502, body
+    assert b"127.0.0.2:%d could not be verified (Certificate verify failed" % port in body
+
+
+async def test_a_run_naming_a_variable_the_worker_does_not_broker_is_refused_naming_it(
+        brokering: Brokering) -> None:
+    egress = brokering.egress
+    other = dict(SECRET, env="GITHUB_TOKEN")
+    with pytest.raises(SecretRefused, match="names GITHUB_TOKEN, which this worker does not broker:"
+                       " list it in the worker's TETHER_BROKERED_ENV"):
+        await egress.open("run-s5", NetworkPolicy(allow=["127.0.0.2"], secrets=[other]))
+
+
+async def test_a_brokered_variable_the_worker_has_no_value_for_is_refused_naming_it(
+        tmp_path: Path) -> None:
+    egress = EgressProxy(python=str(EGRESS_PYTHON), brokered=["TEST_TOKEN"], environ={})
+    with pytest.raises(SecretRefused, match="TETHER_BROKERED_ENV lists TEST_TOKEN, but the worker's"
+                       " environment has no value for it"):
+        await egress.open("run-s6", NetworkPolicy(allow=["127.0.0.2"], secrets=[SECRET]))
+    await egress.stop()
+
+
+async def test_the_value_is_in_no_argument_file_or_decision_of_the_proxy(
+        brokering: Brokering, tmp_path: Path) -> None:
+    egress = brokering.egress
+    with http_server(brokering.tls, host="127.0.0.2") as port:
+        proxy, bundle = await open_run(egress, "run-s7", [f"127.0.0.2:{port}"], [SECRET])
+        await through(proxy, f"https://127.0.0.2:{port}/headers", bundle)
+        decisions = await settled(egress, "run-s7", 1)
+    assert decisions and all(CANARY not in repr(d) for d in decisions)
+    assert egress._process is not None
+    pid = egress._process.pid
+    for place in ("cmdline", "environ"):
+        assert CANARY.encode() not in Path(f"/proc/{pid}/{place}").read_bytes(), place
+    for path in (tmp_path / "egress").rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    assert b"PRIVATE KEY" not in bundle.read_bytes()
