@@ -15,7 +15,7 @@ from tether.workflows.visibility import FORK_OF
 
 from tests.helpers import conversations, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
-from tests.workflows.histories import activities
+from tests.workflows.histories import activities, executions
 
 EVERY_STEP = {"snapshots": "every_step"}
 
@@ -130,6 +130,30 @@ async def test_a_step_older_than_the_transcript_keeps_is_found_in_the_stores_cha
         outputs[at_step] = json.loads(result.output or "")
     assert outputs == {2: {"id": "A-1", "status": "shipped", "items": ["kettle", "mug"]},
                        3: {"id": "A-1", "status": "shipped"}}
+
+
+async def test_a_fork_continues_as_new_with_its_inherited_steps_in_its_state_not_its_input(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look orders up", lookup("A-1"), lookup("A-1"), turn("done"), tools=["lookup_order"]),
+        task_queue=worker)
+    await origin.result()
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=2, changes={
+        **script(lookup("A-1", include_items=True), turn("{{last_output}}")),
+        "continue_as_new_after_steps": 1})
+    assert "kettle" in ((await fork.result()).output or "")
+    first, second = await executions(temporal_client, fork)
+    inputs = [decoded_input(history) for history in (first, second)]
+    assert [len(i["fork"]["steps"]) for i in inputs] == [2, 0]
+    assert inputs[1]["fork"]["of"] == origin.id
+    steps = await tether.get_transcript(temporal_client, fork.id)
+    assert [(s.step, s.inherited) for s in steps] == [(1, True), (2, True), (3, False), (4, False)]
+
+
+def decoded_input(history) -> dict:
+    started = history.events[0].workflow_execution_started_event_attributes
+    return json.loads(started.input.payloads[0].data)
 
 
 async def test_forking_at_a_step_without_a_snapshot_is_refused_saying_how_to_keep_them(

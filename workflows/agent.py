@@ -265,9 +265,11 @@ class AgentRun:
         state.continued += 1
         state.continued_at_step = state.step
         # The models go on by reference, as the state holds them: a script enters the
-        # history once, not once per execution.
+        # history once, not once per execution. So do a fork's inherited steps, which the
+        # state's transcript holds.
+        fork = self._input.fork and self._input.fork.model_copy(update={"steps": []})
         carried = self._input.model_copy(
-            update={"model": state.models[0], "fallback_models": state.models[1:]})
+            update={"model": state.models[0], "fallback_models": state.models[1:], "fork": fork})
         workflow.continue_as_new(args=[carried.model_dump(mode="json"), state.model_dump(mode="json")])
 
     def _should_continue_as_new(self) -> bool:
