@@ -131,6 +131,13 @@ class _Watcher:
                     capped=pending.capped, text=pending.text,
                     approve_command=approve_command(self.handle.id, pending),
                     status_command=f"tether status {self.handle.id}"))
+        for child in status.children_waiting:
+            if f"{child.workflow_id} {child.call_id}" not in self.announced:
+                self.announced.add(f"{child.workflow_id} {child.call_id}")
+                events.append(ApprovalNeeded(
+                    step=status.step, call_id=child.call_id, tool=child.tool, arguments={},
+                    arguments_digest=child.arguments_digest, approve_command=child.approve_command,
+                    status_command=f"tether status {child.workflow_id}", workflow_id=child.workflow_id))
         b = status.budget
         # Seconds move on their own: report them every 5 s rather than on every look.
         key = (status.state, b.steps, b.tokens, b.cost_usd, b.max_steps, b.max_tokens,

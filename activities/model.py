@@ -26,7 +26,7 @@ from tether.contracts import (
 from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
 from tether.contracts.caps import cap_arguments
 from tether.contracts.digests import arguments_digest
-from tether.contracts.tools import BUILTIN_TOOLS, ToolSpec
+from tether.contracts.tools import BUILTIN_TOOLS, RUNTIME_TOOLS, ToolSpec
 from tether.llm import Providers
 from tether.llm.carriable import carriable
 from tether.llm.endpoints import EndpointRefused
@@ -59,7 +59,7 @@ class ModelActivities:
         self._refuse_foreign_endpoints(input)
         if input.max_cost_usd is not None:
             refuse_unpriced(input.models, self._base_url)
-        specs = self._tool_specs(input.tools)
+        specs = [*self._tool_specs(input.tools), *(RUNTIME_TOOLS[name] for name in input.runtime_tools)]
         try:
             if input.files:
                 await asyncio.to_thread(check_files, self.conversations.blobs, input.files, input.disk_mb)

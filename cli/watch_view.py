@@ -134,6 +134,8 @@ class WatchView:
             print_(Text("→ ", "cyan") + literal(event.call_id, "dim") + Text(" ")
                    + literal(event.tool, "bold") + Text(" ") + clipped(json.dumps(event.arguments), 300),
                    soft_wrap=True)
+        elif isinstance(event, ApprovalNeeded) and event.workflow_id is not None:
+            self.show_child_waiting(event)
         elif isinstance(event, ApprovalNeeded):
             self.waiting[event.call_id] = event
             self.show_waiting(event)
@@ -174,6 +176,16 @@ class WatchView:
         else:
             print_(Text("  approve: ", "yellow") + literal(event.approve_command, "bold") + deny,
                    soft_wrap=True)
+
+    def show_child_waiting(self, event: ApprovalNeeded) -> None:
+        """A sub-agent's call waiting for a person: whose it is, and the commands that show it
+        whole and answer it, on that sub-agent."""
+        print_ = self.console.print
+        print_(Text("sub-agent ", "bold yellow") + literal(event.workflow_id or "", "bold")
+               + Text(" awaits approval of ", "bold yellow") + literal(event.call_id) + Text(": ")
+               + literal(event.tool, "bold"), soft_wrap=True)
+        print_(Text("  approve: ", "yellow") + literal(event.approve_command, "bold")
+               + Text("   read it whole: ", "yellow") + literal(event.status_command), soft_wrap=True)
 
     def finish(self, links: dict[str, str]) -> None:
         """After the footer is gone: the result, as `tether run --wait` prints it."""

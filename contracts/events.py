@@ -105,6 +105,8 @@ class ApprovalNeeded(Strict):
     """What the model said in the step that asked for the call, capped."""
     status_command: str = ""
     """Prints the call whole, with the model's whole text and the command approving it."""
+    workflow_id: str | None = None
+    """The sub-agent whose call waits (`docs/agents.md`); None for the watched run's own."""
 
 
 class BudgetUpdate(Strict):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tether.contracts.messages import ToolCall
 
-ToolKind = Literal["sandbox", "function", "mcp"]
+ToolKind = Literal["sandbox", "function", "mcp", "delegate"]
 MCP_SEPARATOR = "__"
 """An MCP server's tools are offered to the model as `<server>__<tool>`."""
 
@@ -60,6 +60,29 @@ BUILTIN_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in (
                   path={"type": "string"}, content={"type": "string"}),
 )}
 """The tools every sandbox has, run by its executor."""
+
+_LIMITS = {"type": "object", "description": (
+    "The sub-agent's own limits (max_steps, max_tokens, max_cost_usd, max_seconds): carved "
+    "from what this run has left, and at most that; its use is charged to this run.")}
+DELEGATE_SPEC = ToolSpec(
+    name="delegate", kind="delegate",
+    description=(
+        "Hand a task to a sub-agent: a run of its own, with its own sandbox, that works on it "
+        "and answers. Returns its final answer, or why it stopped. Calls in one turn run at "
+        "once. Without model, tools, system_prompt, sandbox or approval, the sub-agent has "
+        "this run's; given, they may narrow this run's, never widen them."),
+    parameters={"type": "object", "required": ["task"], "properties": {
+        "task": {"type": "string", "description": "What the sub-agent is to do, whole."},
+        "model": {"description": "'provider:name' or a model object; this run's by default."},
+        "tools": {"type": "array", "items": {"type": "string"}},
+        "system_prompt": {"type": "string"},
+        "sandbox": {"type": "object"},
+        "approval": {"type": "object"},
+        "budget": _LIMITS,
+    }},
+)
+RUNTIME_TOOLS: dict[str, ToolSpec] = {DELEGATE_SPEC.name: DELEGATE_SPEC}
+"""Tools the workflow itself runs, offered by what the run's input asks (`agents`)."""
 
 
 class FunctionCallInput(BaseModel):

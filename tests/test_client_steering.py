@@ -98,4 +98,4 @@ def test_the_run_answers_to_the_names_its_contract_defines():
                                        names.QUERY_TRANSCRIPT, names.QUERY_ARTIFACTS}
     assert set(definition.updates) == {names.UPDATE_APPROVE, names.UPDATE_CANCEL,
                                        names.UPDATE_SEND_MESSAGE, names.UPDATE_EXTEND_BUDGET}
-    assert not definition.signals
+    assert set(definition.signals) == {names.SIGNAL_CHILD_WAITING}
