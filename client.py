@@ -189,12 +189,11 @@ async def fork_run(
     origin = await read_origin(client, run_id)
     run_input = await fork_input(origin, at_step, changes or {},
                                  Conversations(content_store(settings)))
-    queue = task_queue or (await client.get_workflow_handle(run_id).describe()).task_queue
     return await client.start_workflow(
         AGENT_RUN,
         run_input.model_dump(mode="json", exclude_unset=True),
         id=workflow_id or f"{run_id}-fork-{uuid.uuid4().hex[:6]}",
-        task_queue=queue,
+        task_queue=task_queue or origin.task_queue,
         result_type=AgentRunResult,
         search_attributes=TypedSearchAttributes([SearchAttributePair(FORK_OF, run_id)]),
         static_summary=summary_of(f"fork of {run_id} at step {at_step}: {run_input.task}"),

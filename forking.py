@@ -42,6 +42,7 @@ class Origin:
     """What a fork reads of the run it forks."""
 
     run_id: str
+    task_queue: str
     input: dict[str, Any]
     """The input its first execution started with, as given."""
     steps: list[StepRecord]
@@ -57,7 +58,7 @@ async def read_origin(client: Client, run_id: str) -> Origin:
     started = history.events[0].workflow_execution_started_event_attributes
     [raw, *_] = await client.data_converter.decode(started.input.payloads)
     steps = await query(client, run_id, QUERY_TRANSCRIPT, result_type=list[StepRecord])
-    return Origin(run_id=run_id, input=dict(raw), steps=steps)
+    return Origin(run_id=run_id, task_queue=described.task_queue, input=dict(raw), steps=steps)
 
 
 async def fork_input(origin: Origin, at_step: int, changes: dict[str, Any],
@@ -80,8 +81,9 @@ async def fork_input(origin: Origin, at_step: int, changes: dict[str, Any],
     try:
         run = AgentRunInput.model_validate({**base, **changes})
     except ValidationError as error:
-        raise ForkRefused(f"the fork's input is invalid: {error.errors()[0]['loc']}: "
-                          f"{error.errors()[0]['msg']}") from None
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "input"
+        raise ForkRefused(f"the fork's input is invalid: {where}: {problem['msg']}") from None
     snapshot = record.snapshot if record is not None else None
     if snapshot is None and used_workspace(run, loaded.messages):
         where = (f"step {at_step} of {origin.run_id} has no workspace snapshot" if record is not None

@@ -206,3 +206,22 @@ async def test_tether_fork_prints_the_new_id_and_tether_list_forks_lists_it(
     code, out, _ = await tether_cli(temporal_address, worker, "list", "--forks", "--json")
     forks = {r["workflow_id"]: r["fork_of"] for r in json.loads(out)}
     assert forks[f"{origin.id}-cli-fork"] == origin.id and origin.id not in forks
+
+
+async def test_changes_a_fork_cannot_take_are_refused_naming_the_field(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look an order up", lookup("A-1"), turn("done"), tools=["lookup_order"]), task_queue=worker)
+    await origin.result()
+    refusals = []
+    for changes in ({"task": "another task"}, {"budget": {"max_steps": 0}}, {"colour": "red"}):
+        with pytest.raises(tether.ForkRefused) as refused:
+            await tether.fork_run(temporal_client, origin.id, at_step=1, changes=changes)
+        refusals.append(str(refused.value))
+    assert refusals == [
+        "a fork can't change task: it goes on from the origin's conversation; start a new run for "
+        "another task",
+        "the fork's input is invalid: budget.max_steps: Input should be greater than or equal to 1",
+        "the fork's input is invalid: colour: Extra inputs are not permitted"]
+    assert not await tether.list_runs(temporal_client, fork_of=origin.id)
