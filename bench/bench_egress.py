@@ -1,13 +1,14 @@
 """What the egress proxy costs a tool, against the host fetching directly in the same run.
 
-One client script (`CLIENT`, standard library only) is run twice: in a sandbox whose network
-allows one HTTPS server on the host's loopback, where it goes the way every tool goes (the
-proxy variables: the executor's relay on the sandbox's loopback, the run's unix socket, the
-host's proxy, a CONNECT tunnel), and on the host with no proxy, straight to the same server.
-The script times itself, so neither side counts how it was started; the difference is the
-proxy's path alone. Each request opens a connection of its own (as a tool's `urllib` or
-`pip` does), so the tunnel's setup is in every figure. The two sides alternate in rounds, so
-both see the same machine.
+One client script (`CLIENT`, standard library only) is run three ways: in a sandbox whose
+network allows one HTTPS server on the host's loopback, where it goes the way every tool goes
+(the proxy variables: the executor's relay on the sandbox's loopback, the run's unix socket,
+the host's proxy, a CONNECT tunnel); on the host through the same relay and proxy, with no
+sandbox; and on the host with no proxy, straight to the same server (the baseline: a tool in
+a sandbox has no direct way to compare with). The script times itself, so no side counts how
+it was started. Each request opens a connection of its own (as a tool's `urllib` or `pip`
+does), so the tunnel's setup is in every figure. The ways alternate in rounds, so all see the
+same machine.
 
 - Added latency per HTTPS request: p50 of 200 through the proxy, goal at most 2 ms above the
   direct p50.
