@@ -182,9 +182,10 @@ def from_first_turn(spec: ModelSpec, answers: int) -> ModelSpec:
 
 
 def used_workspace(run: AgentRunInput, messages: tuple[Message, ...]) -> bool:
-    """Whether the inherited steps had a workspace: files given, or a call of a tool that runs
-    in the sandbox. Worker functions and HTTP MCP servers leave none."""
+    """Whether the inherited steps changed a workspace: a call of a tool that runs in the
+    sandbox. Worker functions and HTTP MCP servers leave none, and the input's `files`, never
+    touched, are placed in the fork's sandbox as in any run's."""
     prefixes = tuple(f"{server.name}__" for server in run.mcp_servers if server.command)
-    return bool(run.files) or any(
+    return any(
         call.name in ALL_TOOLS or bool(prefixes and call.name.startswith(prefixes))
         for message in messages for call in message.tool_calls)

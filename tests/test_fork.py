@@ -225,3 +225,17 @@ async def test_changes_a_fork_cannot_take_are_refused_naming_the_field(
         "the fork's input is invalid: budget.max_steps: Input should be greater than or equal to 1",
         "the fork's input is invalid: colour: Extra inputs are not permitted"]
     assert not await tether.list_runs(temporal_client, fork_of=origin.id)
+
+
+async def test_a_fork_of_steps_that_ran_nothing_in_the_sandbox_needs_no_snapshot_and_gets_the_files(
+    temporal_client: Client, worker: str, tmp_path
+):
+    data = tmp_path / "notes.txt"
+    data.write_text("given to the run\n")
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "look an order up", lookup("A-1"), turn("done"), tools=["lookup_order", "shell"]),
+        task_queue=worker, files=[data])
+    await origin.result()
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=1, changes=script(
+        turn(shell="cat notes.txt"), turn("{{last_output}}")))
+    assert (await fork.result()).output == "given to the run"
