@@ -20,6 +20,9 @@ EGRESS_MOUNT = "/run/tether-egress"
 """Where a run whose network allows something finds the host's egress proxy: a directory
 holding one socket (`egress.sock`), mounted read-only. Runs with network "none" have no mount."""
 EGRESS_SOCKET = "egress.sock"
+EGRESS_CA_BUNDLE = "ca-bundle.pem"
+"""Beside the socket, for a run with brokered secrets: the CAs its tools trust, the run's own
+among them (its certificate only; the key stays with the proxy)."""
 TMP_MB = 64
 SHM_MB = 64
 FILES_PER_MB = 128
@@ -86,6 +89,8 @@ def executor_environment(spec: SandboxSpec, *, egress: bool = False) -> dict[str
     env = {"TETHER_MEMORY_MB": str(spec.memory_mb)}
     if egress:
         env["TETHER_EGRESS_SOCKET"] = f"{EGRESS_MOUNT}/{EGRESS_SOCKET}"
+        if spec.network != "none" and spec.network.secrets:
+            env["TETHER_EGRESS_CA"] = f"{EGRESS_MOUNT}/{EGRESS_CA_BUNDLE}"
     if separate_executor(spec):
         env["TETHER_TOOL_UID"] = str(SANDBOX_UID)
     if is_gvisor(spec.runtime):

@@ -29,6 +29,11 @@ MEMORY_MB = os.environ.get("TETHER_MEMORY_MB", "")
 ADDRESS_SPACE_MB = os.environ.get("TETHER_ADDRESS_SPACE_MB", "")
 EGRESS_SOCKET = os.environ.get("TETHER_EGRESS_SOCKET", "")
 """Set only for a run whose network allows something: the host's egress proxy, mounted in."""
+EGRESS_CA = os.environ.get("TETHER_EGRESS_CA", "")
+"""Set only for a run with brokered secrets: the trust bundle beside the socket (the system's
+CAs and the run's own, whose certificates the proxy shows for the run's secret hosts)."""
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS",
+                "GIT_SSL_CAINFO", "CURL_CA_BUNDLE")
 EGRESS_PORT = 3128
 EGRESS_CHUNK = 256 * 1024
 TOOL_UID = os.environ.get("TETHER_TOOL_UID", "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from .config import EGRESS_CHUNK, EGRESS_PORT
+from .config import CA_VARIABLES, EGRESS_CHUNK, EGRESS_PORT
 
 
 def relay_egress(socket_path: str, port: int = EGRESS_PORT) -> int:
@@ -22,11 +22,14 @@ def relay_egress(socket_path: str, port: int = EGRESS_PORT) -> int:
     return int(listener.getsockname()[1])
 
 
-def egress_environment(port: int) -> dict:
+def egress_environment(port: int, ca_bundle: str = "") -> dict:
+    """The proxy variables; with `ca_bundle` (a run with secrets), the variables that point
+    OpenSSL, requests, pip, node, git and curl at it too."""
     proxy = f"http://127.0.0.1:{port}"
     names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
     env = {name: proxy for name in names} | {name.lower(): proxy for name in names}
-    return env | {"NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+    trust = {name: ca_bundle for name in CA_VARIABLES} if ca_bundle else {}
+    return env | trust | {"NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
 
 
 def _accept_egress(listener: socket.socket, socket_path: str) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from .config import CHILD_ENV, EGRESS_SOCKET
+from .config import CHILD_ENV, EGRESS_CA, EGRESS_SOCKET
 from .egress import egress_environment, relay_egress
 from .privileges import _become_executor, _guard_self
 from .protocol import send
@@ -18,7 +18,7 @@ def main() -> None:
     _become_executor()
     _guard_self()
     if EGRESS_SOCKET:
-        CHILD_ENV.update(egress_environment(relay_egress(EGRESS_SOCKET)))
+        CHILD_ENV.update(egress_environment(relay_egress(EGRESS_SOCKET), EGRESS_CA))
     executor = Executor()
     for raw in sys.stdin.buffer:
         try:
