@@ -1,0 +1,314 @@
+"""Runs inside a sandbox, never on the host: the far end of `sandbox/transfer.py`.
+
+Its source is sent as `python3 -I -S -c` to a `docker exec` as the tools' uid, so it needs
+nothing in the image but python3 (standard library only, 3.11 and up), writes files the
+tools own, and can do nothing a tool could not. Two commands, both beneath
+/workspace/DIRECTORY, whose every component is opened without following links:
+
+`in DIRECTORY MAX_BYTES MAX_ENTRIES`: unpacks the tar on stdin. Tar member names are never
+trusted: each is checked (relative, no `.`/`..`/empty part, no backslash or control
+character), every parent is opened with O_NOFOLLOW, and only regular files, directories and
+symbolic links that stay inside are made; anything else (a hard link, a device, a fifo)
+refuses the stream. Modes lose setuid, setgid, sticky and group/other write bits.
+
+`out DIRECTORY`: reads one JSON line on stdin, `{"paths": [...] | null, "max_bytes": N}`, and
+writes to stdout a tar of those paths, or of the whole directory (its directories, regular
+files and links, walked without following links). Entries it won't take are reported.
+
+Either way the last line on stderr is a JSON report: `ok`, `error`, `entries` (path, kind,
+size, mode, sha256 of each file, target of each link) and `skipped` (path, reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import sys
+import tarfile
+from typing import IO, Any
+
+WORKSPACE = "/workspace"
+CHUNK = 1 << 20
+UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+class Refused(Exception):
+    """The stream holds what may not be written, or more than the bounds allow."""
+
+
+def parts_of(name: str) -> list[str]:
+    if name.endswith("/"):
+        name = name[:-1]
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refused(f"member name {name!r} is not UTF-8") from None
+    parts = name.split("/")
+    if not name or name.startswith("/") or UNSAFE.search(name) or any(
+            p in ("", ".", "..") for p in parts):
+        raise Refused(f"member {name!r} is not a name inside the directory")
+    return parts
+
+
+def open_dir(root: int, parts: list[str], *, make: bool) -> int:
+    """The directory `parts` names beneath `root`, no link followed (made when `make`)."""
+    directory = os.dup(root)
+    try:
+        for part in parts:
+            if make:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=directory)
+                except FileExistsError:
+                    pass
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return directory
+    except BaseException:
+        os.close(directory)
+        raise
+
+
+def open_root(directory: str, *, make: bool) -> int:
+    parts = [] if directory in ("", ".") else parts_of(directory)
+    top = os.open(WORKSPACE, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return open_dir(top, parts, make=make)
+    finally:
+        os.close(top)
+
+
+def link_stays_inside(path: list[str], target: str) -> bool:
+    """A link's target, read from where the link is, must name a place beneath the root."""
+    if not target or target.startswith("/") or UNSAFE.search(target):
+        return False
+    depth = len(path) - 1
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+        elif part not in ("", "."):
+            depth += 1
+        if depth < 0:
+            return False
+    return True
+
+
+def report(**fields: Any) -> None:
+    sys.stderr.write("\n" + json.dumps(fields, separators=(",", ":")) + "\n")
+    sys.stderr.flush()
+
+
+def unpack(directory: str, max_bytes: int, max_entries: int) -> list[dict[str, Any]]:
+    root = open_root(directory, make=True)
+    entries: list[dict[str, Any]] = []
+    total = 0
+    # copybufsize reaches TarFile through open's keywords; the stubs don't list it.
+    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|", bufsize=CHUNK,  # type: ignore[call-overload]
+                      copybufsize=CHUNK) as tar:
+        for member in tar:
+            if len(entries) >= max_entries:
+                raise Refused(f"more than {max_entries} entries")
+            parts = parts_of(member.name)
+            name = "/".join(parts)
+            if member.isfile():
+                if member.size < 0 or total + member.size > max_bytes:
+                    raise Refused(f"{name!r} would take the stream over its {max_bytes}-byte bound")
+                total += member.size
+                source = tar.extractfile(member)
+                assert source is not None
+                digest = write_file(root, parts, source, member.size, (member.mode & 0o755) | 0o600)
+                entries.append({"path": name, "kind": "file", "size": member.size,
+                                "mode": (member.mode & 0o755) | 0o600, "sha256": digest})
+            elif member.isdir():
+                mode = (member.mode & 0o755) | 0o700
+                made = open_dir(root, parts, make=True)
+                try:
+                    os.fchmod(made, mode)
+                finally:
+                    os.close(made)
+                entries.append({"path": name, "kind": "dir", "size": 0, "mode": mode})
+            elif member.issym():
+                if not link_stays_inside(parts, member.linkname):
+                    raise Refused(f"link {name!r} -> {member.linkname!r} leads out of the directory")
+                make_link(root, parts, member.linkname)
+                entries.append({"path": name, "kind": "symlink", "size": 0, "mode": 0o777,
+                                "target": member.linkname})
+            else:
+                raise Refused(f"member {name!r} is not a file, a directory or a link"
+                              " (hard links, devices and fifos are refused)")
+    return entries
+
+
+def write_file(root: int, parts: list[str], source: IO[bytes], size: int, mode: int) -> str:
+    """Written under a new name and renamed into place, so whatever was at the name (a link,
+    a file with other names) is replaced, never written through."""
+    parent = open_dir(root, parts[:-1], make=True)
+    temporary = f".tether-in-{os.urandom(6).hex()}"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                     dir_fd=parent)
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            remaining = size
+            while remaining:
+                chunk = source.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise Refused(f"{'/'.join(parts)!r} ends before its size")
+                digest.update(chunk)
+                out.write(chunk)
+                remaining -= len(chunk)
+            os.fchmod(out.fileno(), mode)
+        os.replace(temporary, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        return digest.hexdigest()
+    except BaseException:
+        try:
+            os.unlink(temporary, dir_fd=parent)
+        except OSError:
+            pass
+        raise
+    finally:
+        os.close(parent)
+
+
+def make_link(root: int, parts: list[str], target: str) -> None:
+    parent = open_dir(root, parts[:-1], make=True)
+    try:
+        try:
+            os.symlink(target, parts[-1], dir_fd=parent)
+        except FileExistsError:
+            if stat.S_ISDIR(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode):
+                raise Refused(f"link {'/'.join(parts)!r} would replace a directory") from None
+            os.unlink(parts[-1], dir_fd=parent)
+            os.symlink(target, parts[-1], dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+class Hashing:
+    """A file's bytes for tarfile, hashed as read. A file that shrank since its header was
+    written is padded with zeros, so the stream stays whole, and reported as changed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.digest = hashlib.sha256()
+        self.short = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = os.read(self.fd, size if size >= 0 else CHUNK)
+        if size > 0 and not chunk:
+            self.short = True
+            return b"\0" * size
+        self.digest.update(chunk)
+        return chunk
+
+
+def pack(directory: str, paths: list[str] | None, max_bytes: int) -> tuple[list[Any], list[Any]]:
+    root = open_root(directory, make=False)
+    entries: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    total = 0
+    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|",  # type: ignore[call-overload]
+                      format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tar:
+        for name in (paths if paths is not None else walk(root)):
+            try:
+                parts = parts_of(name)
+                parent = open_dir(root, parts[:-1], make=False)
+            except (Refused, OSError) as error:
+                skipped.append({"path": name, "reason": str(error)})
+                continue
+            try:
+                try:
+                    info = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+                except OSError as error:
+                    skipped.append({"path": name, "reason": error.strerror or str(error)})
+                    continue
+                mode = info.st_mode
+                member = tarfile.TarInfo(name)
+                member.mode, member.mtime = stat.S_IMODE(mode), int(info.st_mtime)
+                if stat.S_ISDIR(mode):
+                    member.type = tarfile.DIRTYPE
+                    tar.addfile(member)
+                    entries.append({"path": name, "kind": "dir", "size": 0, "mode": member.mode})
+                elif stat.S_ISLNK(mode):
+                    target = os.readlink(parts[-1], dir_fd=parent)
+                    if not link_stays_inside(parts, target):
+                        skipped.append({"path": name,
+                                        "reason": f"a link to {target!r}, out of the directory"})
+                        continue
+                    member.type, member.linkname = tarfile.SYMTYPE, target
+                    tar.addfile(member)
+                    entries.append({"path": name, "kind": "symlink", "size": 0, "mode": 0o777,
+                                    "target": target})
+                elif not stat.S_ISREG(mode):
+                    skipped.append({"path": name, "reason": "not a regular file, a directory or a link"})
+                elif info.st_nlink > 1:
+                    skipped.append({"path": name, "reason": f"a hard link ({info.st_nlink} names"
+                                    " for one file): only files with one name are taken"})
+                elif total + info.st_size > max_bytes:
+                    raise Refused(f"{name!r} would take the stream over its {max_bytes}-byte bound")
+                else:
+                    total += info.st_size
+                    entries.append(send_file(tar, parent, parts[-1], member, info.st_size))
+                    entries[-1]["path"] = name
+            finally:
+                os.close(parent)
+    return entries, skipped
+
+
+def send_file(tar: tarfile.TarFile, parent: int, name: str, member: tarfile.TarInfo,
+              size: int) -> dict[str, Any]:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Refused(f"{name!r} changed kind while read")
+        member.size = size
+        reader = Hashing(fd)
+        tar.addfile(member, reader)  # type: ignore[arg-type]  # tarfile reads it, nothing else
+    finally:
+        os.close(fd)
+    entry = {"kind": "file", "size": size, "mode": member.mode, "sha256": reader.digest.hexdigest()}
+    if reader.short:
+        entry["changed"] = True
+    return entry
+
+
+def walk(root: int) -> list[str]:
+    """Every entry beneath the root, parents before children, no link followed."""
+    found: list[str] = []
+    pending = [""]
+    while pending:
+        directory = pending.pop()
+        fd = open_dir(root, directory.split("/") if directory else [], make=False)
+        try:
+            names = sorted(os.listdir(fd))
+            for name in names:
+                path = f"{directory}/{name}" if directory else name
+                found.append(path)
+                if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    pending.append(path)
+        finally:
+            os.close(fd)
+    return found
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if argv[0] == "in":
+            entries = unpack(argv[1], int(argv[2]), int(argv[3]))
+            report(ok=True, entries=entries, skipped=[])
+        else:
+            request = json.loads(sys.stdin.buffer.readline())
+            entries, skipped = pack(argv[1], request.get("paths"), int(request["max_bytes"]))
+            sys.stdout.flush()
+            report(ok=True, entries=entries, skipped=skipped)
+    except (Refused, OSError, tarfile.TarError, ValueError, KeyError) as error:
+        report(ok=False, error=str(error) or type(error).__name__)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
