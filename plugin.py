@@ -33,6 +33,7 @@ from temporalio.worker import Worker, WorkerConfig, WorkerDeploymentConfig
 from tether import metrics, tracing
 from tether.activities.accounts import AccountActivities
 from tether.activities.artifacts import ArtifactActivities
+from tether.activities.children import await_child
 from tether.activities.drain import DrainGate
 from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
@@ -155,6 +156,7 @@ class TetherPlugin(SimplePlugin):
             accounts = AccountActivities(endpoints=self.settings.model_endpoint_policy,
                                          max_output_tokens=self.settings.max_output_tokens)
             added += [accounts.reserve, accounts.commit, accounts.release]
+            added.append(await_child)  # a sub-agent its parent found started, and attached to
         if self.with_sandboxes:
             added += self.host_activities(config["client"], config["task_queue"]).shared()
         config["activities"] = [*(config.get("activities") or []), *added]
@@ -165,7 +167,7 @@ class TetherPlugin(SimplePlugin):
             settings = self.settings
             self._model = ModelActivities(
                 conversations=self._store(), functions=self._functions(),
-                mcp_servers=settings.mcp_endpoint_policy,
+                mcp_servers=settings.mcp_endpoint_policy, brokered_env=settings.brokered_env,
                 providers=Providers(ProviderOptions(
                     timeout_seconds=settings.model_timeout_seconds,
                     max_output_tokens=settings.max_output_tokens,
@@ -184,7 +186,8 @@ class TetherPlugin(SimplePlugin):
             # Started on first need: a host whose runs ask for no network never runs it.
             egress = EgressProxy(python=settings.egress_python or default_python(),
                                  directory=settings.data_dir.resolve() / "egress",
-                                 on_decision=metrics.egress_recorder(metrics.meter_of(client)))
+                                 on_decision=metrics.egress_recorder(metrics.meter_of(client)),
+                                 brokered=settings.brokered_env, ca_file=settings.egress_ca_file)
             self._host = HostActivities(
                 sandboxes=SandboxActivities(
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,

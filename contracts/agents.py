@@ -56,3 +56,11 @@ class ChildWaiting(Strict):
     def approve_command(self) -> str:
         pinned = f" --digest {self.arguments_digest}" if self.arguments_digest else ""
         return f"tether approve {self.workflow_id} {self.call_id}{pinned}"
+
+
+AWAIT_CHILD = "await_child"
+"""The activity that waits on a sub-agent its parent found already started, and attached to."""
+
+
+class AwaitChildInput(Strict):
+    workflow_id: str

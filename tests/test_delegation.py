@@ -285,3 +285,33 @@ async def test_a_worker_killed_while_children_start_leaves_each_child_started_on
                  if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED]
     assert len(initiated) == 3
     await assert_replays(temporal_client, handle)
+
+
+async def test_a_delegate_call_whose_child_id_already_runs_attaches_to_it_instead_of_starting_another(
+    temporal_client: Client, worker: str
+):
+    parent_id = f"attach-{uuid.uuid4().hex[:8]}"
+    child_id = f"{parent_id}.delegate-1-0"
+    already = {"text": "from the run already started", "tool_calls": [], "delay_seconds": 2}
+    await tether.start_run(temporal_client, scripted_run("already", already), task_queue=worker,
+                           workflow_id=child_id)
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("plan", calls(delegate("again", turn("from a second start"))), turn("{{last_output}}"),
+                     agents=AGENTS),
+        task_queue=worker, workflow_id=parent_id)
+    result = await handle.result()
+
+    assert (result.status, result.output) == ("completed", "from the run already started")
+    executions = [e async for e in temporal_client.list_workflows(f"WorkflowId = '{child_id}'")]
+    assert len(executions) == 1
+
+
+async def test_calls_past_max_children_wait_for_a_free_place(temporal_client: Client, worker: str):
+    slow = {"text": "done", "tool_calls": [], "delay_seconds": 1}
+    run = scripted_run("plan", calls(delegate("a", slow), delegate("b", slow)), turn("both"),
+                       agents={"max_depth": 1, "max_children": 1})
+    handle = await tether.start_run(temporal_client, run, task_queue=worker)
+    assert (await handle.result()).status == "completed"
+    first, second = sorted(await children_of(temporal_client, handle.id), key=lambda c: c.start_time)
+    assert first.close_time <= second.start_time

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
 from tether.contracts import (
     AgentRunInput,
     AgentRunResult,
@@ -30,15 +32,23 @@ from tether.contracts import (
     ToolResult,
     Usage,
 )
-from tether.contracts.agents import AgentsPolicy, ChildWaiting, DelegateArguments
+from tether.contracts.agents import (
+    AWAIT_CHILD,
+    AgentsPolicy,
+    AwaitChildInput,
+    ChildWaiting,
+    DelegateArguments,
+)
 from tether.contracts.caps import cap_arguments
 from tether.contracts.names import AGENT_RUN, SIGNAL_CHILD_WAITING
+from tether.contracts.run import LONGEST_SECONDS
 from tether.workflows.budget import Spent
 from tether.workflows.carving import NothingToCarve, Reserved, carve, charged, left
 from tether.workflows.failures import root_message
 from tether.workflows.state import RunState
 
 DELEGATE_PATCH = "delegate-tool"
+ATTACHED_HEARTBEAT = timedelta(seconds=30)
 TELL_PARENT_PATCH = "sub-agent-tells-its-waiting-calls"
 NARROWED = ("cpus", "memory_mb", "pids", "disk_mb", "tool_timeout_seconds", "output_limit_bytes")
 """Sandbox limits a child may lower and never raise."""
@@ -67,7 +77,11 @@ class Delegation:
             return tool_message(call, ToolResult(exit_code=126, stderr=str(refused)))
         self.queued += 1
         try:
+            # The first wait also lets the step's other calls be counted before any is carved.
             await workflow.wait_condition(lambda: self.running < policy.max_children)
+            # Waiters freed together take the free places one by one.
+            while self.running >= policy.max_children:
+                await workflow.wait_condition(lambda: self.running < policy.max_children)
         finally:
             self.queued -= 1
         try:
@@ -96,19 +110,36 @@ class Delegation:
         """The child's result; one that failed is charged all of its budget, as what it
         spent is not known."""
         try:
-            return await workflow.execute_child_workflow(
-                AGENT_RUN, args=[child.model_dump(mode="json")], id=child_id,
-                task_queue=workflow.info().task_queue, result_type=AgentRunResult,
-                # Whatever ends the parent ends its children; its cancel path waits for them.
-                parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-                static_summary=f"sub-agent of step {self.state.step}: {child.task[:120]}",
-            )
-        except ChildWorkflowError as error:
+            try:
+                return await workflow.execute_child_workflow(
+                    AGENT_RUN, args=[child.model_dump(mode="json")], id=child_id,
+                    task_queue=workflow.info().task_queue, result_type=AgentRunResult,
+                    # Whatever ends the parent ends its children; its cancel path waits for them.
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    # A child that ran already under this id is never run again: attached to.
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    static_summary=f"sub-agent of step {self.state.step}: {child.task[:120]}",
+                )
+            except WorkflowAlreadyStartedError:
+                return await self._attach(child_id, child)
+        except (ChildWorkflowError, ActivityError) as error:
             budget = child.budget
             return AgentRunResult(
                 status="failed", stop_reason=f"the sub-agent {child_id} failed: {root_message(error)}",
                 steps=budget.max_steps or 0, seconds=0,
                 usage=Usage(input_tokens=budget.max_tokens or 0, cost_usd=budget.max_cost_usd or 0.0))
+
+    async def _attach(self, child_id: str, child: AgentRunInput) -> AgentRunResult:
+        """Waits on a child found already started under its id (a parent reset past its
+        start, say), rather than starting a second; cancelling the step cancels it too."""
+        try:
+            return await workflow.execute_activity(
+                AWAIT_CHILD, AwaitChildInput(workflow_id=child_id), result_type=AgentRunResult,
+                start_to_close_timeout=timedelta(seconds=child.budget.max_seconds or LONGEST_SECONDS),
+                heartbeat_timeout=ATTACHED_HEARTBEAT, summary=f"wait for sub-agent {child_id}")
+        except asyncio.CancelledError:
+            await workflow.get_external_workflow_handle(child_id).cancel()
+            raise
 
     def _child_input(self, policy: AgentsPolicy, call: ToolCall) -> AgentRunInput:
         if policy.depth >= policy.max_depth:
@@ -138,7 +169,8 @@ def child_input(parent: AgentRunInput, models: list[ModelSpec], asked: DelegateA
         model = ModelSpec.model_validate(asked.model) if asked.model is not None else None
         sandbox = SandboxSpec.model_validate({**parent.sandbox.model_dump(), **asked.sandbox})
         approval = ApprovalPolicy.model_validate({**parent.approval.model_dump(), **asked.approval})
-        budget = Budget.model_validate(asked.budget)
+        # A child is charged to its parent's account, whatever the call says.
+        budget = Budget.model_validate({**asked.budget, "account": parent.budget.account})
     except ValidationError as error:
         raise ValueError(f"invalid delegate arguments: {problems(error)}") from None
     tools = parent.tools if asked.tools is None else asked.tools
