@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.client import Client
+from tether import client as tether
 from tether.egress.proxy import EgressProxy
 
 from tests.egress.conftest import EGRESS_PYTHON
 from tests.egress.dns_server import DnsServer, resolving_with
 from tests.egress.test_proxy import fetch, open_run
+from tests.scripts import scripted_run, turn
+from tests.workflows.worker_process import WorkerProcess
 
 CHECKED, REBOUND = "127.0.0.2", "127.0.0.3"
 """Where a rebinding name leads first (on the allow-list) and next (not)."""
@@ -123,3 +129,42 @@ async def test_a_listed_name_that_resolves_to_private_or_metadata_addresses_is_r
     assert status == 403
     assert (b"internal.evil.example:80 refused by this run's network allow-list (sandbox.network):"
             b" it resolves to 10.1.2.3, 169.254.169.254, not a public address") in body
+
+
+FETCH = """
+import urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen("{url}", timeout=20).read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+
+async def test_a_run_in_a_sandbox_reaches_a_rebinding_name_at_the_checked_address_and_no_internal_one(
+        temporal_client: Client, docker_engine: Any, dns: DnsServer, tmp_path: Path) -> None:
+    queue = f"egress-dns-{uuid.uuid4().hex[:6]}"
+    # The worker's proxy asks the test's DNS server, as it would the host's resolver.
+    python = resolving_with(dns, str(EGRESS_PYTHON), tmp_path)
+    worker = WorkerProcess(temporal_client, task_queue=queue, worker_id=queue,
+                           log_file=tmp_path / "worker.log",
+                           env={"TETHER_EGRESS_PYTHON": python, "TETHER_TRACE_FILE": "off"})
+    await worker.start()
+    try:
+        with servers_on_one_port(CHECKED, REBOUND) as port:
+            handle = await tether.start_run(temporal_client, scripted_run(
+                "fetch", turn(python=FETCH.format(url=f"http://rebind.evil.example:{port}/")),
+                turn(python=FETCH.format(url="http://internal.evil.example/latest/meta-data/")),
+                turn("done"),
+                sandbox={"network": {"allow": [f"rebind.evil.example:{port}", f"{CHECKED}:{port}",
+                                               "internal.evil.example"]}}), task_queue=queue)
+            result = await handle.result()
+        steps = await tether.get_transcript(temporal_client, handle.id)  # a worker answers it
+    finally:
+        await worker.stop()
+    assert result.status == "completed", result
+    rebinding, internal, _ = steps
+    assert rebinding.tool_results[0].stdout == f"served by {CHECKED}\n"
+    assert rebinding.note is None
+    assert dns.asked["rebind.evil.example"] == 1
+    assert internal.tool_results[0].stdout == "403\n"
+    assert internal.note == "python: egress denied internal.evil.example:80"
