@@ -132,3 +132,19 @@ async def test_every_step_records_the_workspace_after_each_step_and_an_unchanged
     manifest = SnapshotManifest.model_validate_json(
         conversations().blobs.get(digest_of(steps[3].snapshot or "")))
     assert [(e.path, e.size) for e in manifest.entries] == [("a.txt", 4), ("b.txt", 4)]
+
+
+async def test_a_run_that_ends_while_released_still_collects_its_artifacts(
+    temporal_client: Client, worker: str
+):
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "ends released", turn("write", shell="mkdir out && echo kept > out/report.txt"),
+        turn("again", python="print(1)"), turn("done"),
+        approval={"tools": ["python"]}, sandbox={"idle_release_seconds": 1}, artifacts=["out/*"],
+    ), task_queue=worker)
+    await wait_for(lambda: waiting_for(temporal_client, handle.id), what="the approval")
+    await wait_for(lambda: not labelled(handle.id), timeout=60, what="the idle sandbox to be removed")
+    await tether.deny(temporal_client, handle.id, "2-0", reason="not now")
+
+    result = await handle.result()
+    assert [(a.path, a.size) for a in result.artifacts] == [("out/report.txt", 5)]

@@ -4,7 +4,7 @@ the store once, before the sandbox is released."""
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from tether.contracts import AgentRunInput
 from tether.contracts.activities import COLLECT_ARTIFACTS
 from tether.contracts.files import CollectInput, RunArtifacts
@@ -25,9 +25,12 @@ async def collect_artifacts(state: RunState, run: AgentRunInput, lease: SandboxL
         return state.artifacts or RunArtifacts()
     state.artifacts = RunArtifacts()
     sandbox = await lease.settle()
-    if sandbox is None:
-        return state.artifacts
     try:
+        if sandbox is None and state.sandbox_released:
+            # Released while idle: its workspace is in its snapshot, restored to collect from.
+            sandbox = await lease.get()
+        if sandbox is None:
+            return state.artifacts
         state.artifacts = await workflow.execute_activity(
             COLLECT_ARTIFACTS,
             CollectInput(workflow_id=workflow.info().workflow_id, container_id=sandbox.container_id,
@@ -39,6 +42,6 @@ async def collect_artifacts(state: RunState, run: AgentRunInput, lease: SandboxL
             retry_policy=options.collect_retry,
             summary="collect artifacts",
         )
-    except ActivityError as error:
+    except (ActivityError, ApplicationError) as error:
         state.last_error = f"artifacts could not be collected: {root_message(error)}"
     return state.artifacts
