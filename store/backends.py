@@ -8,7 +8,8 @@ A backend knows blobs only by digest and never changes one it holds; that narrow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,10 @@ from obstore.store import AzureStore, GCSStore, LocalStore, ObjectStore, S3Store
 from tether.store.errors import BlobNotFound, StoreDenied, StoreError, StoreUnavailable
 
 SCHEMES = ("file", "s3", "gs", "az")
+PART_BYTES = 5 << 20
+INCOMING = "incoming"
+"""Where a streamed blob is written before its digest is known (`ObjectBlobs.put_chunks`);
+the store's listing (`ObjectBlobs.digests`) takes nothing under it for a blob."""
 """What TETHER_STORE_URL may name."""
 
 # Temporal owns retries: a store that stays away fails the activity, whose retries are in
@@ -104,6 +109,53 @@ class ObjectBlobs:
         try:
             found = await obstore.get_async(self.store, key)
             return bytes(await found.bytes_async())
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        except BaseError as error:
+            raise self._failed("read from", error) from None
+
+    def put_chunks(self, chunks: Iterable[bytes], name: Callable[[], str]) -> str:
+        """Writes `chunks` as they come, then names the blob `name()` (its digest, known only
+        once they are all read): under `incoming/` first, renamed after, so a reader never
+        sees half a blob under its name. Returns the name."""
+        incoming = f"{INCOMING}/{uuid.uuid4().hex}"
+        try:
+            # In parts of the least size S3 allows, two at a time: a GiB never sits in memory.
+            obstore.put(self.store, incoming, chunks, use_multipart=True, chunk_size=PART_BYTES,
+                        max_concurrency=2)
+            digest = name()
+            try:
+                obstore.rename(self.store, incoming, _key(digest), overwrite=False)
+            except AlreadyExistsError:
+                obstore.delete(self.store, incoming)  # the same content, stored before
+            except NotSupportedError:
+                # No rename-if-absent here: the same name holds the same bytes either way.
+                obstore.rename(self.store, incoming, _key(digest), overwrite=True)
+        except BaseError as error:
+            raise self._failed("write to", error) from None
+        return digest
+
+    def get_chunks(self, digest: str, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
+        """The blob's size and its bytes as they are read (unchecked: see streams.py)."""
+        try:
+            found = obstore.get(self.store, _key(digest))
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        except BaseError as error:
+            raise self._failed("read from", error) from None
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                for chunk in found.stream(min_chunk_size=chunk_bytes):
+                    yield bytes(chunk)
+            except BaseError as error:
+                raise self._failed("read from", error) from None
+
+        return int(found.meta["size"]), chunks()
+
+    def size_of(self, digest: str) -> int:
+        try:
+            return int(obstore.head(self.store, _key(digest))["size"])
         except FileNotFoundError:
             raise self._missing(digest) from None
         except BaseError as error:
