@@ -160,7 +160,7 @@ class SandboxSpec(Strict):
     """When the workspace is snapshot into the content store: `on_wait`, before an idle
     sandbox is released; `every_step`, also after each step's tool calls (what a fork at any
     step needs); `off`, never, and so the sandbox is never released while the run waits."""
-    idle_release_seconds: float = Field(default=60, ge=0, le=LONGEST_SECONDS)
+    idle_release_seconds: float = Field(default=60, gt=0, le=LONGEST_SECONDS)
     """How long a run waits (for a person, for a slot) holding its sandbox before it
     snapshots the workspace and removes the container; the next tool call restores it."""
 
