@@ -150,6 +150,13 @@ class TetherSettings(BaseSettings):
     """The interpreter the egress proxy runs under, one with mitmproxy 11 (it can't share
     tether's environment); unset: `egress/bin/python` in tether's own venv, which `make deps`
     makes. Used only by a sandbox host, and only once a run's network allows hosts."""
+    brokered_env: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated names of this worker's environment variables that a run's
+    `sandbox.network.secrets` may name: the egress proxy adds their values to requests for
+    the run's secret hosts. A run naming any other variable is refused at its start."""
+    egress_ca_file: Path | None = None
+    """A PEM file of CAs the egress proxy trusts, beside the system's, for the hosts it adds
+    secrets for (a private registry's CA; the tests' own). Sandboxes with secrets trust it too."""
     model_timeout_seconds: float = Field(default=120.0, gt=0)
     """How long one HTTP request to a model provider may take."""
     max_output_tokens: int = Field(default=4096, gt=0)
@@ -192,11 +199,18 @@ class TetherSettings(BaseSettings):
     ui_url: str | None = None
     """The Web UI links tether prints; `http://localhost:<ui_port>` when unset."""
 
-    @field_validator("tools", mode="before")
+    @field_validator("tools", "brokered_env", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("egress_ca_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file: name a PEM file of CA certificates")
         return value
 
     @field_validator("model_endpoints", "mcp_servers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from pydantic import TypeAdapter
@@ -47,12 +47,15 @@ class ModelActivities:
     the worker's function tools given."""
 
     def __init__(self, *, conversations: Conversations, providers: Providers,
-                 functions: FunctionTools | None = None, mcp_servers: McpEndpoints | None = None) -> None:
+                 functions: FunctionTools | None = None, mcp_servers: McpEndpoints | None = None,
+                 brokered_env: Iterable[str] = ()) -> None:
         self.conversations = conversations
         self.providers = providers
         self.functions = functions or FunctionTools()
         self.mcp_servers = mcp_servers or McpEndpoints()
         """The worker's MCP servers: checked at a run's start, as its models' endpoints are."""
+        self.brokered_env = frozenset(brokered_env)
+        """The variables runs' brokered secrets may name (the sandbox host checks again)."""
 
     @activity.defn(name=START_CONVERSATION)
     async def start_conversation(self, input: StartConversationInput) -> StartConversationOutput:
@@ -90,6 +93,9 @@ class ModelActivities:
                 self.mcp_servers.resolve(server)
             except McpRefused as refused:
                 problems.append(str(refused))
+        problems += [f"sandbox.network.secrets names {env}, which this worker does not broker: list it"
+                     " in the worker's TETHER_BROKERED_ENV (comma-separated), or drop the secret"
+                     for env in input.brokered_env if env not in self.brokered_env]
         if problems:
             raise ApplicationError("; ".join(problems), type="InvalidInput", non_retryable=True)
 

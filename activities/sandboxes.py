@@ -18,7 +18,7 @@ from tether.activities.artifacts import place_files
 from tether.activities.snapshots import heartbeating, restore_snapshot
 from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
 from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
-from tether.egress.proxy import EgressProxy, EgressUnavailable
+from tether.egress.proxy import EgressProxy, EgressUnavailable, SecretRefused
 from tether.sandbox.admission import NoSandboxSlot, SandboxSlots
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import (
@@ -123,6 +123,9 @@ class SandboxActivities:
                                    " network allows hosts", type="EgressUnavailable", non_retryable=True)
         try:
             return await self.egress.open(name, network)
+        except SecretRefused as refused:
+            # A variable this worker does not broker (or lacks): no retry could change that.
+            raise ApplicationError(str(refused), type="InvalidInput", non_retryable=True) from None
         except EgressUnavailable as error:
             raise ApplicationError(str(error), type="EgressUnavailable", non_retryable=True) from None
 

@@ -41,6 +41,9 @@ class StartConversationInput(BaseModel):
     disk_mb: int | None = None
     mcp_servers: list[McpServer] = Field(default_factory=list)
     """The run's MCP servers: each must be one the worker configured, as its models' endpoints."""
+    brokered_env: list[str] = Field(default_factory=list)
+    """The worker variables the run's `sandbox.network.secrets` name: each must be one the
+    worker brokers (TETHER_BROKERED_ENV)."""
     runtime_tools: list[str] = Field(default_factory=list)
     """Tools the workflow runs itself (`delegate`), added to the run's toolset."""
 

@@ -110,7 +110,8 @@ def test_the_variable_names_are_the_ones_settings_read(monkeypatch: pytest.Monke
     samples = {"encryption_keys": KeyRing.generate("7"), "store_url": "s3://7", "role": "sandbox",
                "trace_content": "true", "metrics_bind": "127.0.0.1:7", "allow_input_urls": "true",
                "model_endpoints": '{"7": {"provider": "openai", "base_url": "http://127.0.0.1:7"}}',
-               "mcp_servers": '{"7": {"url": "http://127.0.0.1:7/mcp"}}'}
+               "mcp_servers": '{"7": {"url": "http://127.0.0.1:7/mcp"}}',
+               "egress_ca_file": __file__}  # a file that is there
     for name, field in TetherSettings.model_fields.items():
         variable = environment_variable(name, field)
         sample = samples.get(name, "7")
