@@ -148,3 +148,40 @@ async def test_the_value_is_in_no_argument_file_or_decision_of_the_proxy(
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     assert b"PRIVATE KEY" not in bundle.read_bytes()
+
+
+async def test_a_secret_host_by_name_is_verified_for_that_name_and_gets_the_header(
+        brokering: Brokering) -> None:
+    egress = brokering.egress
+    with http_server(brokering.tls) as port:
+        # localhost resolves to loopback: its address must be listed too.
+        proxy, bundle = await open_run(egress, "run-s8", [f"localhost:{port}", f"127.0.0.1:{port}"],
+                                       [dict(SECRET, host="localhost")])
+        seen = headers(await through(proxy, f"https://localhost:{port}/headers", bundle))
+    assert seen["authorization"] == digest(f"Bearer {CANARY}")
+
+
+async def test_a_plain_http_request_to_a_secret_host_goes_without_the_header(
+        brokering: Brokering) -> None:
+    with http_server(host="127.0.0.2") as port:
+        proxy, bundle = await open_run(brokering.egress, "run-s9", [f"127.0.0.2:{port}"], [SECRET])
+        seen = headers(await through(proxy, f"http://127.0.0.2:{port}/headers", bundle))
+    assert "authorization" not in seen
+
+
+async def test_a_worker_that_takes_a_sandbox_over_gives_it_a_new_ca_in_the_same_bundle(
+        brokering: Brokering, tmp_path: Path) -> None:
+    with http_server(brokering.tls, host="127.0.0.2") as port:
+        _, bundle = await open_run(brokering.egress, "run-s10", [f"127.0.0.2:{port}"], [SECRET])
+        before = bundle.read_bytes()
+        await brokering.egress.stop()  # the worker died, its proxy with it
+        successor = EgressProxy(python=str(EGRESS_PYTHON), directory=tmp_path / "egress",
+                                brokered=["TEST_TOKEN"], ca_file=brokering.server_ca,
+                                environ={"TEST_TOKEN": CANARY})
+        try:
+            proxy, again = await open_run(successor, "run-s10", [f"127.0.0.2:{port}"], [SECRET])
+            assert again == bundle and again.read_bytes() != before
+            seen = headers(await through(proxy, f"https://127.0.0.2:{port}/headers", bundle))
+        finally:
+            await successor.stop()
+    assert seen["authorization"] == digest(f"Bearer {CANARY}")
