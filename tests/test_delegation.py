@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from tether import client as tether
 
-from tests.helpers import sandboxes, sandboxes_of, tether_cli, wait_for
+from tests.helpers import ROOT, sandboxes, sandboxes_of, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import assert_replays
 from tests.workflows.worker_process import WorkerProcess
@@ -137,12 +139,12 @@ async def test_a_child_may_not_widen_what_the_parent_may_do(temporal_client: Cli
     assert await children_of(temporal_client, handle.id) == []
 
 
-async def start_with_a_child_waiting(temporal_client: Client, worker: str) -> tuple[Any, str]:
+async def start_with_a_child_waiting(temporal_client: Client, worker: str, **more: Any) -> tuple[Any, str]:
     """A parent holding a sandbox whose child, holding one too, waits for approval of 2-0."""
     child = delegate("check", turn(shell="echo child"), turn(python="print('approved')"),
                      turn("{{last_output}}"), approval={"tools": ["python"]})
     run = scripted_run("plan", turn(shell="echo parent"), calls(child), turn("{{last_output}}"),
-                       agents=AGENTS)
+                       agents=AGENTS, **more)
     handle = await tether.start_run(temporal_client, run, task_queue=worker)
     child_id = f"{handle.id}.delegate-2-0"
 
@@ -185,25 +187,42 @@ async def test_watch_shows_a_childs_waiting_call_with_the_command_that_answers_i
     [needed] = [e for e in events if e.kind == "approval_needed"]
     assert needed.workflow_id == child_id
     assert needed.approve_command.startswith(f"tether approve {child_id} 2-0")
-    await tether.cancel(temporal_client, handle.id, "done watching")
-    await handle.result()
+
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tether.cli", "watch", handle.id, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "TETHER_TASK_QUEUE": worker, "TEMPORAL_ADDRESS": temporal_address,
+             "COLUMNS": "200"})
+    assert watch.stdout is not None
+    seen: list[str] = []
+    async with asyncio.timeout(60):
+        while not any("approve: tether approve" in line for line in seen):
+            seen.append((await watch.stdout.readline()).decode())
+        await tether.approve(temporal_client, child_id, "2-0")  # which ends the run, and the watch
+        rest, _ = await watch.communicate()
+    assert watch.returncode == 0
+    out = "".join(seen) + rest.decode()
+    assert f"sub-agent {child_id} awaits approval of 2-0: python" in out
+    assert f"approve: tether approve {child_id} 2-0 --digest sha256:" in out
 
 
-@pytest.mark.parametrize("how", ["tether", "temporal"])
+@pytest.mark.parametrize("how", ["tether", "temporal", "budget"])
 async def test_cancelling_a_parent_whose_child_waits_for_approval_removes_both_sandboxes(
     temporal_client: Client, worker: str, how: str
 ):
-    handle, child_id = await start_with_a_child_waiting(temporal_client, worker)
+    deadline = 15
+    handle, child_id = await start_with_a_child_waiting(
+        temporal_client, worker, **({"budget": {"max_seconds": deadline}} if how == "budget" else {}))
     assert sandboxes_of(handle.id) and sandboxes_of(child_id)
 
     if how == "tether":
         await tether.cancel(temporal_client, handle.id, "enough")
-    else:
+    elif how == "temporal":
         await handle.cancel()
-    await wait_for(lambda: not sandboxes_of(handle.id) and not sandboxes_of(child_id), timeout=30,
+    await wait_for(lambda: not sandboxes_of(handle.id) and not sandboxes_of(child_id),
+                   timeout=30 + (deadline if how == "budget" else 0),
                    what="the parent's and the child's sandboxes to be removed")
     child = await temporal_client.get_workflow_handle(child_id).describe()
-    assert child.status == WorkflowExecutionStatus.CANCELED
+    assert child.status != WorkflowExecutionStatus.RUNNING
 
 
 async def test_list_tree_shows_children_under_their_parent(
