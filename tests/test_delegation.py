@@ -334,3 +334,23 @@ async def test_calls_past_max_children_wait_for_a_free_place(temporal_client: Cl
     assert (await handle.result()).status == "completed"
     first, second = sorted(await children_of(temporal_client, handle.id), key=lambda c: c.start_time)
     assert first.close_time <= second.start_time
+
+
+async def test_a_child_the_worker_refuses_at_its_start_is_a_tool_error_that_costs_the_parent_nothing(
+    temporal_client: Client, worker: str
+):
+    unknown = {"name": "delegate", "arguments": {
+        "task": "x", "model": {"provider": "openai", "name": "gpt-4o", "endpoint": "nowhere"}}}
+    handle = await tether.start_run(
+        temporal_client, scripted_run("plan", calls(unknown), turn("on my own"), agents=AGENTS,
+                                      budget={"max_steps": 5}),
+        task_queue=worker)
+    result = await handle.result()
+
+    assert result.status == "completed", result.stop_reason
+    step, _ = await tether.get_transcript(temporal_client, handle.id)
+    [refused] = step.tool_results
+    assert refused.exit_code == 1
+    assert f"the sub-agent {handle.id}.delegate-1-0 failed" in refused.stderr
+    assert "nowhere" in refused.stderr
+    assert (await tether.get_status(temporal_client, handle.id)).budget.steps == 2

@@ -18,7 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 from tether.contracts import (
     AgentRunInput,
     AgentRunResult,
@@ -52,6 +57,7 @@ ATTACHED_HEARTBEAT = timedelta(seconds=30)
 TELL_PARENT_PATCH = "sub-agent-tells-its-waiting-calls"
 NARROWED = ("cpus", "memory_mb", "pids", "disk_mb", "tool_timeout_seconds", "output_limit_bytes")
 """Sandbox limits a child may lower and never raise."""
+REFUSED_AT_START = ("InvalidInput", "RunRefused")
 KEPT = ("image", "runtime")
 """Sandbox fields a child keeps as its parent's."""
 
@@ -123,7 +129,8 @@ class Delegation:
             except WorkflowAlreadyStartedError:
                 return await self._attach(child_id, child)
         except (ChildWorkflowError, ActivityError) as error:
-            budget = child.budget
+            # Refused at its start, it spent nothing; failed later, it may have spent all.
+            budget = Budget(max_steps=None, max_seconds=None) if refused_at_start(error) else child.budget
             return AgentRunResult(
                 status="failed", stop_reason=f"the sub-agent {child_id} failed: {root_message(error)}",
                 steps=budget.max_steps or 0, seconds=0,
@@ -197,6 +204,12 @@ def child_input(parent: AgentRunInput, models: list[ModelSpec], asked: DelegateA
         system_prompt=asked.system_prompt or parent.system_prompt,
         agents=policy.model_copy(update={"depth": policy.depth + 1}),
     )
+
+
+def refused_at_start(error: ChildWorkflowError | ActivityError) -> bool:
+    """Whether the child failed before its first model call: its input, or a tool, endpoint
+    or MCP server the worker lacks (`run_start.py`'s failures)."""
+    return isinstance(error.cause, ApplicationError) and error.cause.type in REFUSED_AT_START
 
 
 def answer(result: AgentRunResult, limit: int) -> ToolResult:
