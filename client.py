@@ -208,7 +208,8 @@ def upload_files(
     """Puts files and directories in the content store the workers read (`settings`' store),
     for a run input's `files`: their paths in /workspace, each to its digest. A missing or
     unfit one raises `FilesRefused`; a store that fails, `StoreError`."""
-    return upload_paths(content_store(settings), paths)
+    settings = settings or TetherSettings()
+    return upload_paths(content_store(settings), paths, max_bytes=settings.max_file_mb << 20)
 
 
 def summary_of(task: str, limit: int = 120) -> str:

@@ -193,6 +193,7 @@ class TetherPlugin(SimplePlugin):
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,
                     host_queue=settings.host_task_queue(task_queue), pool=pool,
                     ttl_seconds=settings.sandbox_ttl_seconds, blobs=self._store().blobs,
+                    max_file_bytes=settings.max_file_mb << 20,
                     host_wait_seconds=settings.host_wait_seconds,
                     slots=SandboxSlots(
                         sandboxes, worker=settings.worker_id,
@@ -203,7 +204,8 @@ class TetherPlugin(SimplePlugin):
                                      worker_id=settings.worker_id, gate=gate, egress=egress),
                 mcp=McpActivities(conversations=self._store(), sandboxes=sandboxes,
                                   servers=settings.mcp_endpoint_policy),
-                artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes),
+                artifacts=ArtifactActivities(blobs=self._store().blobs, sandboxes=sandboxes,
+                                             max_file_bytes=settings.max_file_mb << 20),
                 snapshots=SnapshotActivities(blobs=self._store().blobs, sandboxes=sandboxes),
                 pool=pool,
                 gate=gate,

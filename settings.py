@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from tether.contracts.files import DEFAULT_MAX_FILE_MB
 from tether.encryption.keys import KeyRing
 from tether.llm.endpoints import ModelEndpoint, ModelEndpoints
 from tether.store.backends import check_store_url, file_url
@@ -146,6 +147,9 @@ class TetherSettings(BaseSettings):
     """Warm sandboxes kept ready per worker; 0 (off) keeps every container labelled with its run."""
     sandbox_ttl_seconds: float | None = Field(default=None, gt=0)
     """The reaper removes sandboxes older than this whatever their run's state; unset: no limit."""
+    max_file_mb: int = Field(default=DEFAULT_MAX_FILE_MB, gt=0)
+    """The largest file a run may be given (`--file`, `files`) or leave as an artifact, in
+    MiB: the CLI refuses bigger uploads, the worker bigger files and artifacts."""
     egress_python: str | None = None
     """The interpreter the egress proxy runs under, one with mitmproxy 11 (it can't share
     tether's environment); unset: `egress/bin/python` in tether's own venv, which `make deps`

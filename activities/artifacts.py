@@ -9,6 +9,8 @@ sandbox is released however the run ends.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import IO
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,6 +19,7 @@ from tether.contracts.activities import COLLECT_ARTIFACTS
 from tether.contracts.files import (
     MAX_ARTIFACT_TOTAL_BYTES,
     MAX_FILE_BYTES,
+    MAX_FILE_SETTING,
     MAX_FILES,
     MAX_SKIPPED_REPORTED,
     ArtifactRecord,
@@ -27,68 +30,93 @@ from tether.contracts.files import (
 )
 from tether.sandbox.channel import ChannelClosed
 from tether.sandbox.manager import SandboxGone, SandboxManager
-from tether.sandbox.workspace import WorkspaceRefused, list_artifacts, put_file, read_artifact
+from tether.sandbox.transfer import Entry, Incoming, TransferRefused, stream_into, stream_out
+from tether.sandbox.workspace import WorkspaceRefused, list_artifacts
 from tether.store import BlobNotFound, ContentStore, StoreError
+from tether.store.streams import blob_size, put_stream, read_chunks
 
 
-def check_files(blobs: ContentStore, files: dict[str, str], disk_mb: int | None) -> None:
-    """Refuses a run at its start whose files are not all in the store, or too big for its
-    sandbox: better than failing at the first tool call, minutes later."""
-    total = 0
+def too_big(name: str, size: int, max_bytes: int) -> ApplicationError:
+    return ApplicationError(
+        f"file {name!r} is {size} bytes; the limit is {max_bytes} ({MAX_FILE_SETTING}="
+        f"{max_bytes >> 20} on the worker: raise it there for bigger files)",
+        type="FilesRefused", non_retryable=True)
+
+
+def _sizes(blobs: ContentStore, files: dict[str, str], max_bytes: int) -> dict[str, int]:
+    """Each file's size, read from the store's metadata (no file is read whole), each
+    within `max_bytes`."""
+    sizes = {}
     for name, reference in sorted(files.items()):
         try:
-            size = len(blobs.get(digest_of(reference)))
+            size = blob_size(blobs, digest_of(reference))
         except BlobNotFound:
             raise ApplicationError(f"file {name!r} ({reference[:19]}...) is not in the content store; "
                                    "upload it with the same TETHER_STORE_DIR as the workers",
                                    type="StoreMissing", non_retryable=True) from None
         except StoreError as error:
             raise store_failure(error) from None
-        if size > MAX_FILE_BYTES:
-            raise ApplicationError(f"file {name!r} is {size} bytes; the limit is {MAX_FILE_BYTES}",
-                                   type="FilesRefused", non_retryable=True)
-        total += size
+        if size > max_bytes:
+            raise too_big(name, size, max_bytes)
+        sizes[name] = size
+    return sizes
+
+
+def check_files(blobs: ContentStore, files: dict[str, str], disk_mb: int | None,
+                max_bytes: int = MAX_FILE_BYTES) -> None:
+    """Refuses a run at its start whose files are not all in the store, or too big for its
+    sandbox: better than failing at the first tool call, minutes later."""
+    total = sum(_sizes(blobs, files, max_bytes).values())
     if disk_mb is not None and total > disk_mb * (1 << 20):
         raise ApplicationError(f"the run's files take {total} bytes; its workspace holds {disk_mb} MiB "
                                "(raise sandbox.disk_mb)", type="FilesRefused", non_retryable=True)
 
 
-def place_files(blobs: ContentStore, sandboxes: SandboxManager, container_id: str,
-                files: dict[str, str]) -> None:
-    """Writes the run's files into the sandbox. A file missing from the store or refused by
-    the sandbox (too big, no room) fails the acquisition for good: retrying can't help."""
-    for name, reference in sorted(files.items()):
-        try:
-            data = blobs.get(digest_of(reference))
-        except BlobNotFound:
-            raise ApplicationError(f"file {name!r} ({reference[:19]}...) is not in the content store; "
-                                   "upload it with the same TETHER_STORE_DIR as the workers",
-                                   type="StoreMissing", non_retryable=True) from None
-        except StoreError as error:
-            raise store_failure(error) from None
-        if len(data) > MAX_FILE_BYTES:
-            raise ApplicationError(f"file {name!r} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}",
-                                   type="FilesRefused", non_retryable=True)
-        try:
-            put_file(sandboxes, container_id, name, data)
-        except WorkspaceRefused as error:
-            raise ApplicationError(f"file {name!r} could not be placed in /workspace: {error}",
-                                   type="FilesRefused", non_retryable=True) from None
+async def place_files(blobs: ContentStore, sandboxes: SandboxManager, container_id: str,
+                      files: dict[str, str], *, max_bytes: int = MAX_FILE_BYTES) -> None:
+    """Streams the run's files from the store into the sandbox's workspace, one tar. A file
+    missing from the store, over `max_bytes`, altered in the store, or refused by the sandbox
+    (no room) fails the acquisition for good: retrying can't help. Each file is checked on
+    both ends: the store's bytes against their digest as they are read, and the digest the
+    sandbox computed of what it wrote against the file's reference."""
+    sizes = await asyncio.to_thread(_sizes, blobs, files, max_bytes)
+
+    def chunks(reference: str) -> Iterator[bytes]:
+        _, read = read_chunks(blobs, digest_of(reference))
+        yield from read
+
+    members = [Incoming(name, size=sizes[name], data=chunks(reference))
+               for name, reference in sorted(files.items())]
+    try:
+        placed = await stream_into(sandboxes, container_id, ".", members, max_bytes=sum(sizes.values()))
+    except TransferRefused as error:
+        raise ApplicationError(f"the run's files could not be placed in /workspace: {error}",
+                               type="FilesRefused", non_retryable=True) from None
+    except StoreError as error:
+        raise store_failure(error) from None
+    for entry in placed.entries:
+        if entry.sha256 != digest_of(files[entry.path]):
+            raise ApplicationError(f"file {entry.path!r} arrived in /workspace as other bytes than its"
+                                   f" reference ({entry.sha256[:12]})", type="FilesRefused",
+                                   non_retryable=True)
 
 
 class ArtifactActivities:
-    """Collects artifacts from the sandboxes of this worker's engine into the store."""
+    """Collects artifacts from the sandboxes of this worker's engine into the store.
+    `max_file_bytes`: the largest artifact taken (the worker's TETHER_MAX_FILE_MB)."""
 
-    def __init__(self, *, blobs: ContentStore, sandboxes: SandboxManager) -> None:
+    def __init__(self, *, blobs: ContentStore, sandboxes: SandboxManager,
+                 max_file_bytes: int = MAX_FILE_BYTES) -> None:
         self.blobs = blobs
         self.sandboxes = sandboxes
+        self.max_file_bytes = max_file_bytes
 
     @activity.defn(name=COLLECT_ARTIFACTS)
     async def collect(self, input: CollectInput) -> RunArtifacts:
         try:
             await asyncio.to_thread(self.sandboxes.find, input.container_id, input.started_at)
-            listing = await asyncio.to_thread(
-                list_artifacts, self.sandboxes, input.container_id, input.globs)
+            listing = await asyncio.to_thread(list_artifacts, self.sandboxes, input.container_id,
+                                              input.globs, max_bytes=self.max_file_bytes)
         except SandboxGone as error:
             raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None
         except WorkspaceRefused as error:
@@ -98,25 +126,17 @@ class ArtifactActivities:
             raise ApplicationError(f"the sandbox's executor did not answer: {error}",
                                    type="SandboxStreamLost") from None
         skipped = [SkippedArtifact(path=path, reason=reason) for path, reason in listing.skipped]
-        records: list[ArtifactRecord] = []
+        taken: list[tuple[str, int]] = []
         total = 0
         for path, size in listing.files:
             if total + size > MAX_ARTIFACT_TOTAL_BYTES:
                 skipped.append(SkippedArtifact(
                     path=path, reason=f"over the {MAX_ARTIFACT_TOTAL_BYTES}-byte limit for all artifacts"))
                 continue
-            try:
-                data = await asyncio.to_thread(read_artifact, self.sandboxes, input.container_id, path)
-            except WorkspaceRefused as error:
-                skipped.append(SkippedArtifact(path=path, reason=f"changed while collected: {error}"))
-                continue
-            total += len(data)
-            try:
-                digest = await self.blobs.put_async(data)
-            except StoreError as error:
-                raise store_failure(error) from None
-            records.append(ArtifactRecord(path=path, size=len(data), sha256=digest))
-            activity.heartbeat(path)
+            total += size
+            taken.append((path, size))
+        records, more_skipped = await self._take(input, taken)
+        skipped += more_skipped
         # After the cap, so they are always said: files past the limit, and where the
         # listing stopped.
         reported = capped(skipped, more=listing.skipped_over)
@@ -126,6 +146,47 @@ class ArtifactActivities:
         if listing.cut is not None:
             reported.append(SkippedArtifact(path=listing.cut[0], reason=listing.cut[1]))
         return RunArtifacts(artifacts=records, skipped=reported)
+
+    async def _take(self, input: CollectInput,
+                    taken: list[tuple[str, int]]) -> tuple[list[ArtifactRecord], list[SkippedArtifact]]:
+        """The listed files, streamed out of the sandbox in one tar into the store, each
+        stored as it arrives (never held whole) under the digest this side computed."""
+        if not taken:
+            return [], []
+        stored: dict[str, str] = {}
+        too_big: list[SkippedArtifact] = []
+
+        def keep(entry: Entry, data: IO[bytes] | None) -> None:
+            if data is None:
+                return
+            if entry.size > self.max_file_bytes:  # grew since it was listed
+                too_big.append(SkippedArtifact(path=entry.path, reason=(
+                    f"{entry.size} bytes is over the {self.max_file_bytes}-byte limit per artifact")))
+                return
+            stored[entry.path] = put_stream(self.blobs, data)
+
+        try:
+            got = await stream_out(self.sandboxes, input.container_id, ".", keep,
+                                   paths=[path for path, _ in taken], started_at=input.started_at,
+                                   max_bytes=MAX_ARTIFACT_TOTAL_BYTES)
+        except SandboxGone as error:
+            raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None
+        except TransferRefused as error:
+            raise ApplicationError(f"the sandbox's artifacts could not be taken: {error}",
+                                   type="ArtifactsUnavailable", non_retryable=True) from None
+        except StoreError as error:
+            raise store_failure(error) from None
+        skipped = [SkippedArtifact(path=path, reason=f"changed while collected: {reason}")
+                   for path, reason in got.skipped] + too_big
+        records = [ArtifactRecord(path=entry.path, size=entry.size, sha256=entry.sha256)
+                   for entry in got.entries if entry.path in stored]
+        # The store's name for each is the digest this side computed of the bytes it read;
+        # the stream's own check held it to the sandbox's report.
+        for record in records:
+            if stored[record.path] != record.sha256:
+                raise ApplicationError(f"artifact {record.path!r} was stored as other bytes than it"
+                                       " was read as", type="ArtifactsUnavailable", non_retryable=True)
+        return records, skipped
 
 
 def capped(skipped: list[SkippedArtifact], *, more: int = 0) -> list[SkippedArtifact]:

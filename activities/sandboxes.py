@@ -18,6 +18,7 @@ from tether.activities.artifacts import place_files
 from tether.activities.snapshots import heartbeating, restore_snapshot
 from tether.contracts import AcquireInput, ReapInput, ReapReport, ReleaseInput, SandboxHandle
 from tether.contracts.activities import ACQUIRE_SANDBOX, REAP_SANDBOXES, RELEASE_SANDBOX
+from tether.contracts.files import MAX_FILE_BYTES
 from tether.egress.proxy import EgressProxy, EgressUnavailable, SecretRefused
 from tether.sandbox.admission import NoSandboxSlot, SandboxSlots
 from tether.sandbox.channel import ChannelClosed
@@ -48,7 +49,10 @@ class SandboxActivities:
         pool: WarmPool | None = None, ttl_seconds: float | None = None,
         blobs: ContentStore | None = None, host_wait_seconds: float | None = None,
         slots: SandboxSlots | None = None, egress: EgressProxy | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
+        self.max_file_bytes = max_file_bytes
+        """The largest file a run may be given (the worker's TETHER_MAX_FILE_MB)."""
         self.egress = egress
         """The host's egress proxy, for sandboxes whose network allows hosts; None: none here."""
         self.slots = slots
@@ -143,7 +147,7 @@ class SandboxActivities:
             if self.blobs is None:
                 raise ApplicationError("this worker has no content store to take the run's files from",
                                        type="FilesRefused", non_retryable=True)
-            await asyncio.to_thread(place_files, self.blobs, self.sandboxes, container_id, files)
+            await place_files(self.blobs, self.sandboxes, container_id, files, max_bytes=self.max_file_bytes)
         except BaseException:
             await self._remove(container_id)
             raise

@@ -12,8 +12,12 @@ import re
 
 from pydantic import BaseModel, Field
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-"""A file given to a run, or an artifact taken from it: the executor's `write_file` limit."""
+DEFAULT_MAX_FILE_MB = 1024
+MAX_FILE_BYTES = DEFAULT_MAX_FILE_MB << 20
+"""A file given to a run, or an artifact taken from it, unless the worker's (or the CLI's)
+`MAX_FILE_SETTING` says otherwise. Files cross at disk speed (tar streams), so the cap is
+about the workspace and the store, not the channel."""
+MAX_FILE_SETTING = "TETHER_MAX_FILE_MB"
 MAX_FILES = 1000
 """Files given to one run, and artifacts taken from one."""
 MAX_ARTIFACT_TOTAL_BYTES = 256 * 1024 * 1024

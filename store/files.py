@@ -20,6 +20,7 @@ from pathlib import Path
 from tether.contracts.files import (
     DIGEST_PREFIX,
     MAX_FILE_BYTES,
+    MAX_FILE_SETTING,
     MAX_FILES,
     ArtifactRecord,
     SkippedArtifact,
@@ -28,6 +29,7 @@ from tether.contracts.files import (
 from tether.store.content import ContentStore
 from tether.store.errors import BlobNotFound, StoreCorrupt
 from tether.store.globs import hidden, named
+from tether.store.streams import put_stream
 
 
 class ArtifactExists(FileExistsError):
@@ -44,8 +46,10 @@ class FilesRefused(ValueError):
     """A path given to a run can't be: missing, not a regular file, too big, badly named."""
 
 
-def upload_paths(blobs: ContentStore, paths: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
-    """Stores the files and directories given; returns the run input's `files` mapping."""
+def upload_paths(blobs: ContentStore, paths: Sequence[str | os.PathLike[str]], *,
+                 max_bytes: int = MAX_FILE_BYTES) -> dict[str, str]:
+    """Stores the files and directories given, each streamed (never read whole); returns the
+    run input's `files` mapping. A file over `max_bytes` (TETHER_MAX_FILE_MB) is refused."""
     files: dict[str, str] = {}
     for given in paths:
         for name, path in _files_of(Path(given)):
@@ -55,9 +59,12 @@ def upload_paths(blobs: ContentStore, paths: Sequence[str | os.PathLike[str]]) -
             if name in files:
                 raise FilesRefused(f"two of the files given would both be /workspace/{name}")
             size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise FilesRefused(f"{path} is {size} bytes; a run's file may have {MAX_FILE_BYTES}")
-            files[name] = DIGEST_PREFIX + blobs.put(path.read_bytes())
+            if size > max_bytes:
+                raise FilesRefused(f"{path} is {size} bytes; a run's file may have {max_bytes}"
+                                   f" ({MAX_FILE_SETTING}={max_bytes >> 20}: raise it, on the"
+                                   " workers too, for bigger files)")
+            with path.open("rb") as source:
+                files[name] = DIGEST_PREFIX + put_stream(blobs, source)
     if len(files) > MAX_FILES:
         raise FilesRefused(f"{len(files)} files given; a run may be given at most {MAX_FILES}")
     return files

@@ -20,6 +20,9 @@ import pytest
 _DATA = tempfile.mkdtemp(prefix="tether-tests-")
 os.environ["TETHER_DATA_DIR"] = _DATA
 os.environ.setdefault("TETHER_WORKER_ID", f"tests-{uuid.uuid4().hex[:8]}")
+# A file cap of the suite's own, at 64 MiB: the largest file tests move is exactly that, and
+# one just over it stays cheap to make (the default is a GiB).
+os.environ.setdefault("TETHER_MAX_FILE_MB", "64")
 # The function tools the suite's workers serve (tests/tools_*.py).
 os.environ.setdefault("TETHER_TOOLS", "tests.tools_plain,tests.tools_decorated")
 

@@ -13,13 +13,15 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.contracts import ArtifactRecord
-from tether.contracts.files import MAX_FILE_BYTES
 from tether.store.files import ArtifactExists, write_artifacts
+from tether.store.streams import read_chunks
 
-from tests.helpers import sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, suite_settings, wait_for
 from tests.scripts import scripted_run, turn
 from tests.test_cli_control import cli
 
+MAX_FILE_BYTES = suite_settings().max_file_mb << 20
+"""The suite workers' cap on an artifact (TETHER_MAX_FILE_MB, which conftest sets)."""
 WRITE_OUTPUTS = "mkdir -p out/data && printf '# report\\n' > out/report.md && " \
                 "head -c 3000 /dev/urandom > out/data/blob.bin && echo notes > notes.md && echo no > skip.txt"
 HOSTILE = " && ".join([
@@ -76,6 +78,24 @@ async def test_a_completed_runs_artifacts_are_listed_stored_and_downloaded(
     assert len(fetched["written"]) == 3 and local_files(tmp_path / "cli") == files
     code, out, err = await cli(temporal_address, worker, "artifacts", handle.id)
     assert code == 0 and "out/data/blob.bin" in out and "3,000" in out, err
+
+
+async def test_an_artifact_of_64_mib_is_collected_whole_into_the_store(temporal_client: Client, worker: str):
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("write", turn(shell="mkdir out && head -c 67108864 /dev/urandom > out/big.bin"
+                                         " && sha256sum out/big.bin"),
+                     turn("{{last_output}}"), artifacts=["out/*"]),
+        task_queue=worker)
+    result = await handle.result()
+    assert result.status == "completed", result.stop_reason
+    [big] = result.artifacts
+    assert (big.path, big.size, big.sha256) == ("out/big.bin", 64 << 20, result.output.split()[0])
+    size, chunks = read_chunks(tether.content_store(), big.sha256)
+    stored = hashlib.sha256()
+    for chunk in chunks:
+        stored.update(chunk)
+    assert size == 64 << 20 and stored.hexdigest() == big.sha256
 
 
 async def test_a_run_out_of_budget_still_gives_its_artifacts(temporal_client: Client, worker: str):

@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 
 import pytest
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.contracts import names
-from tether.contracts.files import MAX_FILE_BYTES
 from tether.store.files import FilesRefused
+from tether.store.streams import put_stream
 
-from tests.helpers import history_text, kill_the_executor, sandboxes_of, wait_for
+from tests.helpers import history_text, kill_the_executor, sandboxes_of, suite_settings, wait_for
 from tests.scripts import scripted_run, turn
 from tests.test_cli_control import cli
 
@@ -114,21 +115,46 @@ async def test_a_name_that_leaves_the_workspace_is_refused(
     assert "invalid AgentRun input: files" in reason and repr(name) in reason
 
 
-async def test_an_oversized_file_is_refused_by_the_client_and_by_the_run(
-    temporal_client: Client, worker: str, temporal_address: str, tmp_path
+async def test_a_64_mib_file_is_placed_and_read_back_by_its_digest(
+    temporal_client: Client, worker: str, tmp_path
 ):
     big = tmp_path / "big.bin"
-    big.write_bytes(b"\0" * (MAX_FILE_BYTES + 1))
-    with pytest.raises(FilesRefused, match=f"{MAX_FILE_BYTES + 1} bytes"):
+    with big.open("wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    handle = await tether.start_run(
+        temporal_client,
+        scripted_run("read it", turn(shell="sha256sum big.bin; stat -c '%U %s' big.bin"),
+                     turn("{{last_output}}")),
+        task_queue=worker, files=[big])
+    result = await handle.result()
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert result.status == "completed", result.stop_reason
+    assert result.output == f"{digest}  big.bin\nsandbox {64 << 20}"
+
+
+async def test_a_file_over_the_cap_is_refused_by_the_client_and_by_the_worker_naming_the_setting(
+    temporal_client: Client, worker: str, temporal_address: str, tmp_path
+):
+    cap = suite_settings().max_file_mb << 20
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(cap + 1)
+    with pytest.raises(FilesRefused, match=f"{cap + 1} bytes.*TETHER_MAX_FILE_MB={cap >> 20}"):
         await tether.start_run(temporal_client, scripted_run("x", turn("done")), task_queue=worker,
                                files=[big])
-    # Put in the store by other means, it is refused when the run starts.
-    digest = tether.content_store().put(big.read_bytes())
+    code, _, err = await cli(temporal_address, worker, "run", "x", "--model", "scripted:examples/demo.json",
+                             "--file", str(big))
+    assert code == 2 and "TETHER_MAX_FILE_MB" in err
+    # Put in the store by other means, it is refused by the worker that would place it.
+    with big.open("rb") as source:
+        digest = put_stream(tether.content_store(), source)
     handle = await temporal_client.start_workflow(
         names.AGENT_RUN,
         scripted_run("x", turn(shell="ls"), turn("done"), files={"big.bin": f"sha256:{digest}"}),
         id=f"files-big-{worker}", task_queue=worker)
-    assert f"is {MAX_FILE_BYTES + 1} bytes; the limit is {MAX_FILE_BYTES}" in await failure_of(handle)
+    reason = await failure_of(handle)
+    assert f"is {cap + 1} bytes; the limit is {cap} (TETHER_MAX_FILE_MB=64 on the worker" in reason
 
 
 async def test_files_that_do_not_fit_the_workspace_are_refused_at_start(
