@@ -41,8 +41,10 @@ class SnapshotActivities:
     async def snapshot(self, input: SnapshotInput) -> SnapshotOutput:
         """Every directory, file and link inside the workspace, by digest; what it can't keep
         (a link that leads out, a device, a file that changed while read) is listed."""
-        builder = ManifestBuilder(self.blobs)
+        with ManifestBuilder(self.blobs) as builder:
+            return await self._take(input, builder)
 
+    async def _take(self, input: SnapshotInput, builder: ManifestBuilder) -> SnapshotOutput:
         def keep(entry: Entry, data: IO[bytes] | None) -> None:
             if data is not None:
                 builder.add_file(entry.path, entry.mode, data)
@@ -57,8 +59,8 @@ class SnapshotActivities:
                                        max_bytes=input.disk_mb << 20, started_at=input.started_at)
             for path, reason in got.skipped:
                 builder.skip(path, reason)
-            manifest = builder.manifest()
-            reference = store_manifest(self.blobs, manifest)
+            manifest = await asyncio.to_thread(builder.manifest)
+            reference = await asyncio.to_thread(store_manifest, self.blobs, manifest)
         except SandboxGone as gone:
             raise ApplicationError(str(gone), type="SandboxGone", non_retryable=True) from None
         except TransferRefused as refused:

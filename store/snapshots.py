@@ -10,7 +10,9 @@ file's digest is the one the store makes of the bytes read, never one the sandbo
 from __future__ import annotations
 
 import posixpath
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
 from tether.contracts.files import DIGEST_PREFIX, MAX_SKIPPED_REPORTED, digest_of, name_problem
@@ -23,6 +25,10 @@ KEPT_MODE_BITS = 0o0755
 setgid or sticky entries nor ones others may write, so a manifest records modes without them,
 and a restored workspace snapshots to the same digest."""
 READ_BYTES = 1 << 20
+STORE_THREADS = 4
+MAX_IN_FLIGHT_BYTES = 64 << 20
+"""Bytes read from the stream and not yet stored: what a snapshot holds in memory at most
+(besides one file bigger than that, held whole while it is stored)."""
 
 
 class SnapshotRefused(ValueError):
@@ -30,12 +36,25 @@ class SnapshotRefused(ValueError):
 
 
 class ManifestBuilder:
-    """Collects a workspace's entries as they stream past, storing files' bytes by digest."""
+    """Collects a workspace's entries as they stream past, storing files' bytes by digest.
+
+    Files are stored on threads of its own while the stream goes on (hashing and writing
+    release the GIL), at most `MAX_IN_FLIGHT_BYTES` of them at once; `manifest` waits for
+    them. Use it as a context manager, so its threads end however the stream does."""
 
     def __init__(self, blobs: ContentStore) -> None:
         self.blobs = blobs
         self.entries: dict[str, SnapshotEntry] = {}
         self.skipped: list[SkippedEntry] = []
+        self._storing: dict[str, Future[str]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="snapshot-store")
+        self._room = threading.BoundedSemaphore(MAX_IN_FLIGHT_BYTES // READ_BYTES)
+
+    def __enter__(self) -> ManifestBuilder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def add_file(self, path: str, mode: int, data: IO[bytes]) -> None:
         if not self._named(path):
@@ -44,9 +63,19 @@ class ManifestBuilder:
         while chunk := data.read(READ_BYTES):
             chunks.append(chunk)
         content = b"".join(chunks)
+        units = max(1, min(len(content) // READ_BYTES, MAX_IN_FLIGHT_BYTES // READ_BYTES))
+        for _ in range(units):
+            self._room.acquire()
+        self._storing[path] = self._pool.submit(self._store, content, units)
         self.entries[path] = SnapshotEntry(path=path, kind="file", mode=mode & KEPT_MODE_BITS,
-                                           size=len(content),
-                                           sha256=DIGEST_PREFIX + self.blobs.put(content))
+                                           size=len(content))
+
+    def _store(self, content: bytes, units: int) -> str:
+        try:
+            return DIGEST_PREFIX + self.blobs.put(content)
+        finally:
+            for _ in range(units):
+                self._room.release()
 
     def add_dir(self, path: str, mode: int) -> None:
         if self._named(path):
@@ -63,10 +92,14 @@ class ManifestBuilder:
 
     def skip(self, path: str, reason: str) -> None:
         self.entries.pop(path, None)
+        self._storing.pop(path, None)
         if len(self.skipped) < MAX_SKIPPED_REPORTED:
             self.skipped.append(SkippedEntry(path=_shown(path), reason=_shown(reason)))
 
     def manifest(self) -> SnapshotManifest:
+        """The manifest, once every file kept is stored (a store error is raised here)."""
+        for path, storing in self._storing.items():
+            self.entries[path].sha256 = storing.result()
         return SnapshotManifest(entries=sorted(self.entries.values(), key=lambda e: e.path))
 
     def _named(self, path: str) -> bool:

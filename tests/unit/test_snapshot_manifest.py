@@ -32,7 +32,13 @@ def workspace(root: Path) -> Path:
 
 def built(blobs: LocalContentStore, root: Path) -> ManifestBuilder:
     """What the snapshot activity does with each entry `sandbox/transfer.stream_out` hands it."""
-    builder = ManifestBuilder(blobs)
+    with ManifestBuilder(blobs) as builder:
+        walk(builder, root)
+        builder.manifest()  # every file stored
+    return builder
+
+
+def walk(builder: ManifestBuilder, root: Path) -> None:
     for directory, dirs, files in os.walk(root):
         for name in sorted(dirs + files):
             path = Path(directory, name)
@@ -44,7 +50,6 @@ def built(blobs: LocalContentStore, root: Path) -> ManifestBuilder:
             else:
                 with path.open("rb") as data:
                     builder.add_file(relative, path.stat().st_mode, data)
-    return builder
 
 
 def test_a_manifest_keeps_modes_links_inside_and_empty_directories(tmp_path: Path) -> None:
