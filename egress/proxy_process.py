@@ -179,9 +179,9 @@ class Egress:
         if connection is None or connection.ca is None or connection.tunnel is None:
             return
         # The upstream is verified for the name the policy checked, whatever name the tool's
-        # TLS asks for; an address is verified as one.
-        name = connection.tunnel[0]
-        data.context.server.sni = None if literal(name) is not None else name
+        # TLS asks for.
+        # An address is verified as one (mitmproxy sends no SNI for it).
+        data.context.server.sni = connection.tunnel[0]
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
         connection = self._connection_of_client(data.context.client)
@@ -198,6 +198,9 @@ class Egress:
             # certificate is verified. The tool's own value of the header, if any, is replaced.
             if connection.upstream_error:
                 self._unverified(flow, connection)
+                return
+            if not _names(flow.request.host_header, *connection.tunnel or ("", 0)):
+                self._misnamed(flow, connection)
                 return
             for secret in connection.secrets:
                 flow.request.headers[secret.header] = secret.value
@@ -287,6 +290,15 @@ class Egress:
         flow.response = http.Response.make(502, body, {"Content-Type": "text/plain; charset=utf-8",
                                                        "Connection": "close"})
 
+    def _misnamed(self, flow: http.HTTPFlow, connection: Connection) -> None:
+        assert connection.tunnel is not None
+        host, port = connection.tunnel
+        body = (f"tether egress: a request in the tunnel to {host}:{port} names host"
+                f" {flow.request.host_header or '(none)'}; this run's secret for {host} goes only"
+                f" with requests that name it, so the proxy sent this one nowhere\n")
+        flow.response = http.Response.make(403, body, {"Content-Type": "text/plain; charset=utf-8",
+                                                       "Connection": "close"})
+
     def _refuse(self, flow: http.HTTPFlow, key: str, reason: str) -> None:
         host = flow.request.host.lower()
         address = literal(host)
@@ -298,6 +310,18 @@ class Egress:
                                                        "Connection": "close"})
         if key:
             self.decided(key, host, flow.request.port, allowed=False, reason=reason)
+
+
+def _names(host_header: str | None, host: str, port: int) -> bool:
+    """Whether a request's Host (or :authority) names the tunnel's host: on shared hosting it
+    picks the site, and a secret must not reach another one behind the same address."""
+    if not host_header:
+        return False
+    named, _, named_port = host_header.rpartition(":") if not host_header.endswith("]") else (
+        host_header, "", "")
+    if not named or not named_port.isdigit():
+        named, named_port = host_header, ""
+    return _canonical(named) == _canonical(host) and named_port in ("", str(port))
 
 
 def _canonical(host: str) -> str:

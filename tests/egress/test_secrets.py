@@ -6,6 +6,7 @@ the proxy leaked."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import ssl
@@ -185,3 +186,32 @@ async def test_a_worker_that_takes_a_sandbox_over_gives_it_a_new_ca_in_the_same_
         finally:
             await successor.stop()
     assert seen["authorization"] == digest(f"Bearer {CANARY}")
+
+
+def request_naming(proxy: str, host: str, port: int, named: str, ca: Path) -> tuple[int, bytes]:
+    """A request through a tunnel to host:port whose Host header names `named`."""
+    relay_host, relay_port = proxy.removeprefix("http://").split(":")
+    connection = http.client.HTTPSConnection(relay_host, int(relay_port), timeout=30,
+                                             context=ssl.create_default_context(cafile=ca))
+    connection.set_tunnel(host, port)
+    try:
+        connection.request("GET", "/headers", headers={"Host": named})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+async def test_a_request_in_a_secret_hosts_tunnel_naming_another_host_is_refused(
+        brokering: Brokering) -> None:
+    # On shared hosting the Host header picks the site: the secret would reach another tenant.
+    with http_server(brokering.tls, host="127.0.0.2") as port:
+        proxy, bundle = await open_run(brokering.egress, "run-s11", [f"127.0.0.2:{port}"], [SECRET])
+        status, body = await asyncio.to_thread(request_naming, proxy, "127.0.0.2", port,
+                                               "evil.example", bundle)
+        assert status == 403, body
+        assert body.startswith(b"tether egress: a request in the tunnel to 127.0.0.2:%d names host"
+                               b" evil.example" % port)
+        status, body = await asyncio.to_thread(request_naming, proxy, "127.0.0.2", port,
+                                               f"127.0.0.2:{port}", bundle)
+    assert status == 200 and json.loads(body)["authorization"] == digest(f"Bearer {CANARY}")
