@@ -8,7 +8,9 @@ command is a layer over these; applications call them the same way.
     result = await handle.result()          # an AgentRunResult
 
 A call the run refuses (an approval of no waiting call, a message to a run that ended)
-raises the SDK's `WorkflowUpdateFailedError`, whose `cause` says why.
+raises the SDK's `WorkflowUpdateFailedError`, whose `cause` says why. One no worker can take
+(none serves the run's queue, or none answers in 10 s) raises `NoWorker`, saying whether it
+was sent (`tether.updating`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from tether.settings import TetherSettings
 from tether.store import ContentAddressed, Conversations, open_blobs
 from tether.store.files import ArtifactExists, Downloaded, upload_paths, write_artifacts
 from tether.store.sealed import sealed
+from tether.updating import update
 from tether.watching import watch
 
 __all__ = [
@@ -287,8 +290,7 @@ async def approve(
     args: list[Any] = [call_id, approved, reason]
     if digest is not None:  # a run older than digests takes three arguments
         args.append(digest)
-    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
-        UPDATE_APPROVE, args=args, result_type=str)
+    return await update(client, workflow_id, UPDATE_APPROVE, *args, result_type=str)
 
 
 async def deny(client: Client, workflow_id: str, call_id: str, *, reason: str | None = None) -> str:
@@ -301,15 +303,13 @@ async def cancel(client: Client, workflow_id: str, reason: str | None = None) ->
     """Stops a run: the step in flight is interrupted and its sandbox removed; the result's
     `stop_reason` carries `reason`. Returns what the run answered."""
     args = [] if reason is None else [reason]
-    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
-        UPDATE_CANCEL, args=args, result_type=str)
+    return await update(client, workflow_id, UPDATE_CANCEL, *args, result_type=str)
 
 
 async def send_message(client: Client, workflow_id: str, text: str) -> str:
     """Adds a person's message to the conversation; the model reads it at its next step.
     Returns what the run answered (the step it is queued for)."""
-    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
-        UPDATE_SEND_MESSAGE, text, result_type=str)
+    return await update(client, workflow_id, UPDATE_SEND_MESSAGE, text, result_type=str)
 
 
 async def extend(
@@ -321,8 +321,9 @@ async def extend(
     more = {name: amount for name, amount in (
         ("max_steps", max_steps), ("max_tokens", max_tokens), ("max_cost_usd", max_cost_usd),
         ("max_seconds", max_seconds)) if amount is not None}
-    return await get_run(client, workflow_id).execute_update(  # type: ignore[no-any-return]
-        UPDATE_EXTEND_BUDGET, more, result_type=dict)
+    limits: dict[str, int | float | None] = await update(
+        client, workflow_id, UPDATE_EXTEND_BUDGET, more, result_type=dict)
+    return limits
 
 
 def content_store(settings: TetherSettings | None = None) -> ContentAddressed:
