@@ -338,6 +338,15 @@ class AgentRunResult(Strict):
     """The files the input's `artifacts` globs matched, stored by digest."""
     skipped_artifacts: list[SkippedArtifact] = Field(default_factory=list)
     """Matched entries that were not collected (links, devices, oversized...), and why."""
+    delegated_steps: int = 0
+    """Steps the run's sub-agents took (theirs included), beside its own `steps`; absent when 0."""
+    egress_bytes: int = 0
+    """Bytes the run's tools, and its sub-agents', moved through the egress proxy; absent when 0."""
+
+    @model_serializer(mode="wrap")
+    def _without_nothing_new(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent when nothing, so a reader older than these fields reads what it did before.
+        return without_empty(without_empty(handler(self), "delegated_steps"), "egress_bytes")
 
 
 class PendingApproval(Strict):

@@ -106,6 +106,9 @@ async def test_nesting_at_max_depth_is_refused_as_a_tool_error_one_level_deeper(
     result = await handle.result()
 
     assert (result.status, result.output) == ("completed", "refused, so I answer myself")
+    # Each of the three runs took two steps: the grandchild's are charged to the root too.
+    assert (result.steps, result.delegated_steps) == (2, 4)
+    assert (await tether.get_status(temporal_client, handle.id)).budget.steps == 6
     deepest_id = f"{handle.id}.delegate-1-0.delegate-1-0"
     step, _ = await tether.get_transcript(temporal_client, deepest_id)
     [refused] = step.tool_results

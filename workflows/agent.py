@@ -308,7 +308,8 @@ class AgentRun:
         return AgentRunResult(
             status=status, stop_reason=reason, output=output, steps=self._state.step,
             usage=self._state.usage, seconds=round(self._elapsed(), 3),
-            cost_known=self._state.cost_known,
+            cost_known=self._state.cost_known, delegated_steps=self._state.delegated_steps,
+            egress_bytes=self._state.egress_bytes,
         )
 
     # --- control and visibility ------------------------------------------------------

@@ -19,9 +19,8 @@ from tether.contracts import Budget, Usage
 from tether.workflows.budget import MB, Spent
 
 CARVED = ("max_steps", "max_tokens", "max_cost_usd", "max_seconds", "max_egress_mb")
-SHARED = ("max_steps", "max_tokens", "max_cost_usd")
-"""What siblings split between them. Seconds run on for all at once, and egress is only
-capped: a child's bytes are not reported back to be charged."""
+SHARED = ("max_steps", "max_tokens", "max_cost_usd", "max_egress_mb")
+"""What siblings split between them; seconds run on for all of them at once."""
 WHAT = {"max_steps": "steps", "max_tokens": "tokens", "max_cost_usd": "dollars",
         "max_seconds": "seconds", "max_egress_mb": "egress MiB"}
 

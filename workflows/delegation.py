@@ -47,7 +47,7 @@ from tether.contracts.agents import (
 from tether.contracts.caps import cap_arguments
 from tether.contracts.names import AGENT_RUN, SIGNAL_CHILD_WAITING
 from tether.contracts.run import LONGEST_SECONDS
-from tether.workflows.budget import Spent
+from tether.workflows.budget import MB, Spent
 from tether.workflows.carving import NothingToCarve, Reserved, carve, charged, left
 from tether.workflows.failures import root_message
 from tether.workflows.state import RunState
@@ -107,7 +107,9 @@ class Delegation:
             if self.state.children_waiting.pop(child_id, None):
                 self.on_change()
         self.state.usage, self.state.delegated_steps = charged(
-            self.state.usage, self.state.delegated_steps, result.usage, result.steps)
+            self.state.usage, self.state.delegated_steps, result.usage,
+            result.steps + result.delegated_steps)
+        self.state.egress_bytes += result.egress_bytes
         notes.append(f"delegate: {child_id} {result.status} after {result.steps} steps, "
                      f"{result.usage.total_tokens} tokens")
         return tool_message(call, answer(result, self.input.sandbox.output_limit_bytes))
@@ -134,7 +136,8 @@ class Delegation:
             return AgentRunResult(
                 status="failed", stop_reason=f"the sub-agent {child_id} failed: {root_message(error)}",
                 steps=budget.max_steps or 0, seconds=0,
-                usage=Usage(input_tokens=budget.max_tokens or 0, cost_usd=budget.max_cost_usd or 0.0))
+                usage=Usage(input_tokens=budget.max_tokens or 0, cost_usd=budget.max_cost_usd or 0.0),
+                egress_bytes=int((budget.max_egress_mb or 0) * MB))
 
     async def _attach(self, child_id: str, child: AgentRunInput) -> AgentRunResult:
         """Waits on a child found already started under its id (a parent reset past its
