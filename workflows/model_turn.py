@@ -1,5 +1,6 @@
 """A model turn: the primary model called, and on a permanent failure or spent retries, each
-fallback in order. Only what a call carried leaves the state's queues."""
+fallback in order. Only what a call carried leaves the state's queues. A run with a budget
+account reserves the turn's largest cost on it first, and commits what it used after."""
 
 from __future__ import annotations
 
@@ -9,17 +10,36 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 from tether.contracts import ModelCallInput, ModelCallOutput, StepRecord
 from tether.contracts.activities import MODEL_CALL
-from tether.workflows import visibility
+from tether.workflows import account_charge, visibility
 from tether.workflows.failures import root_message, stop_if_cancelled
 from tether.workflows.options import ActivityOptions
 from tether.workflows.state import RunState
 
+Turn = tuple[ModelCallOutput, str, str | None, list[str]]
+
 
 async def model_turn(
     state: RunState, *, tools: Sequence[str], options: ActivityOptions, model_label: str,
-) -> tuple[ModelCallOutput, str, str | None, list[str]]:
+) -> Turn:
     """Returns the answer, the model that gave it, notes, and the people's messages it read.
-    `model_label` names the model in flight until one answers."""
+    `model_label` names the model in flight until one answers. Raises `BudgetExhausted`
+    when the run's account refuses the turn."""
+    account = state.budget.account
+    if account is None or not workflow.patched(account_charge.ACCOUNT_PATCH):
+        return await _call_models(state, tools=tools, options=options, model_label=model_label)
+    reservation = await account_charge.reserve(state, account, options)
+    try:
+        turn = await _call_models(state, tools=tools, options=options, model_label=model_label)
+    except BaseException:  # failed, or interrupted: no model answered, nothing to charge
+        await account_charge.release(state, account, reservation, options)
+        raise
+    await account_charge.commit(state, account, reservation, turn[0].usage, options)
+    return turn
+
+
+async def _call_models(
+    state: RunState, *, tools: Sequence[str], options: ActivityOptions, model_label: str,
+) -> Turn:
     state.phase = "thinking"
     notes: list[str] = []
     # Tool results first: providers need each right after the call it answers.

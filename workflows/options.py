@@ -63,6 +63,15 @@ class ActivityOptions:
         maximum_attempts=3, non_retryable_error_types=["SandboxGone", "ArtifactsUnavailable"]))
     function_timeout: timedelta = timedelta(seconds=60)
     """A function tool's attempt, when the tool names no timeout of its own."""
+    account_timeout: timedelta = timedelta(seconds=30)
+    """One update to a budget account, from a run's activity."""
+    account_wait: timedelta = timedelta(minutes=35)
+    """How long a call may wait for an account whose rest is held by calls in flight: past
+    the time a reservation of a crashed run takes to expire (30 minutes)."""
+    account_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(
+        initial_interval=timedelta(milliseconds=200), backoff_coefficient=1.5,
+        maximum_interval=timedelta(seconds=5), non_retryable_error_types=["InvalidInput"]))
+    """Unlimited attempts within `account_wait`: a busy account is waited for."""
 
     def host_wait(self, seconds: float | None) -> timedelta:
         """The wait for a sandbox's worker: what its host stamped on the handle (its

@@ -91,10 +91,11 @@ def sandbox_lost() -> None:
 def _run_ended(status: str, result: AgentRunResult | None = None) -> None:
     count("tether_runs", "Runs by final status", {"status": status})
     if result is not None and status == "budget_exhausted":
-        # Every stop reason starts with the limit's name: "max_tokens reached: ...".
+        # Every stop reason starts with the limit's name: "max_tokens reached: ...", or
+        # "account NAME ..." for a budget account's refusal.
         limit = result.stop_reason.split(" ", 1)[0]
         count("tether_budget_stops", "Runs stopped by a budget limit, by limit",
-              {"limit": limit if limit.startswith("max_") else "unknown"})
+              {"limit": limit if limit.startswith("max_") or limit == "account" else "unknown"})
 
 
 def _activity_done(input: StartActivityInput, handle: asyncio.Future[Any]) -> None:
@@ -127,6 +128,9 @@ def _agent_span(raw: Any) -> Iterator[Span]:
             "tether.scripted" if model["provider"] == "scripted" else model["provider"])
         attributes["gen_ai.request.model"] = (
             "scripted" if model["provider"] == "scripted" else str(model.get("name", "")))
+    budget = raw.get("budget") if isinstance(raw, dict) else None
+    if isinstance(budget, dict) and isinstance(budget.get("account"), str):
+        attributes["tether.budget.account"] = budget["account"]
     tracer = trace.get_tracer(AGENT_NAME)
     with tracer.start_as_current_span(
             f"invoke_agent {AGENT_NAME}", kind=SpanKind.INTERNAL, attributes=attributes,
