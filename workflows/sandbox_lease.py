@@ -197,7 +197,10 @@ class SandboxLease:
         await self.removals_done()
 
     async def removals_done(self) -> None:
-        """Waits for the lost sandboxes' removals: before the run ends or continues as new."""
+        """Waits for the lost sandboxes' removals, and an idle release in flight (a denied
+        call's step ends without waiting for it): before the run ends or continues as new."""
+        if self.releasing is not None:
+            await asyncio.shield(self.releasing)
         if self.removing:
             await asyncio.gather(*self.removing)
             self.removing.clear()
