@@ -33,7 +33,7 @@ from temporalio.worker import Worker, WorkerConfig, WorkerDeploymentConfig
 from tether import metrics, tracing
 from tether.activities.accounts import AccountActivities
 from tether.activities.artifacts import ArtifactActivities
-from tether.activities.children import await_child
+from tether.activities.children import ChildActivities
 from tether.activities.drain import DrainGate
 from tether.activities.functions import FunctionActivities
 from tether.activities.mcp import McpActivities
@@ -109,6 +109,7 @@ class TetherPlugin(SimplePlugin):
         """Sandboxes and the tool calls in them: the activities that need a Docker engine."""
         self._conversations: Conversations | None = None
         self._model: ModelActivities | None = None
+        self._children: ChildActivities | None = None
         self._function_tools: FunctionTools | None = None
         self._function_calls: FunctionActivities | None = None
         self._host: HostActivities | None = None
@@ -144,7 +145,7 @@ class TetherPlugin(SimplePlugin):
         if self.with_workflows:
             # Local activities run on the worker that runs the workflow: a tool call runs
             # here when this worker holds the run's sandbox.
-            added += [self.model_activities().start_conversation,
+            added += [self.model_activities().start_conversation, self.child_activities().delegate_arguments,
                       self.host_activities(config["client"], config["task_queue"]).tools.call_tool_here
                       if self.with_sandboxes else no_sandbox_here]
         if not (self.with_models or self.with_sandboxes):
@@ -156,11 +157,17 @@ class TetherPlugin(SimplePlugin):
             accounts = AccountActivities(endpoints=self.settings.model_endpoint_policy,
                                          max_output_tokens=self.settings.max_output_tokens)
             added += [accounts.reserve, accounts.commit, accounts.release]
-            added.append(await_child)  # a sub-agent its parent found started, and attached to
+            # A sub-agent its parent found started, and attached to.
+            added.append(self.child_activities().await_child)
         if self.with_sandboxes:
             added += self.host_activities(config["client"], config["task_queue"]).shared()
         config["activities"] = [*(config.get("activities") or []), *added]
         return config
+
+    def child_activities(self) -> ChildActivities:
+        if self._children is None:
+            self._children = ChildActivities(conversations=self._store())
+        return self._children
 
     def model_activities(self) -> ModelActivities:
         if self._model is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field, model_validator
-from tether.contracts.messages import Strict
+from tether.contracts.messages import Strict, ToolCall
 
 DELEGATE = "delegate"
 """The runtime tool a run with `agents` is offered: it starts a sub-agent."""
@@ -60,7 +60,16 @@ class ChildWaiting(Strict):
 
 AWAIT_CHILD = "await_child"
 """The activity that waits on a sub-agent its parent found already started, and attached to."""
+DELEGATE_ARGUMENTS = "delegate_arguments"
+"""The local activity that reads a `delegate` call's whole arguments when history holds them cut."""
 
 
 class AwaitChildInput(Strict):
     workflow_id: str
+
+
+class DelegateArgumentsInput(Strict):
+    assistant_ref: str
+    """The stored assistant message that asked for the call."""
+    call: ToolCall
+    """As history holds it: long strings cut."""

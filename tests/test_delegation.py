@@ -18,7 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from tether import client as tether
 
-from tests.helpers import ROOT, sandboxes, sandboxes_of, tether_cli, wait_for
+from tests.helpers import ROOT, history_text, sandboxes, sandboxes_of, tether_cli, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import assert_replays
 from tests.workflows.worker_process import WorkerProcess
@@ -357,3 +357,16 @@ async def test_a_child_the_worker_refuses_at_its_start_is_a_tool_error_that_cost
     assert f"the sub-agent {handle.id}.delegate-1-0 failed" in refused.stderr
     assert "nowhere" in refused.stderr
     assert (await tether.get_status(temporal_client, handle.id)).budget.steps == 2
+
+
+async def test_a_task_longer_than_history_keeps_reaches_the_child_whole(temporal_client: Client, worker: str):
+    task = "x" * 1500 + " the part a cut would drop " + "y" * 1500
+    handle = await tether.start_run(
+        temporal_client, scripted_run("plan", calls(delegate(task, turn("read it"))), turn("{{last_output}}"),
+                                      agents=AGENTS),
+        task_queue=worker)
+    result = await handle.result()
+
+    assert (result.status, result.output) == ("completed", "read it")
+    child = temporal_client.get_workflow_handle(f"{handle.id}.delegate-1-0")
+    assert task in await history_text(child)

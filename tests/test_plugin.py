@@ -70,10 +70,11 @@ async def test_workflows_and_sandboxes_can_run_on_separate_workers(
     sandbox_host = Worker(temporal_client, task_queue=queue,
                           plugins=[tether.TetherPlugin(settings, workflows=False)])
     only_workflows = workflows_only.config(active_config=True)
-    # Its activities are the workflow's local ones (the second, with no engine here, sends
+    # Its activities are the workflow's local ones (the last, with no engine here, sends
     # every tool call on to its sandbox's host); it polls no activity tasks.
     assert only_workflows["no_remote_activities"]
-    assert [a.__name__ for a in only_workflows["activities"]] == ["start_conversation", "no_sandbox_here"]
+    assert [a.__name__ for a in only_workflows["activities"]] == [
+        "start_conversation", "delegate_arguments", "no_sandbox_here"]
     assert not sandbox_host.config(active_config=True).get("workflows")
     async with running([workflows_only, sandbox_host]):
         handle = await tether.start_run(temporal_client, RUN, task_queue=queue)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -39,10 +39,12 @@ from tether.contracts import (
 )
 from tether.contracts.agents import (
     AWAIT_CHILD,
+    DELEGATE_ARGUMENTS,
     AgentsPolicy,
     AwaitChildInput,
     ChildWaiting,
     DelegateArguments,
+    DelegateArgumentsInput,
 )
 from tether.contracts.caps import cap_arguments
 from tether.contracts.names import AGENT_RUN, SIGNAL_CHILD_WAITING
@@ -54,6 +56,7 @@ from tether.workflows.state import RunState
 
 DELEGATE_PATCH = "delegate-tool"
 ATTACHED_HEARTBEAT = timedelta(seconds=30)
+READ_TIMEOUT = timedelta(seconds=30)
 TELL_PARENT_PATCH = "sub-agent-tells-its-waiting-calls"
 NARROWED = ("cpus", "memory_mb", "pids", "disk_mb", "tool_timeout_seconds", "output_limit_bytes")
 """Sandbox limits a child may lower and never raise."""
@@ -77,12 +80,12 @@ class Delegation:
         """Runs one `delegate` call; whatever stops it before the child starts is its result."""
         policy = self.input.agents
         assert policy is not None, "a run without agents has no delegate tool"
+        self.queued += 1  # counted before any wait, so the step's calls share what is left
         try:
-            child = self._child_input(policy, call)
-        except ValueError as refused:
-            return tool_message(call, ToolResult(exit_code=126, stderr=str(refused)))
-        self.queued += 1
-        try:
+            try:
+                child = await self._child_input(policy, call)
+            except ValueError as refused:
+                return tool_message(call, ToolResult(exit_code=126, stderr=str(refused)))
             # The first wait also lets the step's other calls be counted before any is carved.
             await workflow.wait_condition(lambda: self.running < policy.max_children)
             # Waiters freed together take the free places one by one.
@@ -151,18 +154,28 @@ class Delegation:
             await workflow.get_external_workflow_handle(child_id).cancel()
             raise
 
-    def _child_input(self, policy: AgentsPolicy, call: ToolCall) -> AgentRunInput:
+    async def _child_input(self, policy: AgentsPolicy, call: ToolCall) -> AgentRunInput:
         if policy.depth >= policy.max_depth:
             raise ValueError(f"this run is a sub-agent at depth {policy.depth} of max_depth "
                              f"{policy.max_depth}: it may not delegate further; do the task yourself")
-        if cap_arguments(call.arguments) != call.arguments:
-            raise ValueError("delegate's arguments are too long to pass on (a string over 2,000 "
-                             "characters): give the sub-agent a shorter task")
         try:
-            asked = DelegateArguments.model_validate(call.arguments)
+            asked = DelegateArguments.model_validate(await self._whole_arguments(call))
         except ValidationError as error:
             raise ValueError(f"invalid delegate arguments: {problems(error)}") from None
         return child_input(self.input, self.state.models, asked, policy)
+
+    async def _whole_arguments(self, call: ToolCall) -> dict[str, Any]:
+        """The call's arguments whole: history holds a string over 2,000 characters cut, and
+        a sub-agent's task is often longer. Read from the model's stored message, then."""
+        if cap_arguments(call.arguments) == call.arguments or self.state.head is None:
+            return call.arguments
+        try:
+            return await workflow.execute_local_activity(  # type: ignore[no-any-return]
+                DELEGATE_ARGUMENTS, DelegateArgumentsInput(assistant_ref=self.state.head, call=call),
+                result_type=dict, start_to_close_timeout=READ_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3), summary="read delegate's arguments")
+        except ActivityError as error:
+            raise ValueError(f"delegate's arguments could not be read whole: {root_message(error)}") from None
 
     def _spent(self) -> Spent:
         state = self.state
