@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -215,3 +216,38 @@ async def test_a_request_in_a_secret_hosts_tunnel_naming_another_host_is_refused
         status, body = await asyncio.to_thread(request_naming, proxy, "127.0.0.2", port,
                                                f"127.0.0.2:{port}", bundle)
     assert status == 200 and json.loads(body)["authorization"] == digest(f"Bearer {CANARY}")
+
+
+def through_tunnel(proxy: str, destination: str, payload: bytes) -> bytes:
+    """CONNECT, then `payload` inside the tunnel as it is; the whole answer."""
+    relay_host, relay_port = proxy.removeprefix("http://").split(":")
+    with socket.create_connection((relay_host, int(relay_port)), timeout=30) as connection:
+        connection.sendall(f"CONNECT {destination} HTTP/1.1\r\nHost: {destination}\r\n\r\n".encode())
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        connection.sendall(payload)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+async def test_what_is_not_tls_in_a_secret_hosts_tunnel_passes_as_it_is_without_the_header(
+        brokering: Brokering) -> None:
+    with http_server(host="127.0.0.2") as port:
+        proxy, _ = await open_run(brokering.egress, "run-s12", [f"127.0.0.2:{port}"], [SECRET])
+        answer = await asyncio.to_thread(through_tunnel, proxy, f"127.0.0.2:{port}",
+                                         b"GET /headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200") and "authorization" not in json.loads(body)
+
+
+async def test_tls_spoken_to_the_proxy_itself_gets_no_certificate_of_it(brokering: Brokering) -> None:
+    with http_server(brokering.tls, host="127.0.0.2") as port:
+        proxy, bundle = await open_run(brokering.egress, "run-s13", [f"127.0.0.2:{port}"], [SECRET])
+    relay_host, relay_port = proxy.removeprefix("http://").split(":")
+    context = ssl.create_default_context(cafile=bundle)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # whatever certificate it were, the handshake must fail
+    with (socket.create_connection((relay_host, int(relay_port)), timeout=30) as raw,
+          pytest.raises((ssl.SSLError, OSError))):
+        await asyncio.to_thread(context.wrap_socket, raw, server_hostname="127.0.0.2")
