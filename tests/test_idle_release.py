@@ -148,3 +148,19 @@ async def test_a_run_that_ends_while_released_still_collects_its_artifacts(
 
     result = await handle.result()
     assert [(a.path, a.size) for a in result.artifacts] == [("out/report.txt", 5)]
+
+
+async def test_a_call_still_running_beside_a_waiting_one_keeps_the_sandbox_until_it_ends(
+    temporal_client: Client, worker: str
+):
+    handle = await tether.start_run(temporal_client, scripted_run(
+        "busy beside a wait", turn("both", shell="sleep 6 && echo slept", python="print(1)"),
+        turn("done"), approval={"tools": ["python"]}, sandbox={"idle_release_seconds": 1},
+    ), task_queue=worker)
+    await wait_for(lambda: waiting_for(temporal_client, handle.id), what="the approval")
+    await asyncio.sleep(3)  # past the idle release's wait, while `sleep 6` runs
+
+    assert (await tether.get_status(temporal_client, handle.id)).sandbox not in (None, "released")
+    assert labelled(handle.id)
+    await wait_for(lambda: not labelled(handle.id), timeout=60, what="the release once the call ended")
+    await tether.cancel(temporal_client, handle.id, "done looking")
