@@ -156,7 +156,8 @@ class _Exec:
 
 def _start(sandboxes: SandboxManager, container_id: str, started_at: str | None,
            arguments: list[str]) -> _Exec:
-    sandboxes.find(container_id, started_at)
+    if started_at is not None:
+        sandboxes.find(container_id, started_at)
     api = sandboxes.engine.api
     try:
         exec_id = api.exec_create(

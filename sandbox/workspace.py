@@ -1,11 +1,12 @@
-"""Files into a sandbox's /workspace and artifacts out of it, through its executor.
+"""Small files into a sandbox's /workspace, and the listing of its artifacts, through its
+executor. A run's files and artifacts themselves cross by tar streams (`transfer.py`), at
+disk speed; these JSON ops stay for what needs the executor's own checks.
 
 Not `put_archive`/`get_archive`: the root is read-only and the workspace a tmpfs, which the
-engine's archive API does not reach, and a tar from a hostile workspace would be unpacked
-on the host. The executor's ops (`file_put`, `artifact_list`, `artifact_read`) open every
-path beneath /workspace without following links and take regular files with one name only;
-the host checks every name the sandbox returns again (`name_problem`) and counts every byte.
-Blocking calls: async callers run them in a thread.
+engine's archive API does not reach. The executor's ops (`file_put`, `artifact_list`) open
+every path beneath /workspace without following links and list regular files with one name
+only; the host checks every name the sandbox returns again (`name_problem`) and counts every
+byte. Blocking calls: async callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -92,23 +93,6 @@ def _cut(cut: dict[str, Any], max_walked: int) -> tuple[str, str]:
     where = str(cut.get("path", "."))[:MAX_NAME_CHARS]
     return where, (f"the listing was cut: it stopped after {max_walked} entries, in {where!r}; "
                    "entries it had not reached are not listed (collect with narrower globs)")
-
-
-def read_artifact(sandboxes: SandboxManager, container_id: str, path: str, *,
-                  max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The whole file, read in chunks; WorkspaceRefused when it changes kind or outgrows
-    `max_bytes` on the way."""
-    data = bytearray()
-    while True:
-        result = _ask(sandboxes, container_id, {
-            "op": "artifact_read", "path": path, "offset": len(data),
-            "length": CHUNK_BYTES, "max_bytes": max_bytes})
-        chunk = base64.b64decode(result["data"])
-        data += chunk
-        if len(data) > max_bytes:
-            raise WorkspaceRefused(f"{path!r} grew over the {max_bytes}-byte limit while read")
-        if not chunk or len(data) >= int(result["size"]):
-            return bytes(data)
 
 
 def _ask(sandboxes: SandboxManager, container_id: str, request: dict[str, Any], *,

@@ -8,6 +8,8 @@ A backend knows blobs only by digest and never changes one it holds; that narrow
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
@@ -62,9 +64,12 @@ class ObjectBlobs:
     obstore does the I/O on its own threads, so the async methods wait without holding the
     event loop, for a directory as for a bucket."""
 
-    def __init__(self, store: ObjectStore, *, where: str) -> None:
+    def __init__(self, store: ObjectStore, *, where: str, root: Path | None = None) -> None:
         self.store = store
         self.where = where
+        self.root = root
+        """A directory store's directory: streams read and write its files directly, at disk
+        speed (obstore's own local streams are several times slower)."""
 
     def put(self, digest: str, data: bytes) -> None:
         key = _key(digest)
@@ -118,6 +123,8 @@ class ObjectBlobs:
         """Writes `chunks` as they come, then names the blob `name()` (its digest, known only
         once they are all read): under `incoming/` first, renamed after, so a reader never
         sees half a blob under its name. Returns the name."""
+        if self.root is not None:
+            return self._put_file(chunks, name)
         incoming = f"{INCOMING}/{uuid.uuid4().hex}"
         try:
             # In parts of the least size S3 allows, two at a time: a GiB never sits in memory.
@@ -135,8 +142,31 @@ class ObjectBlobs:
             raise self._failed("write to", error) from None
         return digest
 
+    def _put_file(self, chunks: Iterable[bytes], name: Callable[[], str]) -> str:
+        assert self.root is not None
+        incoming = self.root / INCOMING
+        temporary = incoming / uuid.uuid4().hex
+        try:
+            incoming.mkdir(exist_ok=True)
+            with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            digest = name()
+            final = self.root / _key(digest)
+            final.parent.mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # the same content, stored before
+                os.link(temporary, final)
+        except OSError as error:
+            raise StoreUnavailable(f"could not write to the store {self.where}: {error}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return digest
+
     def get_chunks(self, digest: str, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
         """The blob's size and its bytes as they are read (unchecked: see streams.py)."""
+        if self.root is not None:
+            return self._file_chunks(digest, chunk_bytes)
         try:
             found = obstore.get(self.store, _key(digest))
         except FileNotFoundError:
@@ -153,7 +183,28 @@ class ObjectBlobs:
 
         return int(found.meta["size"]), chunks()
 
+    def _file_chunks(self, digest: str, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
+        assert self.root is not None
+        try:
+            source = open(self.root / _key(digest), "rb")  # noqa: SIM115  # closed by the generator
+        except FileNotFoundError:
+            raise self._missing(digest) from None
+        except OSError as error:
+            raise StoreUnavailable(f"could not read from the store {self.where}: {error}") from None
+
+        def chunks() -> Iterator[bytes]:
+            with source:
+                while chunk := source.read(chunk_bytes):
+                    yield chunk
+
+        return os.fstat(source.fileno()).st_size, chunks()
+
     def size_of(self, digest: str) -> int:
+        if self.root is not None:
+            try:
+                return (self.root / _key(digest)).stat().st_size
+            except FileNotFoundError:
+                raise self._missing(digest) from None
         try:
             return int(obstore.head(self.store, _key(digest))["size"])
         except FileNotFoundError:
@@ -222,6 +273,7 @@ def open_blobs(url: str) -> ObjectBlobs:
     cloud's standard variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`), read by obstore."""
     check_store_url(url)
     scheme = urlsplit(url).scheme
+    root = None
     try:
         if scheme == "file":
             root = Path(unquote(urlsplit(url).path))
@@ -234,7 +286,7 @@ def open_blobs(url: str) -> ObjectBlobs:
             store = AzureStore.from_url(url, retry_config=RETRIES)  # type: ignore[arg-type]
     except (BaseError, ValueError, OSError) as error:
         raise ValueError(f"the store {url} can't be opened: {str(error).splitlines()[0]}") from None
-    return ObjectBlobs(store, where=url)
+    return ObjectBlobs(store, where=url, root=root)
 
 
 def check_store_url(url: str) -> str:
