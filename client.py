@@ -50,10 +50,12 @@ from tether.contracts import (
     Usage,
 )
 from tether.contracts.accounts import AccountLimits, AccountState, AccountView, Period, account_workflow_id
+from tether.contracts.events import RunProgress
 from tether.contracts.names import (
     AGENT_RUN,
     BUDGET_ACCOUNT,
     QUERY_ARTIFACTS,
+    QUERY_PROGRESS,
     QUERY_SHOW_ACCOUNT,
     QUERY_STATUS,
     QUERY_TRANSCRIPT,
@@ -89,6 +91,7 @@ __all__ = [
     "extend",
     "fork_run",
     "get_artifacts",
+    "get_in_flight",
     "get_run",
     "get_status",
     "get_transcript",
@@ -262,6 +265,18 @@ def never_started(ending: Ending) -> RunStatus:
 
 async def get_transcript(client: Client, workflow_id: str) -> list[StepRecord]:
     return await query(client, workflow_id, QUERY_TRANSCRIPT, result_type=list[StepRecord])  # type: ignore[no-any-return]
+
+
+async def get_in_flight(client: Client, workflow_id: str) -> tuple[StepRecord, RunStatus] | None:
+    """The step an open run is in the middle of (its transcript holds only finished steps),
+    from its model call on, with the run's status; None when it is between steps or closed."""
+    if (await get_run(client, workflow_id).describe()).status != WorkflowExecutionStatus.RUNNING:
+        return None
+    progress: RunProgress = await query(client, workflow_id, QUERY_PROGRESS, 0, result_type=RunProgress)
+    flying = progress.in_flight
+    if flying is None or any(step.step >= flying.step for step in progress.steps):
+        return None
+    return flying, progress.status
 
 
 async def get_waiting_calls(

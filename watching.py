@@ -53,7 +53,8 @@ def step_events(step: StepRecord, offset: int) -> list[RunEvent]:
                                           messages=step.messages)]
     for i, call in enumerate(calls):
         events.append(ToolCallStarted(offset=offset + 1 + i, step=step.step, call_id=f"{step.step}-{i}",
-                                      tool=call.name, arguments=call.arguments))
+                                      tool=call.name, arguments=call.arguments,
+                                      text=None if i else step.text))
     for i, call in enumerate(calls):
         result = step.tool_results[i] if i < len(step.tool_results) else None
         events.append(ToolCallFinished(offset=offset + 1 + len(calls) + i, step=step.step,
@@ -86,7 +87,8 @@ def numbered_events(progress: RunProgress, last_recorded_step: int) -> tuple[lis
             for i, call in enumerate(flying.tool_calls):
                 events.append(ToolCallStarted(offset=offset + i, step=status.step,
                                               call_id=f"{status.step}-{i}", tool=call.name,
-                                              arguments=call.arguments))
+                                              arguments=call.arguments,
+                                              text=None if i else flying.text))
             offset += len(flying.tool_calls)
     return events, offset
 

@@ -72,6 +72,35 @@ def clipped(value: Any, limit: int) -> Text:
     return shown
 
 
+CODE_LIMIT = 4000
+"""Characters of one code argument shown in a call's line before it is cut (with a note)."""
+
+
+def _is_code(value: Any) -> bool:
+    return isinstance(value, str) and "\n" in value.strip("\n")
+
+
+def print_code(console: Console, arguments: dict[str, Any]) -> None:
+    """Each multi-line string argument (python's `code`, shell's `command`, a file's
+    `content`) as code: its lines indented under its name, as a person reads code; inside
+    JSON it would be one line full of `\\n`."""
+    for name, value in arguments.items():
+        if _is_code(value):
+            console.print(Text(f"  {name}:", "dim"))
+            console.print(clipped("    " + value.strip("\n").replace("\n", "\n    "), CODE_LIMIT),
+                          soft_wrap=True)
+
+
+def print_call(console: Console, head: Text, arguments: dict[str, Any], limit: int) -> None:
+    """A tool call: `head`, its one-line arguments as JSON (cut at `limit`), then its code."""
+    inline = {name: value for name, value in arguments.items() if not _is_code(value)}
+    line = head.copy()
+    if inline or not arguments:
+        line += Text(" ") + clipped(json.dumps(inline), limit)
+    console.print(line, soft_wrap=True)
+    print_code(console, arguments)
+
+
 def print_result(console: Console, result: Any, links: dict[str, str]) -> None:
     colour = {"completed": "green", "budget_exhausted": "yellow"}.get(result.status, "red")
     table = Table(show_header=False, box=None, padding=(0, 2))
@@ -167,10 +196,7 @@ def print_waiting(workflow_id: str, call: WaitingCall) -> None:
                   + literal(p.tool) + Text(" ") + literal(json.dumps(call.arguments)), soft_wrap=True)
     if call.text:
         console.print(Text("  the model: ", "yellow") + literal(call.text), soft_wrap=True)
-    for name, value in call.arguments.items():
-        if isinstance(value, str) and "\n" in value:
-            console.print(Text(f"  {name}:", "yellow"))
-            console.print(literal("    " + value.replace("\n", "\n    ")), soft_wrap=True)
+    print_code(console, call.arguments)
     if p.arguments_digest:
         console.print(Text("  digest: ", "yellow") + literal(p.arguments_digest), soft_wrap=True)
     deny = Text("  deny: ", "yellow") + literal(
@@ -197,8 +223,7 @@ def print_transcript(steps: Sequence[StepRecord]) -> None:
             console.print(literal(step.text), soft_wrap=True)
         for call, result in zip(step.tool_calls, step.tool_results, strict=False):
             colour = "green" if result.exit_code == 0 else "red"
-            console.print(literal(call.name, "bold") + Text(" ")
-                          + clipped(json.dumps(call.arguments), 300), soft_wrap=True)
+            print_call(console, literal(call.name, "bold"), call.arguments, 300)
             status_line = Text(f"  exit {result.exit_code}", colour)
             if result.timed_out:
                 status_line.append(" timed out", "yellow")
@@ -209,6 +234,27 @@ def print_transcript(steps: Sequence[StepRecord]) -> None:
                 if stream:
                     console.print(Text("  ") + clipped(stream.strip().replace("\n", "\n  "), 2000),
                                   soft_wrap=True)
+
+
+def print_in_flight(workflow_id: str, step: StepRecord, status: RunStatus) -> None:
+    """`tether transcript`'s last step while it is under way: what the model said and the
+    calls it asked for, each running or waiting for a person."""
+    console.rule(literal(f"step {step.step} · {step.model} · in flight"))
+    for said in step.messages:
+        console.print(person_said(said), soft_wrap=True)
+    if step.text:
+        console.print(literal(step.text), soft_wrap=True)
+    if not step.tool_calls:
+        console.print(Text("  the model is answering", "dim"))
+    waiting = {pending.call_id for pending in status.pending_approvals}
+    for index, call in enumerate(step.tool_calls):
+        print_call(console, literal(call.name, "bold"), call.arguments, 300)
+        if f"{step.step}-{index}" in waiting:
+            console.print(Text("  awaiting approval: ", "yellow")
+                          + literal(f"tether status {workflow_id}", "bold")
+                          + Text(" shows it whole, with the command that answers it"), soft_wrap=True)
+        else:
+            console.print(Text("  not finished yet", "dim"))
 
 
 def print_artifacts(workflow_id: str, found: RunArtifacts, downloaded: Downloaded | None,

@@ -27,6 +27,7 @@ from tether.cli.render import (
     err,
     literal,
     print_artifacts,
+    print_in_flight,
     print_result,
     print_runs,
     print_status,
@@ -356,14 +357,18 @@ def transcript(
 ) -> None:
     """Show a run's steps: what the model said, each tool call and its result."""
 
-    async def go() -> list[StepRecord]:
-        return await client.get_transcript(await connect(), workflow_id)
+    async def go() -> tuple[list[StepRecord], tuple[StepRecord, RunStatus] | None]:
+        connection = await connect()
+        steps = await client.get_transcript(connection, workflow_id)
+        return steps, None if as_json else await client.get_in_flight(connection, workflow_id)
 
-    steps = read(workflow_id, "the transcript", go)
+    steps, in_flight = read(workflow_id, "the transcript", go)
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in steps]))
         return
     print_transcript(steps)
+    if in_flight is not None:
+        print_in_flight(workflow_id, *in_flight)
 
 
 @app.command()

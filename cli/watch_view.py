@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
-from tether.cli.render import clipped, literal, person_said, print_result
+from tether.cli.render import clipped, literal, person_said, print_call, print_code, print_result
 from tether.contracts.events import (
     ApprovalNeeded,
     BudgetUpdate,
@@ -95,6 +95,8 @@ class WatchView:
         self.waiting: dict[str, ApprovalNeeded] = {}
         self.budget: BudgetView | None = None
         self.result: RunFinished | None = None
+        self.said: set[int] = set()
+        """Steps whose model text is printed: with their first call, or when they finish."""
         self.live = Live(console=console, refresh_per_second=8, transient=True,
                          get_renderable=self.footer) if console.is_terminal else None
 
@@ -131,9 +133,11 @@ class WatchView:
             self.writing = (event.step, text + event.text)
         elif isinstance(event, ToolCallStarted):
             self.writing = None
-            print_(Text("→ ", "cyan") + literal(event.call_id, "dim") + Text(" ")
-                   + literal(event.tool, "bold") + Text(" ") + clipped(json.dumps(event.arguments), 300),
-                   soft_wrap=True)
+            if event.text:  # what the model said comes before what its calls did
+                self.said.add(event.step)
+                print_(literal(event.text), soft_wrap=True)
+            print_call(self.console, Text("→ ", "cyan") + literal(event.call_id, "dim") + Text(" ")
+                       + literal(event.tool, "bold"), event.arguments, 300)
         elif isinstance(event, ApprovalNeeded) and event.workflow_id is not None:
             self.show_child_waiting(event)
         elif isinstance(event, ApprovalNeeded):
@@ -145,7 +149,7 @@ class WatchView:
                    + literal(event.tool) + result_summary(event), soft_wrap=True)
         elif isinstance(event, StepFinished):
             self.writing = None
-            if event.text:
+            if event.text and event.step not in self.said:
                 print_(literal(event.text), soft_wrap=True)
             if event.note:
                 print_(Text("note: ", "dim") + literal(event.note, "dim"), soft_wrap=True)
@@ -164,6 +168,7 @@ class WatchView:
         print_(Text("awaiting approval ", "bold yellow") + literal(event.call_id) + Text(": ")
                + literal(event.tool, "bold") + Text(" ") + literal(json.dumps(event.arguments)),
                soft_wrap=True)
+        print_code(self.console, event.arguments)
         if event.text:
             print_(Text("  the model: ", "yellow") + literal(event.text), soft_wrap=True)
         if event.arguments_digest:

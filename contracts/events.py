@@ -44,6 +44,14 @@ class ToolCallStarted(Strict):
     """`<step>-<index>`, the id `tether approve` takes."""
     tool: str
     arguments: dict[str, Any]
+    text: str | None = None
+    """What the model said in the step, before asking for its calls: on the step's first
+    call only, so that it can be read before the calls' results (its `step_finished` has it
+    too). Absent otherwise."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_text(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_empty(handler(self), "text")
 
 
 class ToolCallFinished(Strict):
