@@ -25,8 +25,9 @@ from tether.contracts import AgentRunResult
 from tether.contracts.accounts import AccountLimits, AccountState, account_workflow_id
 from tether.contracts.names import AGENT_RUN, BUDGET_ACCOUNT
 
-from tests.helpers import tether_cli, wait_for
+from tests.helpers import free_port, tether_cli, wait_for
 from tests.scripts import scripted_run
+from tests.test_metrics import scrape, value
 from tests.workflows.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -57,9 +58,14 @@ def fresh_name() -> str:
 
 @pytest.fixture
 async def worker(temporal_client: Client, docker_engine, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    """The worker process; its metrics at `env["TETHER_METRICS_BIND"]`, its spans in
+    `env["TETHER_TRACE_FILE"]`."""
     process = WorkerProcess(temporal_client, task_queue=f"accounts-{uuid.uuid4().hex[:8]}",
                             worker_id=f"accounts-{uuid.uuid4().hex[:8]}",
-                            log_file=tmp_path / "worker.log", env={"TETHER_MAX_OUTPUT_TOKENS": "40"})
+                            log_file=tmp_path / "worker.log",
+                            env={"TETHER_MAX_OUTPUT_TOKENS": "40",
+                                 "TETHER_METRICS_BIND": f"127.0.0.1:{free_port()}",
+                                 "TETHER_TRACE_FILE": str(tmp_path / "traces.jsonl")})
     await process.start()
     yield process
     await process.stop()
@@ -91,9 +97,30 @@ async def test_a_run_its_account_refuses_ends_budget_exhausted_naming_the_accoun
     name = fresh_name()
     await tether.set_account(temporal_client, name, max_tokens=150, task_queue=worker.task_queue)
     result = await (await start(temporal_client, worker, on_account(name, turns(4)))).result()
-    assert result.status == "budget_exhausted"
+    assert (result.status, result.steps, result.usage.total_tokens) == ("budget_exhausted", 2, 200)
     assert result.stop_reason == f"account {name} is spent: 200 of 150 tokens used so far"
-    assert result.usage.total_tokens == 200
+
+
+async def test_an_accounts_charges_and_refusals_are_metrics_and_its_name_is_on_the_run_span(
+        temporal_client: Client, worker: WorkerProcess):
+    name = fresh_name()
+    await tether.set_account(temporal_client, name, max_tokens=150, task_queue=worker.task_queue)
+    handle = await start(temporal_client, worker, on_account(name, turns(4)))
+    await handle.result()
+    bind = worker.env["TETHER_METRICS_BIND"]
+
+    async def counted() -> bool:
+        samples = scrape(bind)
+        return (value(samples, "tether_account_tokens_total", account=name) == 200
+                and value(samples, "tether_account_refusals_total", account=name) == 1
+                and value(samples, "tether_budget_stops_total", limit="account") >= 1)
+
+    await wait_for(counted, timeout=30, what="the account's metrics")
+    await worker.stop()
+    spans = [json.loads(line) for line in Path(worker.env["TETHER_TRACE_FILE"]).read_text().splitlines()]
+    [run] = [s for s in spans if s["name"] == "invoke_agent tether"
+             and s["attributes"].get("gen_ai.conversation.id") == handle.id]
+    assert run["attributes"]["tether.budget.account"] == name
 
 
 async def test_a_run_naming_no_account_is_refused_before_it_starts(

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
-from temporalio.client import Client
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 from tether.activities.accounts import AccountActivities
-from tether.client import account_status, set_account
+from tether.client import account_status, cancel, set_account
+from tether.contracts import ToolCallInput, ToolCallOutput
+from tether.contracts.accounts import RESERVE_ACCOUNT
+from tether.contracts.activities import TOOL_CALL
 from tether.llm.endpoints import ModelEndpoints
 from tether.workflows.account import BudgetAccount
 from tether.workflows.agent import AgentRun
 
-from tests.workflows.fast.standins import HEARTBEAT_EVERY, StandIns, start, turn
+from tests.workflows.fast.standins import HEARTBEAT_EVERY, StandIns, eventually, start, turn
 
 
 @contextlib.asynccontextmanager
@@ -43,3 +48,66 @@ async def test_a_run_its_account_refuses_stops_naming_the_account(fast_client: C
                                   "200 of 150 tokens used so far")
     assert [call.step for call in fakes.model_calls] == [1, 2]
     assert (account.used.tokens, account.calls, account.reservations) == (200, 2, 0)
+
+
+class TimedTools(StandIns):
+    """Stand-ins whose every tool call took 1.5 s in its sandbox."""
+
+    @activity.defn(name=TOOL_CALL)
+    async def tool_call(self, input: ToolCallInput) -> ToolCallOutput:
+        output = await super().tool_call(input)
+        return output.model_copy(update={"result": output.result.model_copy(update={"duration_ms": 1500})})
+
+
+async def test_the_sandbox_seconds_of_a_steps_tools_are_charged_with_the_next_call(fast_client: Client):
+    fakes = TimedTools(turn("working", shell=["make", "make test"], tokens=10), turn("done", tokens=10))
+    name = f"{fakes.task_queue}-a"
+    async with serving(fast_client, fakes):
+        await set_account(fast_client, name, task_queue=fakes.task_queue)
+        result = await (await start(fast_client, fakes, budget={"account": name})).result()
+        account = await account_status(fast_client, name)
+
+    assert result.status == "completed"
+    assert (account.used.tokens, account.sandbox_seconds, account.calls) == (20, 3.0, 2)
+
+
+async def test_a_turn_no_model_answered_gives_its_reservation_back(fast_client: Client):
+    fakes = StandIns(turn("working", shell="make", tokens=10), hold_models=True)
+    name = f"{fakes.task_queue}-a"
+    async with serving(fast_client, fakes):
+        await set_account(fast_client, name, max_tokens=1000, task_queue=fakes.task_queue)
+        handle = await start(fast_client, fakes, budget={"account": name})
+        await eventually(lambda: held(fast_client, name, 1), "the first call's reservation")
+        await cancel(fast_client, handle.id, "enough")
+        result = await handle.result()
+        account = await account_status(fast_client, name)
+
+    assert result.status == "cancelled"
+    assert (account.used.tokens, account.reserved.tokens, account.reservations) == (0, 0, 0)
+
+
+async def test_a_call_waits_while_calls_in_flight_hold_all_the_account_has_left(fast_client: Client):
+    fakes = StandIns(turn("done", tokens=30), hold_models=True)
+    name = f"{fakes.task_queue}-a"
+    async with serving(fast_client, fakes):
+        await set_account(fast_client, name, max_tokens=50, task_queue=fakes.task_queue)
+        first = await start(fast_client, fakes, budget={"account": name})
+        await eventually(lambda: held(fast_client, name, 1), "the first run's reservation")
+        second = await start(fast_client, fakes, budget={"account": name})
+        await eventually(lambda: reserving_again(second), "the second run asking again")
+        assert len(fakes.model_calls) == 1
+        fakes.let_models_finish()
+        results = [await first.result(), await second.result()]
+        account = await account_status(fast_client, name)
+
+    assert [r.status for r in results] == ["completed", "completed"]
+    assert (account.used.tokens, account.calls, account.reservations) == (60, 2, 0)
+
+
+async def held(client: Client, name: str, reservations: int) -> bool:
+    return (await account_status(client, name)).reservations == reservations
+
+
+async def reserving_again(handle: WorkflowHandle[Any, Any]) -> bool:
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(p.activity_type.name == RESERVE_ACCOUNT and p.attempt >= 2 for p in pending)
