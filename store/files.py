@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from tether.contracts.files import (
 from tether.store.content import ContentStore
 from tether.store.errors import BlobNotFound, StoreCorrupt
 from tether.store.globs import hidden, named
-from tether.store.streams import put_stream
+from tether.store.streams import put_stream, read_chunks
 
 
 class ArtifactExists(FileExistsError):
@@ -130,16 +130,15 @@ def write_artifacts(blobs: ContentStore, records: Sequence[ArtifactRecord],
                     raise ArtifactExists(record.path, root)
         for record in chosen:
             try:
-                data = blobs.get(record.sha256)
-            except (BlobNotFound, StoreCorrupt, ValueError) as error:
+                size, chunks = read_chunks(blobs, record.sha256)
+                if size != record.size:
+                    raise Mismatch("the stored bytes do not match its record")
+                # Streamed to a new name and renamed into place only once every byte matched
+                # its digest: an altered blob leaves nothing behind.
+                _write_beneath(root_fd, record.path, _matching(chunks, record))
+            except (BlobNotFound, StoreCorrupt, Mismatch, ValueError) as error:
                 done.skipped.append(SkippedArtifact(path=record.path, reason=str(error)))
                 continue
-            if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
-                done.skipped.append(SkippedArtifact(
-                    path=record.path, reason="the stored bytes do not match its record"))
-                continue
-            try:
-                _write_beneath(root_fd, record.path, data)
             except OSError as error:
                 reason = f"not written: {error.strerror or error} (a link or a directory in the way?)"
                 done.skipped.append(SkippedArtifact(path=record.path, reason=reason))
@@ -148,6 +147,21 @@ def write_artifacts(blobs: ContentStore, records: Sequence[ArtifactRecord],
     finally:
         os.close(root_fd)
     return done
+
+
+class Mismatch(ValueError):
+    """A stored blob whose bytes are not what its record says."""
+
+
+def _matching(chunks: Iterable[bytes], record: ArtifactRecord) -> Iterator[bytes]:
+    """The blob's chunks, held to its record's size and digest at the end."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    if size != record.size or digest.hexdigest() != record.sha256:
+        raise Mismatch("the stored bytes do not match its record")
 
 
 def _exists_beneath(root_fd: int, name: str) -> bool:
@@ -172,7 +186,7 @@ def _exists_beneath(root_fd: int, name: str) -> bool:
         os.close(directory)
 
 
-def _write_beneath(root_fd: int, name: str, data: bytes) -> None:
+def _write_beneath(root_fd: int, name: str, data: Iterable[bytes]) -> None:
     parts = name.split("/")
     directory = os.dup(root_fd)
     try:
@@ -188,7 +202,8 @@ def _write_beneath(root_fd: int, name: str, data: bytes) -> None:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for chunk in data:
+                    f.write(chunk)
             os.replace(temporary, parts[-1], src_dir_fd=directory, dst_dir_fd=directory)
         except BaseException:
             os.unlink(temporary, dir_fd=directory)

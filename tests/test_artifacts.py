@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.contracts import ArtifactRecord
+from tether.store import LocalContentStore
 from tether.store.files import ArtifactExists, write_artifacts
 from tether.store.streams import read_chunks
 
@@ -329,3 +330,15 @@ async def test_the_cli_writes_a_runs_dotfiles_only_when_a_glob_names_them(
                              "--download", str(tmp_path / "b"), "--glob", ".git/config")
     assert code == 0, err
     assert local_files(tmp_path / "b") == {".git/config": b"[core]\n"}
+
+
+def test_a_download_of_an_altered_blob_writes_nothing_and_says_why(tmp_path):
+    store = LocalContentStore(tmp_path / "store")
+    digest = store.put(b"the real bytes\n")
+    (tmp_path / "store" / digest[:2] / digest[2:]).write_bytes(b"other bytes, same size\n"[:15])
+    record = ArtifactRecord(path="out/report.txt", size=15, sha256=digest)
+    done = write_artifacts(store, [record], tmp_path / "got")
+    assert done.written == []
+    assert [(s.path, "does not hold the content its name says" in s.reason) for s in done.skipped] == [
+        ("out/report.txt", True)]
+    assert [p for p in (tmp_path / "got").rglob("*") if p.is_file()] == []
