@@ -26,6 +26,7 @@ from tether.contracts import (
 from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
 from tether.contracts.caps import cap_arguments
 from tether.contracts.digests import arguments_digest
+from tether.contracts.network import BrokeredSecret
 from tether.contracts.tools import BUILTIN_TOOLS, RUNTIME_TOOLS, ToolSpec
 from tether.llm import Providers
 from tether.llm.carriable import carriable
@@ -40,6 +41,17 @@ HEARTBEAT_EVERY_S = 2.0
 STREAM_BEAT_EVERY_S = 0.5
 PARTIAL_TEXT_CAP = 4000
 SCRIPT_REF_PREFIX = "store:"
+
+
+def secrets_note(secrets: list[BrokeredSecret]) -> str:
+    """What the model is told of the run's brokered secrets: where they go, never a value, so
+    it neither looks for a token in the sandbox nor asks for one."""
+    if not secrets:
+        return ""
+    hosts = "; ".join(f"{s.host}: {s.header}" for s in secrets)
+    return ("\n\nHTTPS requests from the sandbox to these hosts carry a credential the runtime's"
+            f" proxy adds ({hosts}). Tools can't read it and don't need it: send requests without"
+            " that header.")
 
 
 class ModelActivities:
@@ -67,7 +79,7 @@ class ModelActivities:
             if input.files:
                 await asyncio.to_thread(check_files, self.conversations.blobs, input.files, input.disk_mb)
             head = await self.conversations.append_async(None, [
-                Message(role="system", content=input.system_prompt),
+                Message(role="system", content=input.system_prompt + secrets_note(input.secrets)),
                 Message(role="user", content=input.task),
             ])
             models = [await self._script_by_reference(spec) for spec in input.models]
@@ -95,7 +107,7 @@ class ModelActivities:
                 problems.append(str(refused))
         problems += [f"sandbox.network.secrets names {env}, which this worker does not broker: list it"
                      " in the worker's TETHER_BROKERED_ENV (comma-separated), or drop the secret"
-                     for env in input.brokered_env if env not in self.brokered_env]
+                     for env in dict.fromkeys(s.env for s in input.secrets) if env not in self.brokered_env]
         if problems:
             raise ApplicationError("; ".join(problems), type="InvalidInput", non_retryable=True)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 from tether.contracts.messages import Message, ToolCall, ToolResult, Usage
-from tether.contracts.network import NetworkPolicy
+from tether.contracts.network import BrokeredSecret, NetworkPolicy
 from tether.contracts.run import ModelSpec, SandboxSpec
 from tether.contracts.tools import McpServer, ToolRoute, call_key
 
@@ -41,9 +41,9 @@ class StartConversationInput(BaseModel):
     disk_mb: int | None = None
     mcp_servers: list[McpServer] = Field(default_factory=list)
     """The run's MCP servers: each must be one the worker configured, as its models' endpoints."""
-    brokered_env: list[str] = Field(default_factory=list)
-    """The worker variables the run's `sandbox.network.secrets` name: each must be one the
-    worker brokers (TETHER_BROKERED_ENV)."""
+    secrets: list[BrokeredSecret] = Field(default_factory=list)
+    """The run's `sandbox.network.secrets`: each variable must be one the worker brokers
+    (TETHER_BROKERED_ENV); the model is told which hosts get which header, never a value."""
     runtime_tools: list[str] = Field(default_factory=list)
     """Tools the workflow runs itself (`delegate`), added to the run's toolset."""
 

@@ -66,6 +66,8 @@ async def test_a_brokered_secret_authenticates_the_tools_request_and_appears_now
                                 "worker log": log_file.read_bytes()}
     places |= {str(path): data for path, data in files_under(data_dir).items()}
     assert any(path.endswith("proxy.log") for path in places), sorted(places)
+    told = b"carry a credential the runtime's proxy adds (127.0.0.2: Authorization)"
+    assert any(told in data for path, data in places.items() if "/store/" in path)  # the model's note
     assert {name: found(data, canary) for name, data in places.items() if found(data, canary)} == {}
 
 

@@ -41,7 +41,7 @@ async def start_conversation(state: RunState, run: AgentRunInput, options: Activ
                 files=run.files, disk_mb=run.sandbox.disk_mb,
                 mcp_servers=run.mcp_servers,
                 runtime_tools=[DELEGATE] if run.agents is not None else [],
-                brokered_env=[] if run.sandbox.network == "none" else run.sandbox.network.brokered()),
+                secrets=[] if run.sandbox.network == "none" else run.sandbox.network.secrets or []),
             result_type=StartConversationOutput,
             start_to_close_timeout=options.start_timeout,
             retry_policy=options.start_retry,
