@@ -20,10 +20,15 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 from tether import client as tether
 from tether.contracts import AgentRunResult
 from tether.contracts.accounts import AccountLimits, AccountState, account_workflow_id
 from tether.contracts.names import AGENT_RUN, BUDGET_ACCOUNT
+from tether.embedded import temporal as embedded
+from tether.workflows.account import BudgetAccount
+from tether.workflows.agent import AgentRun
 
 from tests.helpers import free_port, tether_cli, wait_for
 from tests.scripts import scripted_run
@@ -211,3 +216,50 @@ async def test_account_show_of_an_unknown_account_says_how_to_make_one(
     assert code == 2
     assert "budget account 'nobody-here' does not exist" in err
     assert "tether account set nobody-here" in err
+
+
+async def test_an_account_and_a_run_charged_to_it_replay_from_their_histories(
+        temporal_client: Client, worker: WorkerProcess):
+    name = fresh_name()
+    await tether.set_account(temporal_client, name, max_tokens=150, task_queue=worker.task_queue)
+    run = await start(temporal_client, worker, on_account(name, turns(4)))
+    await run.result()
+    account = temporal_client.get_workflow_handle(account_workflow_id(name))
+    replayer = Replayer(workflows=[AgentRun, BudgetAccount], data_converter=pydantic_data_converter)
+    for handle in (run, account):
+        replayed = await replayer.replay_workflow(await handle.fetch_history())
+        assert replayed.replay_failure is None
+
+
+async def test_an_account_keeps_its_usage_across_a_server_restart(docker_engine, tmp_path: Path):
+    port, database = free_port(), tmp_path / "temporal.db"
+    address, name, queue = f"127.0.0.1:{port}", fresh_name(), f"accounts-{uuid.uuid4().hex[:8]}"
+
+    async def serving(log: str) -> tuple[Any, Client, WorkerProcess]:
+        server = embedded.start(port=port, ui_port=None, db_file=database, wait_seconds=90)
+        client = await tether.connect(address=address)
+        process = WorkerProcess(client, task_queue=queue, worker_id=queue, log_file=tmp_path / log,
+                                env={"TEMPORAL_ADDRESS": address})
+        await process.start()
+        return server, client, process
+
+    async def stop(server: Any, process: WorkerProcess) -> None:
+        await process.stop()
+        server.terminate()
+        await asyncio.to_thread(server.wait, 30)
+
+    server, client, process = await serving("before.log")
+    try:
+        await tether.set_account(client, name, max_tokens=10_000, task_queue=queue)
+        await (await tether.start_run(client, on_account(name, turns(2)), task_queue=queue)).result()
+    finally:
+        await stop(server, process)
+    server, client, process = await serving("after.log")
+    try:
+        kept = await tether.account_status(client, name)
+        await (await tether.start_run(client, on_account(name, turns(2)), task_queue=queue)).result()
+        after = await tether.account_status(client, name)
+    finally:
+        await stop(server, process)
+    assert (kept.used.tokens, kept.calls) == (2 * CALL_TOKENS, 2)
+    assert (after.used.tokens, after.calls) == (4 * CALL_TOKENS, 4)
