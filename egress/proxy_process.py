@@ -143,8 +143,8 @@ class Egress:
             self.by_port.pop(port, None)
             if connection.tunnel is not None:
                 host, tunnel_port = connection.tunnel
-                self.decided(key, host, tunnel_port, allowed=True, sent=connection.sent,
-                             received=connection.received)
+                self.decided(key, host, tunnel_port, allowed=True, reason=connection.upstream_error,
+                             sent=connection.sent, received=connection.received)
 
     @staticmethod
     async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, connection: Connection,

@@ -112,8 +112,10 @@ async def test_an_upstream_whose_certificate_no_trusted_ca_signed_is_refused_wit
     with http_server(make_ca(stranger)[0], host="127.0.0.2") as port:
         proxy, bundle = await open_run(egress, "run-s4", [f"127.0.0.2:{port}"], [SECRET])
         status, body = await through(proxy, f"https://127.0.0.2:{port}/headers", bundle)
+        [decision] = await settled(egress, "run-s4", 1)
     assert status == 502, body
     assert b"127.0.0.2:%d could not be verified (Certificate verify failed" % port in body
+    assert decision.reason.startswith("Certificate verify failed")  # and so in the worker's log
 
 
 async def test_a_run_naming_a_variable_the_worker_does_not_broker_is_refused_naming_it(
