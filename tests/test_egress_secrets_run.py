@@ -1,9 +1,10 @@
-"""A run with a brokered secret, end to end: a real worker whose environment holds the value
-and brokers its variable, a TLS server on loopback that answers each header's SHA-256, and a
-tool that fetches from it through the proxy. The header arrives; the value appears nowhere
-the run leaves anything (its history, the worker's data directory with the store, the
-traces and the proxy's files, the worker's log), in any encoding the canary test searches.
-A run naming a variable the worker does not broker is refused at its start, naming it."""
+"""A run with a brokered secret, end to end, under runc and gVisor: a real worker whose
+environment holds the value and brokers its variable, a TLS server on loopback that answers
+each header's SHA-256, and a tool that fetches from it through the proxy. The header arrives;
+the value appears nowhere the run leaves anything (its history, the worker's data directory
+with the store, the traces and the proxy's files, the worker's log), in any encoding the
+canary test searches. A run naming a variable the worker does not broker is refused at its
+start, naming it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tether import client as tether
 
 from tests.egress.servers import digest, http_server, make_ca
 from tests.helpers import history_text
+from tests.sandbox.attacks import RUNTIMES, require
 from tests.scripts import scripted_run, turn
 from tests.test_secret_canary import files_under, found
 from tests.workflows.worker_process import WorkerProcess
@@ -37,8 +39,9 @@ def secret_network(port: int, env: str) -> dict[str, Any]:
         {"host": "127.0.0.2", "header": "Authorization", "env": env, "prefix": "Bearer "}]}
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_a_brokered_secret_authenticates_the_tools_request_and_appears_nowhere_else(
-    temporal_client: Client, docker_engine: Any, tmp_path: Path
+    temporal_client: Client, docker_engine: Any, tmp_path: Path, runtime: str
 ) -> None:
     canary = f"tc{secrets.token_hex(20)}"
     tls, ca = make_ca(tmp_path)
@@ -53,7 +56,8 @@ async def test_a_brokered_secret_authenticates_the_tools_request_and_appears_now
             handle = await tether.start_run(temporal_client, scripted_run(
                 "fetch", turn(python=HEADERS.format(url=f"https://127.0.0.2:{port}/headers"),
                               shell=LOOK_AROUND), turn("done"),
-                sandbox={"network": secret_network(port, "TEST_API_TOKEN")}), task_queue=queue)
+                sandbox={"network": secret_network(port, "TEST_API_TOKEN"), "runtime": require(runtime)}),
+                task_queue=queue)
             result = await handle.result()
         first, _ = await tether.get_transcript(temporal_client, handle.id)  # its worker answers
     finally:
