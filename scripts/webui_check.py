@@ -1,7 +1,8 @@
-"""The Temporal Web UI as a person sees it: four runs (completed, waiting for approval, out of
-budget, failed) on a dev server of this script's own with its UI on, each run's page opened
-in headless Chromium (Debian's `chromium`, installed with apt when missing), checked for its
-step summaries and current details, and screenshotted into docs/.
+"""The Temporal Web UI as a person sees it: five runs (completed, waiting for approval, out of
+budget, failed, and one whose sub-agent waits for approval) on a dev server of this script's
+own with its UI on, each run's page opened in headless Chromium (Debian's `chromium`,
+installed with apt when missing), checked for its step summaries and current details (and
+the last, its children), and screenshotted into docs/.
 
     .venv/bin/python scripts/webui_check.py [--out docs] [--no-screenshots]
 
@@ -150,7 +151,7 @@ class Browser:
 
 
 async def make_runs(client: Client, queue: str) -> dict[str, tuple[str, list[str], list[str]]]:
-    """The four runs, each left in its state; with what its timeline and its details must show."""
+    """The five runs, each left in its state; with what its timeline and its details must show."""
     tag = uuid.uuid4().hex[:6]
     completed = await tether.start_run(client, scripted_run(
         "Count the primes below 100 and report the figure",
@@ -178,8 +179,19 @@ async def make_runs(client: Client, queue: str) -> dict[str, tuple[str, list[str
         await failed.result()
     except Exception:
         pass  # failing is what it is for
+    parent = await tether.start_run(client, scripted_run(
+        "Check the release: one sub-agent counts the files, one cleans up",
+        {"text": "Handing both parts on.", "tool_calls": [
+            sub_agent("Count the files in /etc", turn(shell="ls /etc | wc -l"),
+                      turn("{{last_output}} files")),
+            sub_agent("Clean the build directory", turn("I will remove the build output.",
+                                                        shell="rm -rf /workspace/build && echo cleaned"),
+                      turn("{{last_output}}"), approval={"tools": ["shell"]})]},
+        turn("{{last_output}}"), agents={"max_depth": 2, "max_children": 4}),
+        workflow_id=f"webui-sub-agents-{tag}", task_queue=queue)
     for _ in range(100):
-        if (await tether.get_status(client, waiting.id)).pending_approvals:
+        if ((await tether.get_status(client, waiting.id)).pending_approvals
+                and (await tether.get_status(client, parent.id)).children_waiting):
             break
         await asyncio.sleep(0.2)
     return {
@@ -192,7 +204,16 @@ async def make_runs(client: Client, queue: str) -> dict[str, tuple[str, list[str
                                "rm -rf /workspace/build"]),
         "budget_exhausted": (exhausted.id, ["step 2 · scripted"], ["budget_exhausted", "steps: 2 of 2"]),
         "failed": (failed.id, ["step 1 · scripted"], ["failed", "tether-no-such-image"]),
+        "sub_agents": (parent.id, ["step 1 · scripted", f"{parent.id}.delegate-1-0"],
+                       ["awaiting_approval", "Sub-agents waiting for approval",
+                        f"tether approve {parent.id}.delegate-1-1 1-0"]),
     }
+
+
+def sub_agent(task: str, *turns: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """A `delegate` call whose sub-agent plays `turns`."""
+    return {"name": "delegate", "arguments": {
+        "task": task, "model": {"provider": "scripted", "script": {"turns": list(turns)}}, **more}}
 
 
 async def check(out: Path | None) -> list[dict[str, Any]]:
@@ -221,6 +242,11 @@ async def check(out: Path | None) -> list[dict[str, Any]]:
                                            expect=steps)
                    + await asyncio.to_thread(browser.page, f"{url}/user-metadata", screenshot=shot,
                                              expect=details))
+            if name == "sub_agents":  # the parent's children, as the Web UI draws them
+                dom += await asyncio.to_thread(
+                    browser.page, f"{url}/relationships", expect=[f"{workflow_id}.delegate-1-1"],
+                    screenshot=out / "webui-sub_agents-relationships.png" if out else None)
+                details.append(f"{workflow_id}.delegate-1-1")
             if os.environ.get("TETHER_WEBUI_DOM"):  # for looking at what the page held
                 Path(os.environ["TETHER_WEBUI_DOM"], f"{name}.html").write_text(dom)
             missing = [text for text in [*steps, *details] if text not in dom]
@@ -228,6 +254,7 @@ async def check(out: Path | None) -> list[dict[str, Any]]:
                           "screenshot": str(shot) if shot else None,
                           "missing": missing, "no_summary": "No summary available" in dom})
         await tether.cancel(client, runs["awaiting_approval"][0], "checked")
+        await tether.cancel(client, runs["sub_agents"][0], "checked")
     finally:
         await worker.stop()
         browser.close()

@@ -1,6 +1,7 @@
 """The Web UI as a person sees it, checked in headless Chromium by scripts/webui_check.py:
-for a completed run, one waiting for approval, one out of budget and one failed, the run's
-page shows its steps' summaries, its summary and its current details."""
+for a completed run, one waiting for approval, one out of budget, one failed and one whose
+sub-agent waits for approval, the run's page shows its steps' summaries, its summary and its
+current details (and the last, its children)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ async def test_each_runs_page_shows_its_steps_summary_and_details(tmp_path):
         pytest.skip(f"no headless Chromium: {lines[0]['skipped']}")
     assert code in (0, 1), err[-3000:]
     pages = {page["run"]: page for page in lines}
-    assert set(pages) == {"completed", "awaiting_approval", "budget_exhausted", "failed"}
+    assert set(pages) == {"completed", "awaiting_approval", "budget_exhausted", "failed", "sub_agents"}
     for page in pages.values():
         assert page["missing"] == [], page
         assert not page["no_summary"], page

@@ -113,6 +113,7 @@ class Delegation:
             self.state.usage, self.state.delegated_steps, result.usage,
             result.steps + result.delegated_steps)
         self.state.egress_bytes += result.egress_bytes
+        self.on_change()  # the charge shows at once, not when the step ends
         notes.append(f"delegate: {child_id} {result.status} after {result.steps} steps, "
                      f"{result.usage.total_tokens} tokens")
         return tool_message(call, answer(result, self.input.sandbox.output_limit_bytes))
