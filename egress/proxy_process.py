@@ -170,8 +170,7 @@ class Egress:
 
     def terminated(self, client: Any) -> RunCA | None:
         """The run CA a client connection's tunnel is terminated with; None: it passes through."""
-        peer = client.peername
-        connection = self.by_port.get(peer[1]) if peer and peer[0] == PROXY_HOST else None
+        connection = self._connection_of_client(client)
         return connection.ca if connection is not None else None
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
@@ -179,8 +178,7 @@ class Egress:
         if connection is None or connection.ca is None or connection.tunnel is None:
             return
         # The upstream is verified for the name the policy checked, whatever name the tool's
-        # TLS asks for.
-        # An address is verified as one (mitmproxy sends no SNI for it).
+        # TLS asks for (an address as an address: mitmproxy sends no SNI for it).
         data.context.server.sni = connection.tunnel[0]
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
@@ -195,14 +193,14 @@ class Egress:
         if connection is not None and connection.ca is not None and flow.client_conn.tls_established:
             # Inside a terminated tunnel: the request goes to the address its CONNECT was
             # allowed for (mitmproxy takes it from the tunnel, not from the request), whose
-            # certificate is verified. The tool's own value of the header, if any, is replaced.
+            # certificate is verified.
             if connection.upstream_error:
                 self._unverified(flow, connection)
                 return
             if not _names(flow.request.host_header, *connection.tunnel or ("", 0)):
                 self._misnamed(flow, connection)
                 return
-            for secret in connection.secrets:
+            for secret in connection.secrets:  # replacing the tool's own, if it sent one
                 flow.request.headers[secret.header] = secret.value
             flow.request.stream = True
             flow.metadata["tether_stream"] = True
