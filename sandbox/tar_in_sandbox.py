@@ -29,11 +29,15 @@ import re
 import stat
 import sys
 import tarfile
+from collections.abc import Iterator
 from typing import IO, Any
 
 WORKSPACE = "/workspace"
 CHUNK = 1 << 20
 F_SETPIPE_SZ = 1031
+BLOCK = tarfile.BLOCKSIZE
+NUL_BLOCK = bytes(BLOCK)
+MAX_HEADER = 64 << 10
 UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -103,48 +107,134 @@ def report(**fields: Any) -> None:
     sys.stderr.flush()
 
 
+class Member:
+    """One member's header, as the stream gives it: nothing in it is trusted yet."""
+
+    def __init__(self, name: str, kind: bytes, size: int, mode: int, target: str) -> None:
+        self.name, self.kind, self.size, self.mode, self.target = name, kind, size, mode, target
+
+
+class TarReader:
+    """Reads a tar stream's headers and bodies in blocks, with one copy of each body byte
+    (tarfile's stream mode copies every byte three times over). Headers are parsed by
+    tarfile's own TarInfo.frombuf; extended (pax, GNU long name) headers are bounded, and
+    members of any other kind come out as such, for the caller to refuse."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+        self.buffer = bytearray(CHUNK)
+
+    def exact(self, size: int) -> bytes:
+        data = self.source.read(size)
+        if len(data) != size:
+            raise Refused("the stream ends inside a member")
+        return data
+
+    def members(self) -> Iterator[Member]:
+        extended: dict[str, str] = {}
+        while True:
+            block = self.source.read(BLOCK)
+            if not block or block == NUL_BLOCK:
+                return
+            if len(block) != BLOCK:
+                raise Refused("the stream ends inside a header")
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            if info.type in (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+                if info.size > MAX_HEADER:
+                    raise Refused(f"an extended header of {info.size} bytes")
+                body = self.exact(info.size + (-info.size % BLOCK))[:info.size]
+                if info.type == tarfile.XHDTYPE:
+                    extended.update(pax_records(body))
+                else:
+                    key = "path" if info.type == tarfile.GNUTYPE_LONGNAME else "linkpath"
+                    extended[key] = body.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                continue
+            if any(key.startswith("GNU.sparse") for key in extended):
+                raise Refused(f"member {info.name!r} is sparse")
+            size = int(extended.get("size", info.size))
+            yield Member(extended.get("path", info.name).rstrip("/"), info.type, size, info.mode,
+                         extended.get("linkpath", info.linkname))
+            extended = {}
+
+    def copy_body(self, size: int, out: int | None) -> str:
+        """Reads a member's body (and its padding) into `out`; returns its sha256."""
+        digest = hashlib.sha256()
+        view = memoryview(self.buffer)
+        remaining = size
+        while remaining:
+            got = self.source.readinto(view[:min(CHUNK, remaining)])  # type: ignore[attr-defined]
+            if not got:
+                raise Refused("the stream ends inside a member")
+            digest.update(view[:got])
+            if out is not None:
+                write_all(out, view[:got])
+            remaining -= got
+        self.exact(-size % BLOCK)
+        return digest.hexdigest()
+
+
+def pax_records(body: bytes) -> dict[str, str]:
+    """`<length> <key>=<value>\\n` records; any that does not parse refuses the stream."""
+    records, offset = {}, 0
+    while offset < len(body):
+        space = body.find(b" ", offset)
+        length = int(body[offset:space]) if space > offset else 0
+        record = body[space + 1:offset + length]
+        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
+            raise Refused("an extended header that does not parse")
+        key, value = record[:-1].split(b"=", 1)
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        offset += length
+    return records
+
+
+def write_all(fd: int, data: memoryview | bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def unpack(directory: str, max_bytes: int, max_entries: int) -> list[dict[str, Any]]:
     root = open_root(directory, make=True)
     entries: list[dict[str, Any]] = []
     total = 0
-    # copybufsize reaches TarFile through open's keywords; the stubs don't list it.
-    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|", bufsize=CHUNK,  # type: ignore[call-overload]
-                      copybufsize=CHUNK) as tar:
-        for member in tar:
-            if len(entries) >= max_entries:
-                raise Refused(f"more than {max_entries} entries")
-            parts = parts_of(member.name)
-            name = "/".join(parts)
-            if member.isfile():
-                if member.size < 0 or total + member.size > max_bytes:
-                    raise Refused(f"{name!r} would take the stream over its {max_bytes}-byte bound")
-                total += member.size
-                source = tar.extractfile(member)
-                assert source is not None
-                digest = write_file(root, parts, source, member.size, (member.mode & 0o755) | 0o600)
-                entries.append({"path": name, "kind": "file", "size": member.size,
-                                "mode": (member.mode & 0o755) | 0o600, "sha256": digest})
-            elif member.isdir():
-                mode = (member.mode & 0o755) | 0o700
-                made = open_dir(root, parts, make=True)
-                try:
-                    os.fchmod(made, mode)
-                finally:
-                    os.close(made)
-                entries.append({"path": name, "kind": "dir", "size": 0, "mode": mode})
-            elif member.issym():
-                if not link_stays_inside(parts, member.linkname):
-                    raise Refused(f"link {name!r} -> {member.linkname!r} leads out of the directory")
-                make_link(root, parts, member.linkname)
-                entries.append({"path": name, "kind": "symlink", "size": 0, "mode": 0o777,
-                                "target": member.linkname})
-            else:
-                raise Refused(f"member {name!r} is not a file, a directory or a link"
-                              " (hard links, devices and fifos are refused)")
+    reader = TarReader(sys.stdin.buffer)
+    for member in reader.members():
+        if len(entries) >= max_entries:
+            raise Refused(f"more than {max_entries} entries")
+        parts = parts_of(member.name)
+        name = "/".join(parts)
+        if member.kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            if member.size < 0 or total + member.size > max_bytes:
+                raise Refused(f"{name!r} would take the stream over its {max_bytes}-byte bound")
+            total += member.size
+            mode = (member.mode & 0o755) | 0o600
+            digest = write_file(root, parts, reader, member.size, mode)
+            entries.append({"path": name, "kind": "file", "size": member.size, "mode": mode,
+                            "sha256": digest})
+        elif member.kind == tarfile.DIRTYPE:
+            mode = (member.mode & 0o755) | 0o700
+            reader.copy_body(member.size, None)
+            made = open_dir(root, parts, make=True)
+            try:
+                os.fchmod(made, mode)
+            finally:
+                os.close(made)
+            entries.append({"path": name, "kind": "dir", "size": 0, "mode": mode})
+        elif member.kind == tarfile.SYMTYPE:
+            if not link_stays_inside(parts, member.target):
+                raise Refused(f"link {name!r} -> {member.target!r} leads out of the directory")
+            reader.copy_body(member.size, None)
+            make_link(root, parts, member.target)
+            entries.append({"path": name, "kind": "symlink", "size": 0, "mode": 0o777,
+                            "target": member.target})
+        else:
+            raise Refused(f"member {name!r} is not a file, a directory or a link"
+                          " (hard links, devices and fifos are refused)")
     return entries
 
 
-def write_file(root: int, parts: list[str], source: IO[bytes], size: int, mode: int) -> str:
+def write_file(root: int, parts: list[str], reader: TarReader, size: int, mode: int) -> str:
     """Written under a new name and renamed into place, so whatever was at the name (a link,
     a file with other names) is replaced, never written through."""
     parent = open_dir(root, parts[:-1], make=True)
@@ -152,19 +242,13 @@ def write_file(root: int, parts: list[str], source: IO[bytes], size: int, mode: 
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
                      dir_fd=parent)
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            remaining = size
-            while remaining:
-                chunk = source.read(min(CHUNK, remaining))
-                if not chunk:
-                    raise Refused(f"{'/'.join(parts)!r} ends before its size")
-                digest.update(chunk)
-                out.write(chunk)
-                remaining -= len(chunk)
-            os.fchmod(out.fileno(), mode)
+        try:
+            digest = reader.copy_body(size, fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.replace(temporary, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
-        return digest.hexdigest()
+        return digest
     except BaseException:
         try:
             os.unlink(temporary, dir_fd=parent)
@@ -189,22 +273,30 @@ def make_link(root: int, parts: list[str], target: str) -> None:
         os.close(parent)
 
 
-class Hashing:
-    """A file's bytes for tarfile, hashed as read. A file that shrank since its header was
-    written is padded with zeros, so the stream stays whole, and reported as changed."""
+def header(member: tarfile.TarInfo) -> bytes:
+    """A member's header block(s): a pax header first when its name or target needs one."""
+    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.digest = hashlib.sha256()
-        self.short = False
 
-    def read(self, size: int = -1) -> bytes:
-        chunk = os.read(self.fd, size if size >= 0 else CHUNK)
-        if size > 0 and not chunk:
-            self.short = True
-            return b"\0" * size
-        self.digest.update(chunk)
-        return chunk
+def send_body(out: int, source: int, size: int, buffer: bytearray) -> tuple[str, bool]:
+    """`size` bytes of `source` and their padding, hashed as sent. A file that shrank since
+    its header was written is padded with zeros, so the stream stays whole, and said to
+    have changed (the second value)."""
+    digest = hashlib.sha256()
+    view = memoryview(buffer)
+    remaining, short = size, False
+    while remaining:
+        want = view[:min(CHUNK, remaining)]
+        got = 0 if short else os.readv(source, [want])
+        if not got:
+            short, got = True, len(want)
+            want[:] = bytes(got)
+        else:
+            digest.update(want[:got])
+        write_all(out, want[:got])
+        remaining -= got
+    write_all(out, bytes(-size % BLOCK))
+    return digest.hexdigest(), short
 
 
 def pack(directory: str, paths: list[str] | None, max_bytes: int) -> tuple[list[Any], list[Any]]:
@@ -212,67 +304,67 @@ def pack(directory: str, paths: list[str] | None, max_bytes: int) -> tuple[list[
     entries: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     total = 0
-    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|",  # type: ignore[call-overload]
-                      format=tarfile.PAX_FORMAT, bufsize=CHUNK, copybufsize=CHUNK) as tar:
-        for name in (paths if paths is not None else walk(root)):
+    out, buffer = sys.stdout.fileno(), bytearray(CHUNK)
+    for name in (paths if paths is not None else walk(root)):
+        try:
+            parts = parts_of(name)
+            parent = open_dir(root, parts[:-1], make=False)
+        except (Refused, OSError) as error:
+            skipped.append({"path": name, "reason": str(error)})
+            continue
+        try:
             try:
-                parts = parts_of(name)
-                parent = open_dir(root, parts[:-1], make=False)
-            except (Refused, OSError) as error:
-                skipped.append({"path": name, "reason": str(error)})
+                info = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            except OSError as error:
+                skipped.append({"path": name, "reason": error.strerror or str(error)})
                 continue
-            try:
-                try:
-                    info = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
-                except OSError as error:
-                    skipped.append({"path": name, "reason": error.strerror or str(error)})
+            mode = info.st_mode
+            member = tarfile.TarInfo(name)
+            member.mode, member.mtime = stat.S_IMODE(mode), int(info.st_mtime)
+            if stat.S_ISDIR(mode):
+                member.type = tarfile.DIRTYPE
+                write_all(out, header(member))
+                entries.append({"path": name, "kind": "dir", "size": 0, "mode": member.mode})
+            elif stat.S_ISLNK(mode):
+                target = os.readlink(parts[-1], dir_fd=parent)
+                if not link_stays_inside(parts, target):
+                    skipped.append({"path": name,
+                                    "reason": f"a link to {target!r}, out of the directory"})
                     continue
-                mode = info.st_mode
-                member = tarfile.TarInfo(name)
-                member.mode, member.mtime = stat.S_IMODE(mode), int(info.st_mtime)
-                if stat.S_ISDIR(mode):
-                    member.type = tarfile.DIRTYPE
-                    tar.addfile(member)
-                    entries.append({"path": name, "kind": "dir", "size": 0, "mode": member.mode})
-                elif stat.S_ISLNK(mode):
-                    target = os.readlink(parts[-1], dir_fd=parent)
-                    if not link_stays_inside(parts, target):
-                        skipped.append({"path": name,
-                                        "reason": f"a link to {target!r}, out of the directory"})
-                        continue
-                    member.type, member.linkname = tarfile.SYMTYPE, target
-                    tar.addfile(member)
-                    entries.append({"path": name, "kind": "symlink", "size": 0, "mode": 0o777,
-                                    "target": target})
-                elif not stat.S_ISREG(mode):
-                    skipped.append({"path": name, "reason": "not a regular file, a directory or a link"})
-                elif info.st_nlink > 1:
-                    skipped.append({"path": name, "reason": f"a hard link ({info.st_nlink} names"
-                                    " for one file): only files with one name are taken"})
-                elif total + info.st_size > max_bytes:
-                    raise Refused(f"{name!r} would take the stream over its {max_bytes}-byte bound")
-                else:
-                    total += info.st_size
-                    entries.append(send_file(tar, parent, parts[-1], member, info.st_size))
-                    entries[-1]["path"] = name
-            finally:
-                os.close(parent)
+                member.type, member.linkname = tarfile.SYMTYPE, target
+                write_all(out, header(member))
+                entries.append({"path": name, "kind": "symlink", "size": 0, "mode": 0o777,
+                                "target": target})
+            elif not stat.S_ISREG(mode):
+                skipped.append({"path": name, "reason": "not a regular file, a directory or a link"})
+            elif info.st_nlink > 1:
+                skipped.append({"path": name, "reason": f"a hard link ({info.st_nlink} names"
+                                " for one file): only files with one name are taken"})
+            elif total + info.st_size > max_bytes:
+                raise Refused(f"{name!r} would take the stream over its {max_bytes}-byte bound")
+            else:
+                total += info.st_size
+                entries.append(send_file(out, buffer, parent, parts[-1], member, info.st_size))
+                entries[-1]["path"] = name
+        finally:
+            os.close(parent)
+    write_all(out, bytes(2 * BLOCK))
     return entries, skipped
 
 
-def send_file(tar: tarfile.TarFile, parent: int, name: str, member: tarfile.TarInfo,
+def send_file(out: int, buffer: bytearray, parent: int, name: str, member: tarfile.TarInfo,
               size: int) -> dict[str, Any]:
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise Refused(f"{name!r} changed kind while read")
         member.size = size
-        reader = Hashing(fd)
-        tar.addfile(member, reader)  # type: ignore[arg-type]  # tarfile reads it, nothing else
+        write_all(out, header(member))
+        digest, short = send_body(out, fd, size, buffer)
     finally:
         os.close(fd)
-    entry = {"kind": "file", "size": size, "mode": member.mode, "sha256": reader.digest.hexdigest()}
-    if reader.short:
+    entry = {"kind": "file", "size": size, "mode": member.mode, "sha256": digest}
+    if short:
         entry["changed"] = True
     return entry
 

@@ -23,7 +23,7 @@ import socket
 import struct
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -32,6 +32,7 @@ from docker.errors import APIError, NotFound
 from tether.contracts.files import name_problem
 from tether.sandbox.hardening import SANDBOX_UID
 from tether.sandbox.manager import SandboxGone, SandboxManager
+from tether.sandbox.tar_in_sandbox import header
 
 Kind = Literal["file", "dir", "symlink"]
 CHUNK_BYTES = 1 << 20
@@ -254,83 +255,56 @@ class _Sink:
         return len(data)
 
 
-class _Chunks:
-    """A member's bytes for tarfile, hashed as they go, exactly `size` of them."""
-
-    def __init__(self, path: str, data: Iterable[bytes], size: int) -> None:
-        self.path = path
-        self.chunks: Iterator[bytes] = iter(data)
-        self.left = size
-        self.buffer = b""
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            size = self.left + len(self.buffer)
-        if not self.buffer and self.left:
-            # The common case, a read of exactly one chunk: no copy.
-            self.buffer = self._next()
-            if len(self.buffer) == size:
-                out, self.buffer = self.buffer, b""
-                self._check_end()
-                return out
-        while len(self.buffer) < size and self.left:
-            self.buffer += self._next()
-        self._check_end()
-        out, self.buffer = self.buffer[:size], self.buffer[size:]
-        return out
-
-    def _next(self) -> bytes:
-        chunk = next(self.chunks, None)
-        if chunk is None:
-            raise TransferRefused(f"{self.path!r} ended {self.left} bytes before its size")
-        if len(chunk) > self.left:
-            raise TransferRefused(f"{self.path!r} holds more bytes than its size")
-        self.left -= len(chunk)
-        self.digest.update(chunk)
-        return chunk
-
-    def _check_end(self) -> None:
-        # Read past the last byte, so a source that checks its digest at its end does.
-        if not self.left and next(self.chunks, b"") != b"":
-            raise TransferRefused(f"{self.path!r} holds more bytes than its size")
-
-
 def _send_members(run: _Exec, members: Iterable[Incoming], max_bytes: int,
                   max_entries: int) -> Transferred:
     def write(sink: _Sink) -> list[Entry]:
         sent: list[Entry] = []
         total = 0
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]  # copybufsize: see tar_in_sandbox
-                          bufsize=CHUNK_BYTES, copybufsize=CHUNK_BYTES) as tar:
-            for member in members:
-                problem = name_problem(member.path)
-                if problem:
-                    raise TransferRefused(problem)
-                if len(sent) >= max_entries:
-                    raise TransferRefused(f"more than {max_entries} entries")
-                info = tarfile.TarInfo(member.path)
-                info.mode = member.mode
-                if member.kind == "file":
-                    total += member.size
-                    if total > max_bytes:
-                        raise TransferRefused(
-                            f"{member.path!r} takes the stream over its {max_bytes}-byte bound")
-                    info.size = member.size
-                    body = _Chunks(member.path, member.data, member.size)
-                    tar.addfile(info, body)  # type: ignore[arg-type]  # tarfile only reads it
-                    sent.append(Entry(member.path, "file", member.size, member.mode, body.digest.hexdigest()))
-                else:
-                    info.type = tarfile.DIRTYPE if member.kind == "dir" else tarfile.SYMTYPE
-                    info.linkname = member.target
-                    tar.addfile(info)
-                    mode = member.mode if member.kind == "dir" else 0o777
-                    sent.append(Entry(member.path, member.kind, 0, mode, target=member.target))
+        for member in members:
+            problem = name_problem(member.path)
+            if problem:
+                raise TransferRefused(problem)
+            if len(sent) >= max_entries:
+                raise TransferRefused(f"more than {max_entries} entries")
+            info = tarfile.TarInfo(member.path)
+            info.mode = member.mode
+            if member.kind == "file":
+                total += member.size
+                if total > max_bytes:
+                    raise TransferRefused(
+                        f"{member.path!r} takes the stream over its {max_bytes}-byte bound")
+                info.size = member.size
+                sink.write(header(info))
+                digest = _send_body(sink, member)
+                sent.append(Entry(member.path, "file", member.size, member.mode, digest))
+            else:
+                info.type = tarfile.DIRTYPE if member.kind == "dir" else tarfile.SYMTYPE
+                info.linkname = member.target
+                sink.write(header(info))
+                mode = member.mode if member.kind == "dir" else 0o777
+                sent.append(Entry(member.path, member.kind, 0, mode, target=member.target))
+        sink.write(bytes(2 * tarfile.BLOCKSIZE))
         return sent
 
     sent, report = _send(run, write)
     _match(sent, report)
     return Transferred(entries=sent)
+
+
+def _send_body(sink: _Sink, member: Incoming) -> str:
+    """The file's bytes as its source yields them, exactly `size`, and their padding; its
+    source is read to its end, so one that checks its digest there does."""
+    digest, sent = hashlib.sha256(), 0
+    for chunk in member.data:
+        sent += len(chunk)
+        if sent > member.size:
+            raise TransferRefused(f"{member.path!r} holds more bytes than its size")
+        digest.update(chunk)
+        sink.write(chunk)
+    if sent < member.size:
+        raise TransferRefused(f"{member.path!r} ended {member.size - sent} bytes before its size")
+    sink.write(bytes(-member.size % tarfile.BLOCKSIZE))
+    return digest.hexdigest()
 
 
 def _send_raw(run: _Exec, tar: Iterable[bytes]) -> Transferred:
