@@ -67,6 +67,7 @@ from tether.contracts.names import (
     UPDATE_SET_LIMITS,
 )
 from tether.encryption import data_converter
+from tether.encryption.codec import UNDECODABLE
 from tether.forking import ForkRefused, fork_input, read_origin
 from tether.reading import Ending, NoWorker, ending_of, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
@@ -239,7 +240,9 @@ async def get_status(client: Client, workflow_id: str) -> RunStatus:
     terminated from Temporal never published that itself), with its seconds stopped."""
     try:
         status: RunStatus = await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)
-    except WorkflowQueryFailedError:
+    except WorkflowQueryFailedError as error:
+        if str(error).startswith(UNDECODABLE):
+            raise  # the worker can't read the run, which may have started well
         ending = await ending_of(client, workflow_id)
         if ending is None:
             raise

@@ -16,6 +16,7 @@ from tether.contracts import AgentRunResult
 from tether.contracts.activities import MODEL_CALL
 from tether.contracts.listing import RunListing
 from tether.contracts.names import AGENT_RUN
+from tether.encryption.codec import UNDECODABLE
 
 QUERY_TIMEOUT = timedelta(seconds=10)
 """How long a query may wait for a worker to answer it."""
@@ -26,6 +27,10 @@ started may not be listed yet, so it still gets a moment to answer."""
 
 class NoWorker(RuntimeError):
     """No worker answered a question about a run: none polls its task queue, or none in time."""
+
+
+class CannotDecode(RuntimeError):
+    """The worker serving a run cannot decrypt its payloads; the message names the key."""
 
 
 async def query(client: Client, workflow_id: str, name: str, *args: Any, result_type: type) -> Any:
@@ -39,7 +44,7 @@ async def query(client: Client, workflow_id: str, name: str, *args: Any, result_
                                   rpc_timeout=QUERY_TIMEOUT if polled else UNPOLLED_QUERY_TIMEOUT)
     except RPCError as error:
         if timed_out(error):
-            raise no_worker(description.task_queue, workflow_id, polled) from error
+            raise await unanswered(client, workflow_id, description.task_queue, polled) from error
         raise
 
 
@@ -79,6 +84,29 @@ async def ending_of(client: Client, workflow_id: str) -> Ending | None:
         if event.HasField("workflow_execution_canceled_event_attributes"):
             return Ending("cancelled", "cancelled from Temporal", seconds)
     return Ending("completed", None, seconds)
+
+
+async def unanswered(client: Client, workflow_id: str, task_queue: str, polled: bool) -> RuntimeError:
+    """Why no worker answered about a run in time: the worker serving it fails its workflow
+    tasks because it cannot decrypt the run (it says so in clear, `KeyErrorsInClear`), or
+    there is no worker."""
+    if polled:
+        failure = await last_task_failure(client, workflow_id)
+        if failure is not None and failure.startswith(UNDECODABLE):
+            return CannotDecode(failure)
+    return no_worker(task_queue, workflow_id, polled)
+
+
+async def last_task_failure(client: Client, workflow_id: str) -> str | None:
+    """The message of the run's workflow task failure since its last completed one, if any
+    (Temporal records the first of a failing task's attempts)."""
+    failure = None
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("workflow_task_failed_event_attributes"):
+            failure = event.workflow_task_failed_event_attributes.failure.message
+        elif event.HasField("workflow_task_completed_event_attributes"):
+            failure = None
+    return failure
 
 
 def no_worker(task_queue: str, workflow_id: str, polled: bool) -> NoWorker:

@@ -36,9 +36,9 @@ from tether.contracts.names import QUERY_PROGRESS
 from tether.reading import (
     QUERY_TIMEOUT,
     UNPOLLED_QUERY_TIMEOUT,
-    no_worker,
     partial_text,
     timed_out,
+    unanswered,
     workers_polling,
 )
 
@@ -161,7 +161,8 @@ class _Watcher:
             if description.status not in (None, WorkflowExecutionStatus.RUNNING):
                 return None
             if isinstance(error, RPCError) and timed_out(error):
-                raise no_worker(description.task_queue, self.handle.id, self.polled) from error
+                raise await unanswered(self.client, self.handle.id, description.task_queue,
+                                       self.polled) from error
             raise
 
     async def finished(self, offset: int) -> RunFinished:

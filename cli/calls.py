@@ -11,7 +11,7 @@ import typer
 from temporalio.client import Client
 from tether import client
 from tether.cli.context import settings
-from tether.cli.errors import UNREACHABLE_HINT, cause, fail, no_worker, unreachable
+from tether.cli.errors import UNREACHABLE_HINT, cause, fail, no_worker, unreachable, worker_cannot_decode
 
 T = TypeVar("T")
 
@@ -38,6 +38,7 @@ def call(go: Callable[[], Coroutine[Any, Any, T]],
         raise
     except Exception as error:
         unreachable(error)
+        worker_cannot_decode(error)
         no_worker(error)
         fail(*explain(error))
 

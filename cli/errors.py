@@ -13,7 +13,7 @@ from tether.cli.render import print_error
 from tether.client import NoWorker
 from tether.embedded import temporal as embedded
 from tether.encryption import DecryptionError
-from tether.encryption.codec import ENCODING
+from tether.encryption.codec import ENCODING, UNDECODABLE
 
 UNREACHABLE_HINT = ("check that it runs: start one with `tether server` (or `tether dev`), "
                     "or set TEMPORAL_ADDRESS to the address of one")
@@ -65,6 +65,17 @@ def needs_keys(error: BaseException) -> None:
         fail(str(bottom), hint)
     if settings().encryption_keys is None and f"encoding {ENCODING.decode()}" in str(bottom):
         fail("the run's data is encrypted, and this command has no keys to read it", hint)
+
+
+def worker_cannot_decode(error: BaseException) -> None:
+    """Fails with one line when the worker that was asked about a run can't decrypt it: the
+    worker's message names the key; this command's keys are not the problem."""
+    seen: BaseException | None = error
+    while seen is not None and not str(seen).startswith(UNDECODABLE):
+        seen = seen.__cause__
+    if seen is not None:
+        fail(str(seen), "give the workers the run's key: the workers' TETHER_ENCRYPTION_KEYS "
+                        "must hold the key named, then restart them")
 
 
 def no_worker(error: BaseException) -> None:

@@ -22,6 +22,7 @@ from tether.cli.errors import fail, unreachable
 from tether.cli.render import console, err, literal
 from tether.embedded import temporal as embedded
 from tether.encryption.codec_access import Access, AccessRefused, check_token
+from tether.encryption.port_owner import port_taken
 from tether.settings import host_and_port
 
 
@@ -213,6 +214,10 @@ def codec_server(
                            cors_origins=origins)
     except AccessRefused as error:
         fail(str(error))
+    taken = port_taken(host, port)
+    if taken:  # before the banner: a server that never listens must not announce itself
+        fail(taken, "stop that, or give this one another --port (and the web UI's "
+                    "--codec-endpoint to match)")
     guarded = ("requests need the token" if token else
                f"no token: anyone on this machine who reaches {host}:{port} can decrypt "
                "(set TETHER_CODEC_TOKEN to ask for one)")

@@ -18,12 +18,20 @@ from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    PayloadConverter,
+)
 from tether.encryption.keys import DecryptionError, KeyRing
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+UNDECODABLE = "the worker cannot decode the run's payloads"
+"""How a worker's failure to decrypt a run begins, in clear: see `KeyErrorsInClear`."""
 
 
 class EncryptionCodec(PayloadCodec):
@@ -61,10 +69,27 @@ class EncryptionCodec(PayloadCodec):
                                   "payload: it was not encrypted by tether's codec") from None
 
 
+class KeyErrorsInClear(DefaultFailureConverterWithEncodedAttributes):
+    """Encrypts every failure's message and stack trace but one: a worker that can't decrypt a
+    run's payloads says so in clear. That message names key ids, never data, and whoever
+    reads the run needs it to give the worker its key: encrypted with a key the run's own
+    readers may not hold, it would reach them as an "Encoded failure" they cannot read."""
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter,
+                   failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        seen: BaseException | None = exception
+        while seen is not None and not isinstance(seen, DecryptionError):
+            seen = seen.__cause__
+        if seen is not None:
+            failure.ClearField("encoded_attributes")
+            failure.message = f"{UNDECODABLE}: {seen}"
+
+
 def data_converter(keys: KeyRing | None) -> DataConverter:
     """tether's converter: the pydantic one, and with keys, the codec and encoded failures."""
     if keys is None:
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter, payload_codec=EncryptionCodec(keys),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+        failure_converter_class=KeyErrorsInClear)
