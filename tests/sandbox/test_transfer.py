@@ -177,3 +177,10 @@ async def test_out_refuses_a_workspace_over_its_bound(sandbox: str):
     assert made.exit_code == 0
     with pytest.raises(TransferRefused, match="2000-byte bound"):
         await stream_out(sandboxes(), sandbox, ".", collect({}), max_bytes=2000)
+
+
+async def test_a_file_whose_bytes_are_not_its_given_digest_is_refused(sandbox: str):
+    claimed = hashlib.sha256(b"the real bytes").hexdigest()
+    with pytest.raises(TransferRefused, match="arrived with another digest"):
+        await stream_into(sandboxes(), sandbox, ".", [
+            Incoming("a.txt", size=11, data=[b"other bytes"], sha256=claimed)], max_bytes=MiB)
