@@ -145,18 +145,20 @@ class TetherPlugin(SimplePlugin):
         if self.with_workflows:
             # Local activities run on the worker that runs the workflow: a tool call runs
             # here when this worker holds the run's sandbox.
-            added += [self.model_activities().start_conversation, self.child_activities().delegate_arguments,
+            children = self.child_activities()
+            added += [self.model_activities().start_conversation, children.delegate_arguments,
+                      children.store_tool_message,
                       self.host_activities(config["client"], config["task_queue"]).tools.call_tool_here
                       if self.with_sandboxes else no_sandbox_here]
+            # A run's budget account is charged from the run's own worker (local activities).
+            accounts = AccountActivities(endpoints=self.settings.model_endpoint_policy,
+                                         max_output_tokens=self.settings.max_output_tokens)
+            added += [accounts.reserve, accounts.commit, accounts.release]
         if not (self.with_models or self.with_sandboxes):
             # Workflows and their local activity only: activity tasks are other hosts'.
             config["no_remote_activities"] = True
         if self.with_models:
             added += [self.model_activities().call_model, self.function_activities().call_function]
-            # A budget account is charged beside the model call it prices.
-            accounts = AccountActivities(endpoints=self.settings.model_endpoint_policy,
-                                         max_output_tokens=self.settings.max_output_tokens)
-            added += [accounts.reserve, accounts.commit, accounts.release]
             # A sub-agent its parent found started, and attached to.
             added.append(self.child_activities().await_child)
         if self.with_sandboxes:

@@ -1,7 +1,9 @@
 """A model turn's charge to the run's budget account (`budget.account`): its largest cost
 reserved before the call, what it used committed after, the reservation released when no
 model answered. The account itself is the `BudgetAccount` workflow; activities carry each
-update to it (a workflow cannot send one to another workflow).
+update to it (a workflow cannot send one to another workflow). Local activities, on the
+run's own worker: an update is one round trip to the server, and a remote activity's
+dispatch would add about as much again to every turn (bench/bench_accounts.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ async def reserve(state: RunState, account: str, options: ActivityOptions) -> st
     budget, rid = state.budget, reservation_id(state)
     previous = state.transcript[-1].usage if state.transcript else Usage()
     try:
-        answer = await workflow.execute_activity(
+        answer = await workflow.execute_local_activity(
             RESERVE_ACCOUNT,
             AccountReserveInput(
                 account=account, reservation_id=rid, model=state.models[0], previous=previous,
@@ -85,7 +87,7 @@ async def commit(state: RunState, account: str, rid: str, used: Usage,
     last = state.transcript[-1] if state.transcript else None
     seconds = (sum(r.duration_ms for r in last.tool_results) / 1000
                if last is not None and last.step == state.step - 1 else 0.0)
-    await workflow.execute_activity(
+    await workflow.execute_local_activity(
         COMMIT_ACCOUNT,
         AccountCommitInput(account=account, reservation_id=rid, used=used, sandbox_seconds=seconds),
         start_to_close_timeout=options.account_timeout,
@@ -98,7 +100,7 @@ async def commit(state: RunState, account: str, rid: str, used: Usage,
 async def release(state: RunState, account: str, rid: str, options: ActivityOptions) -> None:
     """Gives the reservation back; if that fails, it expires on its own (`contracts/accounts.py`)."""
     try:
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             RELEASE_ACCOUNT, AccountReleaseInput(account=account, reservation_id=rid),
             start_to_close_timeout=options.account_timeout,
             schedule_to_close_timeout=options.account_timeout * 4,
