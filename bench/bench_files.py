@@ -84,6 +84,7 @@ async def run(report: Report) -> None:
     report.figure("place a 64 MiB file into a sandbox (p50)", statistics.median(placing) * 1000, "ms",
                   baseline_name="docker cp into a container",
                   baseline=statistics.median(copying_in) * 1000, at_most=2.0)
+    # No goal of its own (issue 21 sets one for placing): shown beside the same baseline.
     report.figure("collect a 64 MiB artifact (p50)", statistics.median(collecting) * 1000, "ms",
                   baseline_name="docker cp out of a container",
-                  baseline=statistics.median(copying_out) * 1000, at_most=2.0)
+                  baseline=statistics.median(copying_out) * 1000)
