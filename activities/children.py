@@ -1,8 +1,8 @@
-"""What the `delegate` tool needs outside the workflow: a call's whole arguments, when history
-holds them cut, and waiting on a sub-agent the parent did not start itself (one it found
-already started under its id, a parent reset past the start, say). A workflow can wait on
-another's result only through its own child's handle, so the second does, through the
-worker's client."""
+"""What the `delegate` tool needs outside the workflow: a call's whole arguments, when
+history holds them cut; its result stored as a tool message; and waiting on a sub-agent the
+parent did not start itself (one it found already started under its id, a parent reset past
+the start, say). A workflow can wait on another's result only through its own child's
+handle, so the last does, through the worker's client."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from tether.activities.store_errors import store_failure
-from tether.contracts import AgentRunResult
-from tether.contracts.agents import AWAIT_CHILD, DELEGATE_ARGUMENTS, AwaitChildInput, DelegateArgumentsInput
+from tether.contracts import AgentRunResult, Message
+from tether.contracts.agents import (
+    AWAIT_CHILD,
+    DELEGATE_ARGUMENTS,
+    STORE_TOOL_MESSAGE,
+    AwaitChildInput,
+    DelegateArgumentsInput,
+)
 from tether.store import Conversations, StoreError
 
 HEARTBEAT_EVERY_S = 5.0
@@ -29,6 +35,15 @@ class ChildActivities:
         """The call's whole arguments, from the model's message in the store."""
         try:
             return await self.conversations.full_arguments_async(input.assistant_ref, input.call)
+        except StoreError as error:
+            raise store_failure(error) from None
+
+    @activity.defn(name=STORE_TOOL_MESSAGE)
+    async def store_tool_message(self, message: Message) -> str:
+        """The message's digest, once stored (a local activity: its input is not in history)."""
+        try:
+            return await self.conversations.blobs.put_async(
+                message.model_dump_json(exclude_defaults=True).encode())
         except StoreError as error:
             raise store_failure(error) from None
 

@@ -62,6 +62,9 @@ AWAIT_CHILD = "await_child"
 """The activity that waits on a sub-agent its parent found already started, and attached to."""
 DELEGATE_ARGUMENTS = "delegate_arguments"
 """The local activity that reads a `delegate` call's whole arguments when history holds them cut."""
+STORE_TOOL_MESSAGE = "store_tool_message"
+"""The local activity that stores a sub-agent's answer as its call's tool message: history holds
+the answer once, in the child's completion, and the next model call names the message's digest."""
 
 
 class AwaitChildInput(Strict):

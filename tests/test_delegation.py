@@ -370,3 +370,17 @@ async def test_a_task_longer_than_history_keeps_reaches_the_child_whole(temporal
     assert (result.status, result.output) == ("completed", "read it")
     child = temporal_client.get_workflow_handle(f"{handle.id}.delegate-1-0")
     assert task in await history_text(child)
+
+
+async def test_the_parents_history_holds_a_childs_answer_once(temporal_client: Client, worker: str):
+    tag = uuid.uuid4().hex
+    answer = f"answer-{tag}-42"  # computed in the child's sandbox: no script or input holds it
+    child = delegate("find it", turn(shell=f"echo answer-{tag}-$((6*7))"), turn("{{last_output}}"))
+    handle = await tether.start_run(
+        temporal_client, scripted_run("plan", calls(child), turn("done"), agents=AGENTS),
+        task_queue=worker)
+    assert (await handle.result()).status == "completed"
+    [step, _] = await tether.get_transcript(temporal_client, handle.id)
+    assert step.tool_results[0].stdout == answer
+    # In the child's completion; the next model call names the stored tool message.
+    assert (await history_text(handle)).count(answer) == 1

@@ -74,7 +74,8 @@ async def test_workflows_and_sandboxes_can_run_on_separate_workers(
     # every tool call on to its sandbox's host); it polls no activity tasks.
     assert only_workflows["no_remote_activities"]
     assert [a.__name__ for a in only_workflows["activities"]] == [
-        "start_conversation", "delegate_arguments", "no_sandbox_here"]
+        "start_conversation", "delegate_arguments", "store_tool_message", "no_sandbox_here",
+        "reserve", "commit", "release"]
     assert not sandbox_host.config(active_config=True).get("workflows")
     async with running([workflows_only, sandbox_host]):
         handle = await tether.start_run(temporal_client, RUN, task_queue=queue)

@@ -40,13 +40,14 @@ from tether.contracts import (
 from tether.contracts.agents import (
     AWAIT_CHILD,
     DELEGATE_ARGUMENTS,
+    STORE_TOOL_MESSAGE,
     AgentsPolicy,
     AwaitChildInput,
     ChildWaiting,
     DelegateArguments,
     DelegateArgumentsInput,
 )
-from tether.contracts.caps import cap_arguments
+from tether.contracts.caps import cap_arguments, cap_result
 from tether.contracts.names import AGENT_RUN, SIGNAL_CHILD_WAITING
 from tether.contracts.run import LONGEST_SECONDS
 from tether.workflows.budget import MB, Spent
@@ -116,7 +117,20 @@ class Delegation:
         self.on_change()  # the charge shows at once, not when the step ends
         notes.append(f"delegate: {child_id} {result.status} after {result.steps} steps, "
                      f"{result.usage.total_tokens} tokens")
-        return tool_message(call, answer(result, self.input.sandbox.output_limit_bytes))
+        return await self._stored(call, answer(result, self.input.sandbox.output_limit_bytes))
+
+    async def _stored(self, call: ToolCall, result: ToolResult) -> tuple[ToolResult, NewMessage]:
+        """The answer as a stored tool message, named by digest: history holds it once, in the
+        child's completion (inline, should the store fail)."""
+        result, inline = tool_message(call, result)
+        assert inline.message is not None
+        try:
+            ref = await workflow.execute_local_activity(
+                STORE_TOOL_MESSAGE, inline.message, result_type=str, start_to_close_timeout=READ_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3), summary="store the sub-agent's answer")
+        except ActivityError:
+            return result, inline
+        return cap_result(result), NewMessage(ref=ref)
 
     async def _child(self, child_id: str, child: AgentRunInput) -> AgentRunResult:
         """The child's result; one that failed is charged all of its budget, as what it
