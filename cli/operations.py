@@ -18,6 +18,7 @@ import typer
 from rich.text import Text
 from tether.cli.app import app
 from tether.cli.context import settings
+from tether.cli.dev_session import joined_server, stop_worker
 from tether.cli.errors import fail, unreachable
 from tether.cli.render import console, err, literal
 from tether.embedded import temporal as embedded
@@ -110,27 +111,32 @@ def dev(
     # The codec server asks for a token even here: one of this session's own when none is set.
     given = settings().codec_token
     token = given.get_secret_value() if given else secrets.token_urlsafe(24)
-    server_process = None
-    if not embedded.answers(address):
-        port = int(address.rpartition(":")[2])
-        server_process = embedded.start(
-            port=port, ui_port=settings().ui_port, db_file=data / "temporal.db",
-            log_file=data / "temporal.log",
-            codec_endpoint=_ui_codec_endpoint(codec_endpoint, token) if keyed else None)
-        console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings().ui_port}")
-    codec_process = None
-    if keyed:
-        codec_process = subprocess.Popen([
-            sys.executable, "-m", "tether.cli", "codec-server",
-            "--port", str(urlsplit(codec_endpoint).port or 80)],
-            env={**os.environ, "TETHER_CODEC_TOKEN": token})
-        console.print(f"codec server on {codec_endpoint}, for the web UI only "
-                      "(its endpoint carries the token)")
-    worker_process = subprocess.Popen([sys.executable, "-m", "tether.worker"])
+    ui_endpoint = _ui_codec_endpoint(codec_endpoint, token) if keyed else None
+    server_process = codec_process = worker_process = None
+    # Each process in a group of its own: Ctrl-C at a terminal signals the whole foreground
+    # group, and the worker must drain against a server still up; this command stops each
+    # in turn, the worker first, whenever Ctrl-C comes.
     try:
+        if not embedded.answers(address):
+            port = int(address.rpartition(":")[2])
+            server_process = embedded.start(
+                port=port, ui_port=settings().ui_port, db_file=data / "temporal.db",
+                log_file=data / "temporal.log", codec_endpoint=ui_endpoint, own_group=True)
+            console.print(f"Temporal dev server on {address} · web UI http://localhost:{settings().ui_port}")
+        else:
+            joined_server(address, ui_port=settings().ui_port, codec_endpoint=ui_endpoint)
+        if keyed:
+            codec_process = subprocess.Popen([
+                sys.executable, "-m", "tether.cli", "codec-server",
+                "--port", str(urlsplit(codec_endpoint).port or 80)],
+                env={**os.environ, "TETHER_CODEC_TOKEN": token}, process_group=0)
+            console.print(f"codec server on {codec_endpoint}, for the web UI only "
+                          "(its endpoint carries the token)")
+        worker_process = subprocess.Popen([sys.executable, "-m", "tether.worker"], process_group=0)
         worker_process.wait()
     except KeyboardInterrupt:
-        stop_process(worker_process)
+        if worker_process is not None:
+            stop_worker(worker_process, settings().drain_seconds)
     finally:
         if codec_process is not None:
             codec_process.terminate()
@@ -139,20 +145,8 @@ def dev(
             server_process.terminate()
             server_process.wait()
     console.print("stopped")
-    if worker_process.returncode and worker_process.returncode > 0:
+    if worker_process is not None and worker_process.returncode and worker_process.returncode > 0:
         raise typer.Exit(1)  # the worker could not start, and said why
-
-
-def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 20) -> None:
-    """Asks a worker to stop as Ctrl-C would; a worker still starting up may have lost that
-    signal inside an import, so it is then asked again with SIGTERM, and killed last."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=grace_seconds)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @app.command()

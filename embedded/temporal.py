@@ -74,28 +74,35 @@ def server_command(
 def start(
     *, port: int, ui_port: int | None, db_file: Path | None = None,
     log_file: Path | None = None, detach: bool = False, wait_seconds: float = 60,
-    codec_endpoint: str | None = None,
+    codec_endpoint: str | None = None, own_group: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Starts the dev server and waits until it accepts connections."""
+    """Starts the dev server and waits until it accepts connections. `own_group`: in a
+    process group of its own, out of reach of the terminal's Ctrl-C, for a caller that
+    stops it itself, after what uses it."""
     command = server_command(port=port, ui_port=ui_port, db_file=db_file,
                              codec_endpoint=codec_endpoint)
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=detach,
+        start_new_session=detach, process_group=0 if own_group and not detach else None,
     )
     deadline = time.monotonic() + wait_seconds
-    # The port opens before the frontend serves ("Frontend is not healthy yet"): wait for both.
-    while not (answers(f"127.0.0.1:{port}") and serving(f"127.0.0.1:{port}")):
-        if process.poll() is not None:
-            raise ServerUnavailable(
-                f"the Temporal dev server exited with {process.returncode}"
-                + (f"; see {log_file}" if log_file else "")
-            )
-        if time.monotonic() > deadline:
+    try:
+        # The port opens before the frontend serves ("Frontend is not healthy yet"): wait for both.
+        while not (answers(f"127.0.0.1:{port}") and serving(f"127.0.0.1:{port}")):
+            if process.poll() is not None:
+                raise ServerUnavailable(
+                    f"the Temporal dev server exited with {process.returncode}"
+                    + (f"; see {log_file}" if log_file else "")
+                )
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"the Temporal dev server did not answer in {wait_seconds:g} s")
+            time.sleep(0.1)
+    except BaseException:  # Ctrl-C too: a server no one holds would be left running
+        if process.poll() is None:
             process.kill()
-            raise ServerUnavailable(f"the Temporal dev server did not answer in {wait_seconds:g} s")
-        time.sleep(0.1)
+            process.wait()
+        raise
     return process
 
 
