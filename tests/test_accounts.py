@@ -33,6 +33,7 @@ from tether.workflows.agent import AgentRun
 from tests.helpers import free_port, tether_cli, wait_for
 from tests.scripts import scripted_run
 from tests.test_metrics import scrape, value
+from tests.test_worker_versioning import build_ids_of, make_current
 from tests.workflows.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -263,3 +264,36 @@ async def test_an_account_keeps_its_usage_across_a_server_restart(docker_engine,
         await stop(server, process)
     assert (kept.used.tokens, kept.calls) == (2 * CALL_TOKENS, 2)
     assert (after.used.tokens, after.calls) == (4 * CALL_TOKENS, 4)
+
+
+async def test_an_account_moves_to_the_current_version_before_the_old_ones_workers_go(
+        temporal_client: Client, temporal_address: str, docker_engine, tmp_path: Path):
+    deployment, queue = f"tether-{uuid.uuid4().hex[:6]}", f"versioned-{uuid.uuid4().hex[:6]}"
+    name = fresh_name()
+
+    def version(build_id: str) -> WorkerProcess:
+        return WorkerProcess(temporal_client, task_queue=queue, worker_id=f"{queue}-{build_id}",
+                             log_file=tmp_path / f"{build_id}.log",
+                             env={"TETHER_DEPLOYMENT_NAME": deployment, "TETHER_BUILD_ID": build_id})
+
+    async def charged_run() -> AgentRunResult:
+        return await (await tether.start_run(temporal_client, on_account(name, turns(1)),
+                                             task_queue=queue)).result()
+
+    v1, v2 = version("v1"), version("v2")
+    try:
+        await v1.start()
+        await make_current(temporal_address, deployment, "v1")
+        await tether.set_account(temporal_client, name, max_tokens=10_000, task_queue=queue)
+        await v2.start()
+        await make_current(temporal_address, deployment, "v2")
+        assert (await charged_run()).status == "completed"  # its updates prompt the move
+        await v1.stop()
+        result = await asyncio.wait_for(charged_run(), timeout=60)
+        account = await tether.account_status(temporal_client, name)
+    finally:
+        await v1.stop()
+        await v2.stop()
+    assert result.status == "completed"
+    assert (account.used.tokens, account.calls) == (2 * CALL_TOKENS, 2)
+    assert await build_ids_of(temporal_client, account_workflow_id(name)) == {"v2"}

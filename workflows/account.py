@@ -47,11 +47,18 @@ class BudgetAccount:
 
     @workflow.run
     async def run(self, state: AccountState) -> None:
+        info = workflow.info()
         await workflow.wait_condition(
             lambda: self.handled >= self.state.updates_before_continuing
-            or workflow.info().is_continue_as_new_suggested())
+            or info.is_continue_as_new_suggested()
+            or info.is_target_worker_deployment_version_changed())
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(self.state)
+        # With Worker Versioning, the account starts pinned to its worker's version, like a
+        # run; unlike a run it never ends, so it moves to the current version as it
+        # continues (which a new version's rollout prompts), before the old one's workers go.
+        versioned = info.get_current_deployment_version() is not None
+        workflow.continue_as_new(self.state, initial_versioning_behavior=(
+            workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE if versioned else None))
 
     def _now(self) -> datetime:
         now = workflow.now()
