@@ -297,3 +297,21 @@ async def test_an_account_moves_to_the_current_version_before_the_old_ones_worke
     assert result.status == "completed"
     assert (account.used.tokens, account.calls) == (2 * CALL_TOKENS, 2)
     assert await build_ids_of(temporal_client, account_workflow_id(name)) == {"v2"}
+
+
+async def test_a_sub_agent_is_charged_to_its_parents_account_whatever_the_call_names(
+        temporal_client: Client, worker: WorkerProcess):
+    name = fresh_name()
+    await tether.set_account(temporal_client, name, max_tokens=10_000, task_queue=worker.task_queue)
+    usage = {"input_tokens": 60, "output_tokens": 40}
+    child = {"name": "delegate", "arguments": {
+        "task": "look it up", "budget": {"account": "someone-else"},
+        "model": {"provider": "scripted", "script": {"turns": [{"text": "A-1 shipped", "usage": usage}]}}}}
+    run = scripted_run("plan", {"tool_calls": [child], "usage": usage}, {"text": "done", "usage": usage},
+                       tools=["lookup_order"], budget={"account": name},
+                       agents={"max_depth": 1, "max_children": 1})
+    result = await (await start(temporal_client, worker, run)).result()
+    account = await tether.account_status(temporal_client, name)
+    assert result.status == "completed", result.stop_reason
+    assert (account.used.tokens, account.calls) == (3 * CALL_TOKENS, 3)
+    assert result.usage.total_tokens == 3 * CALL_TOKENS  # the child's charged to its parent once
