@@ -177,6 +177,7 @@ class TetherPlugin(SimplePlugin):
             self._model = ModelActivities(
                 conversations=self._store(), functions=self._functions(),
                 mcp_servers=settings.mcp_endpoint_policy, brokered_env=settings.brokered_env,
+                max_file_bytes=settings.max_file_mb << 20,
                 providers=Providers(ProviderOptions(
                     timeout_seconds=settings.model_timeout_seconds,
                     max_output_tokens=settings.max_output_tokens,

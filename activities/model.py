@@ -26,6 +26,7 @@ from tether.contracts import (
 from tether.contracts.activities import MODEL_CALL, START_CONVERSATION
 from tether.contracts.caps import cap_arguments
 from tether.contracts.digests import arguments_digest
+from tether.contracts.files import MAX_FILE_BYTES
 from tether.contracts.network import BrokeredSecret
 from tether.contracts.tools import BUILTIN_TOOLS, RUNTIME_TOOLS, ToolSpec
 from tether.llm import Providers
@@ -60,8 +61,10 @@ class ModelActivities:
 
     def __init__(self, *, conversations: Conversations, providers: Providers,
                  functions: FunctionTools | None = None, mcp_servers: McpEndpoints | None = None,
-                 brokered_env: Iterable[str] = ()) -> None:
+                 brokered_env: Iterable[str] = (), max_file_bytes: int = MAX_FILE_BYTES) -> None:
         self.conversations = conversations
+        self.max_file_bytes = max_file_bytes
+        """The largest file a run may be given (TETHER_MAX_FILE_MB): refused at its start."""
         self.providers = providers
         self.functions = functions or FunctionTools()
         self.mcp_servers = mcp_servers or McpEndpoints()
@@ -77,7 +80,8 @@ class ModelActivities:
         specs = [*self._tool_specs(input.tools), *(RUNTIME_TOOLS[name] for name in input.runtime_tools)]
         try:
             if input.files:
-                await asyncio.to_thread(check_files, self.conversations.blobs, input.files, input.disk_mb)
+                await asyncio.to_thread(check_files, self.conversations.blobs, input.files, input.disk_mb,
+                                        self.max_file_bytes)
             head = await self.conversations.append_async(None, [
                 Message(role="system", content=input.system_prompt + secrets_note(input.secrets)),
                 Message(role="user", content=input.task),

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError
 from tether import client as tether
 from tether.contracts import names
+from tether.contracts.activities import ACQUIRE_SANDBOX
 from tether.store.files import FilesRefused
 from tether.store.streams import put_stream
 
@@ -98,7 +99,7 @@ async def test_a_digest_the_store_lacks_fails_the_run_at_its_start(temporal_clie
         id=f"files-missing-{worker}", task_queue=worker)
     reason = await failure_of(handle)
     assert "file 'data.csv'" in reason and "is not in the content store" in reason
-    assert sandboxes_of(handle.id) == []  # refused at start: no sandbox was ever made
+    assert ACQUIRE_SANDBOX not in await history_text(handle)  # refused at start: no sandbox asked for
 
 
 @pytest.mark.parametrize("name", ["../escape.txt", "/etc/cron.d/x", "a/../../b", "a//b", "back\\slash"])
@@ -146,7 +147,7 @@ async def test_a_file_over_the_cap_is_refused_by_the_client_and_by_the_worker_na
     code, _, err = await cli(temporal_address, worker, "run", "x", "--model", "scripted:examples/demo.json",
                              "--file", str(big))
     assert code == 2 and "TETHER_MAX_FILE_MB" in err
-    # Put in the store by other means, it is refused by the worker that would place it.
+    # Put in the store by other means, it is refused by the worker when the run starts.
     with big.open("rb") as source:
         digest = put_stream(tether.content_store(), source)
     handle = await temporal_client.start_workflow(
@@ -155,6 +156,7 @@ async def test_a_file_over_the_cap_is_refused_by_the_client_and_by_the_worker_na
         id=f"files-big-{worker}", task_queue=worker)
     reason = await failure_of(handle)
     assert f"is {cap + 1} bytes; the limit is {cap} (TETHER_MAX_FILE_MB=64 on the worker" in reason
+    assert ACQUIRE_SANDBOX not in await history_text(handle)  # refused at start: no sandbox asked for
 
 
 async def test_files_that_do_not_fit_the_workspace_are_refused_at_start(
