@@ -315,3 +315,13 @@ async def test_a_sub_agent_is_charged_to_its_parents_account_whatever_the_call_n
     assert result.status == "completed", result.stop_reason
     assert (account.used.tokens, account.calls) == (3 * CALL_TOKENS, 3)
     assert result.usage.total_tokens == 3 * CALL_TOKENS  # the child's charged to its parent once
+
+
+async def test_tether_run_naming_no_account_says_how_to_make_one(
+        temporal_address: str, worker: WorkerProcess):
+    code, out, err = await tether_cli(temporal_address, worker.task_queue, "run", "count",
+                                      "--model", "scripted:examples/demo.json", "--account", "nobody-here")
+    assert code == 2, out
+    assert ("budget account 'nobody-here' does not exist: create it with "
+            "`tether account set nobody-here") in err
+    assert "Traceback" not in err
