@@ -156,6 +156,10 @@ class TarReader:
                          extended.get("linkpath", info.linkname))
             extended = {}
 
+    def body(self, size: int) -> Body:
+        """The next member's body as a file to read, for a receiver that takes it as it comes."""
+        return Body(self, size)
+
     def copy_body(self, size: int, out: int | None) -> str:
         """Reads a member's body (and its padding) into `out`; returns its sha256."""
         digest = hashlib.sha256()
@@ -171,6 +175,33 @@ class TarReader:
             remaining -= got
         self.exact(-size % BLOCK)
         return digest.hexdigest()
+
+
+class Body:
+    """A member's bytes as its receiver reads them, hashed; `finish` reads (and hashes) what
+    it left, and the padding after."""
+
+    def __init__(self, reader: TarReader, size: int) -> None:
+        self.reader, self.size, self.left = reader, size, size
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self.left if size < 0 else min(size, self.left)
+        if not wanted:
+            return b""
+        data = self.reader.exact(wanted)
+        self.left -= wanted
+        self.digest.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def finish(self) -> str:
+        while self.read(CHUNK):
+            pass
+        self.reader.exact(-self.size % BLOCK)
+        return self.digest.hexdigest()
 
 
 def pax_records(body: bytes) -> dict[str, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import socket
 import struct
@@ -32,7 +33,7 @@ from docker.errors import APIError, NotFound
 from tether.contracts.files import name_problem
 from tether.sandbox.hardening import SANDBOX_UID
 from tether.sandbox.manager import SandboxGone, SandboxManager
-from tether.sandbox.tar_in_sandbox import header
+from tether.sandbox.tar_in_sandbox import Refused, TarReader, header
 
 Kind = Literal["file", "dir", "symlink"]
 CHUNK_BYTES = 1 << 20
@@ -180,11 +181,12 @@ def _start(sandboxes: SandboxManager, container_id: str, started_at: str | None,
     return _Exec(sandboxes, exec_id, sock, raw)
 
 
-class _Frames:
-    """The exec's output, demultiplexed: stdout as a file tarfile reads (at most `limit`
+class _Frames(io.RawIOBase):
+    """The exec's output, demultiplexed: stdout as a raw file to read (at most `limit`
     bytes), stderr kept aside up to MAX_REPORT_BYTES for the report."""
 
     def __init__(self, sock: socket.socket, limit: int) -> None:
+        super().__init__()
         self.sock = sock
         self.limit = limit
         self.read_bytes = 0
@@ -192,13 +194,16 @@ class _Frames:
         self._pending = memoryview(b"")
         self.ended = False
 
-    def read(self, size: int = -1) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
         while not self._pending and not self.ended:
             self._next_frame()
-        if size < 0 or size > len(self._pending):
-            size = len(self._pending)
-        chunk, self._pending = self._pending[:size], self._pending[size:]
-        return bytes(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
     def drain(self) -> None:
         while not self.ended:
@@ -395,45 +400,6 @@ def _match(entries: list[Entry], report: dict[str, Any]) -> None:
                                   f" ({str(other.get('sha256'))[:12]} for {entry.sha256[:12]})")
 
 
-class _BoundedInfo(tarfile.TarInfo):
-    """tarfile reads an extended header whole, whatever length it claims: from a hostile
-    sandbox, that length is bounded first."""
-
-    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.size > MAX_HEADER_BYTES:
-            raise tarfile.HeaderError(f"an extended header of {self.size} bytes")
-        return super()._proc_pax(archive)  # type: ignore[misc]  # private, stable since 3.x
-
-    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.size > MAX_HEADER_BYTES:
-            raise tarfile.HeaderError(f"a long name of {self.size} bytes")
-        return super()._proc_gnulong(archive)  # type: ignore[misc]  # private, stable since 3.x
-
-
-class _Counted:
-    """A member's bytes as the receiver reads them, hashed; `finish` hashes what it left."""
-
-    def __init__(self, source: IO[bytes], size: int) -> None:
-        self.source = source
-        self.left = size
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        chunk = self.source.read(size) if size else b""
-        self.left -= len(chunk)
-        self.digest.update(chunk)
-        return chunk
-
-    def readable(self) -> bool:
-        return True
-
-    def finish(self) -> str:
-        while self.read(CHUNK_BYTES):
-            pass
-        return self.digest.hexdigest()
-
-
 def _receive_members(run: _Exec, on_entry: Callable[[Entry, IO[bytes] | None], None],
                      paths: list[str] | None, max_bytes: int, max_entries: int) -> Transferred:
     limit = max_bytes + (max_entries + 4) * (2 * MAX_HEADER_BYTES)
@@ -444,7 +410,7 @@ def _receive_members(run: _Exec, on_entry: Callable[[Entry, IO[bytes] | None], N
         _shutdown_write(run.sock)
         try:
             received = _read_tar(frames, on_entry, paths, max_bytes, max_entries)
-        except (tarfile.TarError, OSError) as error:
+        except (tarfile.TarError, OSError, Refused) as error:
             # A sandbox that refuses stops its tar short: its report says why, after it.
             broken = str(error)
         frames.drain()
@@ -468,43 +434,43 @@ def _receive_members(run: _Exec, on_entry: Callable[[Entry, IO[bytes] | None], N
 
 def _read_tar(frames: _Frames, on_entry: Callable[[Entry, IO[bytes] | None], None],
               paths: list[str] | None, max_bytes: int, max_entries: int) -> list[Entry]:
+    """The members as they come, each held to the checks before it is handed on; the
+    blocks are read with the sandbox end's own reader (extended headers bounded)."""
     wanted = None if paths is None else set(paths)
     seen: set[str] = set()
     received: list[Entry] = []
     total = 0
-    with tarfile.open(fileobj=frames, mode="r|", tarinfo=_BoundedInfo,  # type: ignore[call-overload]  # copybufsize: see tar_in_sandbox
-                      bufsize=CHUNK_BYTES, copybufsize=CHUNK_BYTES) as tar:
-        for member in tar:
-            name = member.name
-            problem = name_problem(name, what="member name")
-            if problem:
-                raise TransferRefused(f"the sandbox sent {problem}")
-            if name in seen or (wanted is not None and name not in wanted):
-                raise TransferRefused(f"the sandbox sent {name!r}, which was not asked for")
-            seen.add(name)
-            if len(received) >= max_entries:
-                raise TransferRefused(f"the sandbox sent more than {max_entries} entries")
-            mode = member.mode & 0o7777
-            if member.isfile():
-                total += member.size
-                if total > max_bytes:
-                    raise TransferRefused(f"{name!r} takes the stream over its {max_bytes}-byte bound")
-                source = tar.extractfile(member)
-                assert source is not None  # a regular member always has its bytes
-                body = _Counted(source, member.size)
-                on_entry(Entry(name, "file", member.size, mode), body)  # type: ignore[arg-type]
-                received.append(Entry(name, "file", member.size, mode, body.finish()))
-            elif member.isdir() or member.issym():
-                kind: Kind = "dir" if member.isdir() else "symlink"
-                entry = Entry(name, kind, 0, mode, target=member.linkname if kind == "symlink" else "")
-                if kind == "symlink" and not _stays_inside(name, member.linkname):
-                    raise TransferRefused(
-                        f"the sandbox sent a link {name!r} -> {member.linkname!r} that leads out")
-                on_entry(entry, None)
-                received.append(entry)
-            else:
+    reader = TarReader(io.BufferedReader(frames, CHUNK_BYTES))
+    for member in reader.members():
+        name = member.name
+        problem = name_problem(name, what="member name")
+        if problem:
+            raise TransferRefused(f"the sandbox sent {problem}")
+        if name in seen or (wanted is not None and name not in wanted):
+            raise TransferRefused(f"the sandbox sent {name!r}, which was not asked for")
+        seen.add(name)
+        if len(received) >= max_entries:
+            raise TransferRefused(f"the sandbox sent more than {max_entries} entries")
+        mode = member.mode & 0o7777
+        if member.kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            total += member.size
+            if total > max_bytes:
+                raise TransferRefused(f"{name!r} takes the stream over its {max_bytes}-byte bound")
+            body = reader.body(member.size)
+            on_entry(Entry(name, "file", member.size, mode), body)  # type: ignore[arg-type]
+            received.append(Entry(name, "file", member.size, mode, body.finish()))
+        elif member.kind in (tarfile.DIRTYPE, tarfile.SYMTYPE):
+            kind: Kind = "dir" if member.kind == tarfile.DIRTYPE else "symlink"
+            if kind == "symlink" and not _stays_inside(name, member.target):
                 raise TransferRefused(
-                    f"the sandbox sent {name!r}, which is not a file, a directory or a link")
+                    f"the sandbox sent a link {name!r} -> {member.target!r} that leads out")
+            reader.copy_body(member.size, None)
+            entry = Entry(name, kind, 0, mode, target=member.target if kind == "symlink" else "")
+            on_entry(entry, None)
+            received.append(entry)
+        else:
+            raise TransferRefused(
+                f"the sandbox sent {name!r}, which is not a file, a directory or a link")
     return received
 
 
