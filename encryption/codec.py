@@ -34,6 +34,11 @@ UNDECODABLE = "the worker cannot decode the run's payloads"
 """How a worker's failure to decrypt a run begins, in clear: see `KeyErrorsInClear`."""
 
 
+class UndecodablePayload(DecryptionError):
+    """A Temporal payload the keys at hand can't decrypt (not a store's blob): the message
+    names the key."""
+
+
 class EncryptionCodec(PayloadCodec):
     def __init__(self, keys: KeyRing) -> None:
         self.keys = keys
@@ -61,7 +66,10 @@ class EncryptionCodec(PayloadCodec):
             key_id = payload.metadata.get(KEY_ID, b"").decode("ascii")
         except UnicodeDecodeError:
             raise DecryptionError(f"an encrypted payload's {KEY_ID} is not a key id") from None
-        plaintext = self.keys.decrypt(key_id, payload.data)
+        try:
+            plaintext = self.keys.decrypt(key_id, payload.data)
+        except DecryptionError as error:
+            raise UndecodablePayload(str(error)) from None
         try:
             return Payload.FromString(plaintext)
         except DecodeError:
@@ -79,7 +87,7 @@ class KeyErrorsInClear(DefaultFailureConverterWithEncodedAttributes):
                    failure: Failure) -> None:
         super().to_failure(exception, payload_converter, failure)
         seen: BaseException | None = exception
-        while seen is not None and not isinstance(seen, DecryptionError):
+        while seen is not None and not isinstance(seen, UndecodablePayload):
             seen = seen.__cause__
         if seen is not None:
             failure.ClearField("encoded_attributes")
