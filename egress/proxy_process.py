@@ -5,10 +5,11 @@ mitmproxy (mitmproxy pins versions tether's own dependencies can't share). It im
 of tether's but `policy.py`, beside it.
 
 Each run that may reach the network gets a unix socket of its own, mounted into its sandbox.
-A connection accepted there is relayed to mitmproxy's listener on 127.0.0.1, and the relay's
-own source port is recorded as that run's before a byte is relayed: the policy addon knows a
-run by the socket its connection came through, never by anything the tool sends. A connection
-to the listener that no relay made (from anything else on the host) has no run and is refused.
+A connection accepted there is handed straight to mitmproxy's connection handler (no second
+connection, no relay copying its bytes), and the handler's client id is recorded as that
+run's before a byte is read: the policy addon knows a run by the socket its connection came
+through, never by anything the tool sends. A connection to mitmproxy's own listener on
+127.0.0.1 (from anything else on the host) has no run and is refused.
 
 Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allow": [{host,
 port}], "secrets": [{host, header, prefix, env}], "values": {env: value}}`, `{"op": "close",
@@ -35,10 +36,10 @@ from typing import Any
 
 from interception import Interception, RunCA, Secret
 from mitmproxy import ctx, http, master, options, tls
-from mitmproxy.addons import default_addons
+from mitmproxy.addons import block, core, disable_h2c, dns_resolver, next_layer, proxyserver, tlsconfig
+from mitmproxy.proxy.mode_servers import ProxyConnectionHandler, ServerInstance
 from policy import Entry, Policy, Refused, literal
 
-RELAY_CHUNK = 256 * 1024
 PROXY_HOST = "127.0.0.1"
 
 
@@ -69,7 +70,7 @@ class Run:
     secrets: dict[str, list[Secret]] = field(default_factory=dict)
     """Secret host (lower-case name, or address as `ipaddress` spells it) → headers to add."""
     ca: RunCA | None = None
-    connections: set[asyncio.Task[None]] = field(default_factory=set)
+    connections: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
 
 
 class Egress:
@@ -77,8 +78,11 @@ class Egress:
 
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
-        self.by_port: dict[int, Connection] = {}
+        self.by_client: dict[str, Connection] = {}
+        """mitmproxy's client id of each connection accepted on a run's socket → its run."""
         self.proxy_port = 0
+        self.instance: ServerInstance[Any] | None = None
+        """mitmproxy's regular proxy server: the runs' connections are handled as its own."""
 
     # --- events to the worker --------------------------------------------------------------
     def emit(self, message: dict[str, Any]) -> None:
@@ -109,55 +113,44 @@ class Egress:
         if run is None:
             return
         run.server.close()
-        for task in run.connections:
-            task.cancel()
+        # mitmproxy's handler ends a connection whose client went (and its server's with it).
+        for writer in list(run.connections.values()):
+            writer.transport.abort()
         with contextlib.suppress(FileNotFoundError):
             if os.stat(run.path).st_ino == run.inode:
                 os.unlink(run.path)
 
     def _accept(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         run = self.runs.get(key)
-        if run is None:
+        if run is None or self.instance is None:
             writer.close()
             return
-        task = asyncio.create_task(self._relay(key, reader, writer))
-        run.connections.add(task)
-        task.add_done_callback(run.connections.discard)
+        task = asyncio.create_task(self._handle(key, self.instance, reader, writer))
+        run.connections[task] = writer
+        task.add_done_callback(lambda done: run.connections.pop(done, None))
 
-    async def _relay(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, key: str, instance: ServerInstance[Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """What mitmproxy's own listener does with a connection it accepts, for one accepted on
+        the run's socket: the run is recorded by the handler's client id before it reads."""
         connection = Connection(key)
-        port = 0
+        stream = _Counted(reader, writer, connection)
+        handler = ProxyConnectionHandler(ctx.master, stream, stream, ctx.options, instance.mode)
+        handler.layer = instance.make_top_layer(handler.layer.context)
+        client_id = handler.client.id
+        self.by_client[client_id] = connection
         try:
-            up_reader, up_writer = await asyncio.open_connection(PROXY_HOST, self.proxy_port)
-            port = up_writer.get_extra_info("sockname")[1]
-            self.by_port[port] = connection
-            try:
-                await asyncio.gather(self._pipe(reader, up_writer, connection, "sent"),
-                                     self._pipe(up_reader, writer, connection, "received"))
-            finally:
-                up_writer.close()
+            with instance.manager.register_connection(client_id, handler):
+                await handler.handle_client()
         except (OSError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
-            self.by_port.pop(port, None)
+            self.by_client.pop(client_id, None)
             if connection.tunnel is not None:
                 host, tunnel_port = connection.tunnel
                 self.decided(key, host, tunnel_port, allowed=True, reason=connection.upstream_error,
                              sent=connection.sent, received=connection.received)
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, connection: Connection,
-                    counter: str) -> None:
-        try:
-            while chunk := await source.read(RELAY_CHUNK):
-                setattr(connection, counter, getattr(connection, counter) + len(chunk))
-                sink.write(chunk)
-                await sink.drain()
-        finally:
-            with contextlib.suppress(OSError):
-                if sink.can_write_eof():
-                    sink.write_eof()
 
     # --- mitmproxy's hooks -------------------------------------------------------------------
     async def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -242,10 +235,7 @@ class Egress:
         return self._connection_of_client(flow.client_conn)
 
     def _connection_of_client(self, client: Any) -> Connection | None:
-        peer = client.peername
-        if not peer or peer[0] != PROXY_HOST:
-            return None
-        return self.by_port.get(peer[1])
+        return self.by_client.get(client.id)
 
     async def _decide(self, flow: http.HTTPFlow) -> Connection | None:
         """The connection's run when the request may go on (to the address that was checked),
@@ -310,6 +300,37 @@ class Egress:
             self.decided(key, host, flow.request.port, allowed=False, reason=reason)
 
 
+class _Counted:
+    """A run socket's connection as mitmproxy's handler reads and writes it, counting the bytes
+    each way for the decision. Its peer name is a loopback one (mitmproxy's `block` addon wants
+    an address); the run is never known by it, only by the handler's client id."""
+
+    PEER = (PROXY_HOST, 0)
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 connection: Connection) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.connection = connection
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.reader.read(n)
+        self.connection.sent += len(data)
+        return data
+
+    def write(self, data: bytes) -> None:
+        self.connection.received += len(data)
+        self.writer.write(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in ("peername", "sockname"):
+            return self.PEER
+        return self.writer.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:  # drain, close, is_closing, write_eof, ...
+        return getattr(self.writer, name)
+
+
 def _names(host_header: str | None, host: str, port: int) -> bool:
     """Whether a request's Host (or :authority) names the tunnel's host: on shared hosting it
     picks the site, and a secret must not reach another one behind the same address."""
@@ -354,6 +375,15 @@ async def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _addons() -> list[Any]:
+    """The mitmproxy addons the proxy needs, of its default set: every hook of every request
+    is offered to each addon in turn, and the 25 others (playback, rewriting, saving, scripts,
+    the onboarding app that would answer mitm.it itself, ...) took most of a request's time
+    doing nothing. `block` and `disable_h2c` stay: checks, not features."""
+    return [core.Core(), block.Block(), disable_h2c.DisableH2C(), proxyserver.Proxyserver(),
+            dns_resolver.DnsResolver(), next_layer.NextLayer(), tlsconfig.TlsConfig()]
+
+
 async def _serve_control(egress: Egress) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
@@ -384,12 +414,11 @@ async def main(confdir: str, upstream_ca: str | None) -> None:
     # Ahead of mitmproxy's own addons: it decides which tunnels pass through untouched (all
     # but those to a run's secret hosts: the tool's TLS reaches the host) before they do.
     proxy.addons.add(Interception(egress.terminated))
-    proxy.addons.add(*default_addons())
+    proxy.addons.add(*_addons())
     proxy.addons.add(egress)
     # Bodies stream (the addon sets every allowed flow's stream), so a large download is
     # never held whole.
-    # No onboarding app: for a run that lists mitm.it, mitmproxy would answer it itself.
-    opts.update(connection_strategy="eager", onboarding=False)
+    opts.update(connection_strategy="eager")
     if upstream_ca is not None:
         # A secret host's certificate is checked against these (the system's CAs and
         # TETHER_EGRESS_CA_FILE's), never accepted unverified.
@@ -401,6 +430,7 @@ async def main(confdir: str, upstream_ca: str | None) -> None:
             running.result()
         await asyncio.sleep(0.01)
     egress.proxy_port = server.listen_addrs()[0][1]
+    egress.instance = next(iter(server.servers))
     egress.emit({"event": "ready", "port": egress.proxy_port})
     try:
         await _serve_control(egress)
