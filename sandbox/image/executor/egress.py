@@ -44,6 +44,9 @@ def _accept_egress(listener: socket.socket, socket_path: str) -> None:
 def _relay_one(client: socket.socket, socket_path: str) -> None:
     upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        # A tool's small writes (a CONNECT, a TLS handshake's records) go on at once, not
+        # behind Nagle's wait for the previous segment's ACK.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             upstream.connect(socket_path)
         except OSError as error:
