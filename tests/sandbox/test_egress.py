@@ -18,6 +18,7 @@ from tether.sandbox.manager import SandboxBroken
 from tether.sandbox.workspace import put_file
 
 from tests.egress.conftest import egress  # noqa: F401 (the proxy, as a worker runs it)
+from tests.egress.git_server import README, git_server, make_repository
 from tests.egress.package_index import PROBE, pip_zip, write_index
 from tests.egress.servers import directory_server, http_server, make_ca
 from tests.helpers import sandboxes
@@ -191,6 +192,23 @@ async def test_pip_installs_a_package_from_an_allowed_index_through_the_proxy(
         assert refused.exit_code != 0 and "No matching distribution found" in refused.stderr
         await egress.settle()
         assert [(d.destination, d.allowed) for d in egress.take(sandbox)][-1] == ("evil.example:80", False)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_git_clones_a_repository_from_an_allowed_server_through_the_proxy(
+        egress_sandbox: Sandbox, egress: EgressProxy, runtime: str, tmp_path: Path) -> None:  # noqa: F811
+    make_repository(tmp_path)
+    with git_server(tmp_path, host=HOST) as port, git_server(tmp_path, host=HOST) as unlisted:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        cloned = await call(sandbox, f"git clone -q http://{HOST}:{port}/repo.git && cat repo/README",
+                            timeout=60)
+        assert cloned.exit_code == 0 and cloned.stdout == README, cloned.stderr
+        refused = await call(sandbox, f"git clone -q http://{HOST}:{unlisted}/repo.git other", timeout=60)
+        assert refused.exit_code != 0 and "returned error: 403" in refused.stderr, refused.stderr
+        await egress.settle()
+        decisions = [(d.destination, d.allowed) for d in egress.take(sandbox)]
+        assert (f"{HOST}:{port}", True) in decisions
+        assert decisions[-1] == (f"{HOST}:{unlisted}", False)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
