@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -98,10 +99,12 @@ class _Backend(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def git_server(root: Path, host: str = "127.0.0.1") -> Iterator[int]:
-    """Serves the repositories under `root` over git's smart HTTP; yields the port."""
+def git_server(root: Path, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """Serves the repositories under `root` over git's smart HTTP (HTTPS with `tls`); yields the port."""
     handler = type("Backend", (_Backend,), {"root": root})
     server = ThreadingHTTPServer((host, 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]

@@ -212,6 +212,22 @@ async def test_git_clones_a_repository_from_an_allowed_server_through_the_proxy(
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_git_clones_over_https_through_the_proxys_tunnel_checking_the_servers_certificate(
+        egress_sandbox: Sandbox, runtime: str, tmp_path: Path) -> None:
+    tls, ca = make_ca(tmp_path)
+    make_repository(tmp_path / "served")
+    with git_server(tmp_path / "served", host=HOST, tls=tls) as port:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        await call(sandbox, f"cat > /workspace/ca.pem <<'EOF'\n{ca.read_text()}EOF")
+        cloned = await call(sandbox, f"GIT_SSL_CAINFO=/workspace/ca.pem git clone -q"
+                                     f" https://{HOST}:{port}/repo.git && cat repo/README", timeout=60)
+        assert cloned.exit_code == 0 and cloned.stdout == README, cloned.stderr
+        # The tunnel is the tool's own TLS: a server its trust store doesn't vouch for is refused.
+        untrusted = await call(sandbox, f"git clone -q https://{HOST}:{port}/repo.git other", timeout=60)
+        assert untrusted.exit_code != 0 and "certificate" in untrusted.stderr.lower(), untrusted.stderr
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_a_sandbox_whose_proxy_is_gone_is_told_so_with_a_503(
         egress_sandbox: Sandbox, egress: EgressProxy, runtime: str) -> None:  # noqa: F811
     sandbox = await egress_sandbox(runtime, "evil.example")
