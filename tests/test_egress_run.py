@@ -7,12 +7,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.client import Client
 from tether import client as tether
 
 from tests.egress.git_server import README, git_server, make_repository
 from tests.egress.servers import http_server
 from tests.helpers import free_port, wait_for
+from tests.sandbox.attacks import RUNTIMES, require
 from tests.scripts import scripted_run, turn
 from tests.test_metrics import scrape, value
 from tests.workflows.worker_process import WorkerProcess
@@ -46,15 +48,17 @@ async def test_a_run_reaches_its_allowed_host_and_its_transcript_says_what_was_d
     assert second.note == "python: egress denied evil.example:80"
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_a_run_clones_a_repository_from_its_allowed_server_and_a_clone_from_another_port_is_denied(
-    temporal_client: Client, worker: str, tmp_path: Path
+    temporal_client: Client, worker: str, tmp_path: Path, runtime: str
 ) -> None:
     make_repository(tmp_path)
     with git_server(tmp_path, host="127.0.0.2") as port, git_server(tmp_path, host="127.0.0.2") as other:
         handle = await tether.start_run(temporal_client, scripted_run(
             "clone", turn(shell=f"git clone -q http://127.0.0.2:{port}/repo.git && cat repo/README"),
             turn(shell=f"git clone -q http://127.0.0.2:{other}/repo.git other"), turn("done"),
-            sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}}), task_queue=worker)
+            sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}, "runtime": require(runtime)}),
+            task_queue=worker)
         result = await handle.result()
     assert result.status == "completed", result
     first, second, _ = await tether.get_transcript(temporal_client, handle.id)
