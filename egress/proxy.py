@@ -20,7 +20,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +306,13 @@ class EgressProxy:
                  "allowed" if decision.allowed else "denied", decision.destination, message["key"],
                  f" ({decision.reason})" if decision.reason else "", decision.sent, decision.received)
         kept = self._decisions[str(message["key"])]
+        if message.get("more") and kept and (kept[-1].host, kept[-1].port) == (decision.host, decision.port):
+            # What a tunnel moved after its tool's end, its decision not yet taken: one tunnel,
+            # one decision. Taken already, the bytes go to the next call's (and its budget).
+            last = kept[-1]
+            kept[-1] = replace(last, sent=last.sent + decision.sent,
+                               received=last.received + decision.received)
+            return
         kept.append(decision)
         del kept[:-KEPT_PER_SANDBOX]
         if self.on_decision is not None:

@@ -16,7 +16,8 @@ port}], "secrets": [{host, header, prefix, env}], "values": {env: value}}`, `{"o
 "key"}` and `{"op": "ping"}`, each answered on stdout with `{"id", "ok"}` (and `"ca"`, the run
 CA's certificate, when the run has secrets); stdout also carries `{"event": "decision", "key",
 "host", "port", "allowed", "reason", "sent", "received"}` for every request or
-tunnel. stdin closing ends the process.
+tunnel (a tunnel's when the tool's end of it ends; bytes that pass after that come in one more
+such event with `"more": true`). stdin closing ends the process.
 
 Secrets' values come over stdin, a pipe only the worker holds: never in argv (which `ps`
 shows) nor in this process's environment, and never written out again (not in a reply, an
@@ -31,6 +32,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,8 @@ class Connection:
     a 502 saying so, and the secret goes nowhere."""
     sent: int = 0
     received: int = 0
+    reported: tuple[int, int] | None = None
+    """The bytes (sent, received) a decision has recorded so far; None before the first."""
 
 
 @dataclass
@@ -90,9 +94,10 @@ class Egress:
         sys.stdout.flush()
 
     def decided(self, key: str, host: str, port: int, *, allowed: bool, reason: str = "",
-                sent: int = 0, received: int = 0) -> None:
-        self.emit({"event": "decision", "key": key, "host": host, "port": port, "allowed": allowed,
-                   "reason": reason, "sent": sent, "received": received})
+                sent: int = 0, received: int = 0, more: bool = False) -> None:
+        message = {"event": "decision", "key": key, "host": host, "port": port, "allowed": allowed,
+                   "reason": reason, "sent": sent, "received": received}
+        self.emit(message | {"more": True} if more else message)
 
     # --- the runs' sockets -------------------------------------------------------------------
     async def open(self, key: str, path: str, entries: list[Entry],
@@ -134,7 +139,7 @@ class Egress:
         """What mitmproxy's own listener does with a connection it accepts, for one accepted on
         the run's socket: the run is recorded by the handler's client id before it reads."""
         connection = Connection(key)
-        stream = _Counted(reader, writer, connection)
+        stream = _Counted(reader, writer, connection, self._report)
         handler = ProxyConnectionHandler(ctx.master, stream, stream, ctx.options, instance.mode)
         handler.layer = instance.make_top_layer(handler.layer.context)
         client_id = handler.client.id
@@ -147,10 +152,23 @@ class Egress:
         finally:
             writer.close()
             self.by_client.pop(client_id, None)
-            if connection.tunnel is not None:
-                host, tunnel_port = connection.tunnel
-                self.decided(key, host, tunnel_port, allowed=True, reason=connection.upstream_error,
-                             sent=connection.sent, received=connection.received)
+            self._report(connection)
+
+    def _report(self, connection: Connection) -> None:
+        """Records a tunnel's decision when the tool's end of it ends, not when the server's
+        does (which can be much later, or never): the tool's call then finds it as it settles.
+        Bytes that still pass after that (to a tool that only half-closed) are recorded when
+        the connection ends, as a decision of their own, so none go uncounted."""
+        if connection.tunnel is None:
+            return
+        sent, received = connection.reported or (0, 0)
+        if connection.reported is not None and (sent, received) == (connection.sent, connection.received):
+            return
+        host, port = connection.tunnel
+        self.decided(connection.key, host, port, allowed=True, reason=connection.upstream_error,
+                     sent=connection.sent - sent, received=connection.received - received,
+                     more=connection.reported is not None)
+        connection.reported = (connection.sent, connection.received)
 
     # --- mitmproxy's hooks -------------------------------------------------------------------
     async def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -308,14 +326,18 @@ class _Counted:
     PEER = (PROXY_HOST, 0)
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 connection: Connection) -> None:
+                 connection: Connection, ended: Callable[[Connection], None]) -> None:
         self.reader = reader
         self.writer = writer
         self.connection = connection
+        self.ended = ended
+        """Called when the tool's end has sent all it will."""
 
     async def read(self, n: int = -1) -> bytes:
         data = await self.reader.read(n)
         self.connection.sent += len(data)
+        if not data:
+            self.ended(self.connection)
         return data
 
     def write(self, data: bytes) -> None:
@@ -400,7 +422,10 @@ async def _serve_control(egress: Egress) -> None:
                     reply["ca"] = ca
             elif request["op"] == "close":
                 await egress.close(str(request["key"]))
-            # "ping" needs nothing: its answer follows every decision written before it.
+            else:
+                # Its answer follows every decision written before it, and those of the
+                # connections whose end was read with it: they go first.
+                await asyncio.sleep(0)
             egress.emit(reply)
         except (OSError, KeyError, ValueError) as error:
             egress.emit({"id": request.get("id"), "ok": False, "error": str(error)})
