@@ -4,10 +4,12 @@ its worker, with the second Ctrl-C that stops it at once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import urllib.request
+from types import FrameType
 from urllib.parse import urlsplit
 
 from rich.text import Text
@@ -53,23 +55,40 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """A signal handler: the signal stops `tether dev` as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _say(text: Text) -> None:
+    with contextlib.suppress(OSError):  # after a SIGHUP, the terminal may be gone
+        err.print(text, soft_wrap=True)
+
+
 def stop_worker(process: subprocess.Popen[bytes], drain_seconds: float) -> None:
     """Stops the worker as Ctrl-C asks: it drains, which can take `drain_seconds` while a run
-    (one waiting for approval, say) keeps a sandbox on this host. Says so; a second Ctrl-C
-    kills it at once, which loses nothing: the runs are in Temporal, their sandboxes stay,
-    and the next worker with this worker id takes both up."""
-    err.print(Text("stopping: ", "yellow") + literal(
+    (one waiting for approval, say) keeps a sandbox on this host. Says so; from then on,
+    Ctrl-C (or SIGTERM, SIGHUP) kills it at once, which loses nothing: the runs are in
+    Temporal, their sandboxes stay, and the next worker with this worker id takes both up.
+    A handler, not KeyboardInterrupt, so that no moment of the stopping can miss it."""
+    killed = False
+
+    def at_once(signum: int, frame: FrameType | None) -> None:
+        nonlocal killed
+        killed = True
+        process.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, at_once)
+    _say(Text("stopping: ", "yellow") + literal(
         f"the worker lets its tool calls in flight finish and drains, waiting up to "
         f"{drain_seconds:g} s (TETHER_DRAIN_SECONDS) for runs with a sandbox here, such as one "
         "waiting for approval, to move on. Ctrl-C again stops it now: nothing is lost, the "
-        "next `tether dev` takes its runs up where they are", "yellow"), soft_wrap=True)
-    try:
-        _ask_to_stop(process, drain_seconds)
-    except KeyboardInterrupt:
-        process.kill()
-        process.wait()
-        err.print(literal("stopped the worker at once: its runs and their sandboxes wait for "
-                          "the next worker", "yellow"), soft_wrap=True)
+        "next `tether dev` takes its runs up where they are", "yellow"))
+    _ask_to_stop(process, drain_seconds)
+    if killed:
+        _say(literal("stopped the worker at once: its runs and their sandboxes wait for the "
+                     "next worker", "yellow"))
 
 
 def _ask_to_stop(process: subprocess.Popen[bytes], drain_seconds: float) -> None:

@@ -18,7 +18,7 @@ import typer
 from rich.text import Text
 from tether.cli.app import app
 from tether.cli.context import settings
-from tether.cli.dev_session import joined_server, stop_worker
+from tether.cli.dev_session import as_ctrl_c, joined_server, stop_worker
 from tether.cli.errors import fail, unreachable
 from tether.cli.render import console, err, literal
 from tether.embedded import temporal as embedded
@@ -105,6 +105,10 @@ def dev(
     # Ctrl-C is this command's way out, even when started from a shell that ignores it
     # (a background job), whose children would inherit the ignoring.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # `kill` and a closed terminal stop it as Ctrl-C does: what it starts runs in process
+    # groups of its own, which neither signal reaches.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, as_ctrl_c)
     data = _data_dir()
     address = settings().temporal_address
     keyed = settings().encryption_keys is not None
@@ -144,7 +148,8 @@ def dev(
         if server_process is not None:
             server_process.terminate()
             server_process.wait()
-    console.print("stopped")
+    with contextlib.suppress(OSError):  # a terminal closed under it
+        console.print("stopped")
     if worker_process is not None and worker_process.returncode and worker_process.returncode > 0:
         raise typer.Exit(1)  # the worker could not start, and said why
 

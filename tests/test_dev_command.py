@@ -124,3 +124,31 @@ async def test_a_second_ctrl_c_stops_tether_dev_at_once_and_the_next_one_finishe
         assert result.status == "completed" and result.output == "still here", result
         again.process.send_signal(signal.SIGINT)
         assert await again.ended(120) == 0, again.output
+
+
+def processes_of(queue: str) -> list[int]:
+    """Processes started with TETHER_TASK_QUEUE=`queue` (what `tether dev` started with it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if f"TETHER_TASK_QUEUE={queue}".encode() in environment:
+                found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+async def test_tether_dev_stopped_by_a_signal_or_its_terminal_stops_what_it_started(
+    tmp_path: Path, docker_engine, sig: signal.Signals
+):
+    address = f"127.0.0.1:{free_port()}"
+    queue = f"dev-{uuid.uuid4().hex[:8]}"
+    env = {"TEMPORAL_ADDRESS": address, "TETHER_TASK_QUEUE": queue, "TETHER_WORKER_ID": queue,
+           "TETHER_UI_PORT": str(free_port()), "TETHER_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    async with tether_dev(env) as dev:
+        await dev.until("serving")
+        assert len(processes_of(queue)) >= 3, dev.output  # itself, the server, the worker
+        dev.process.send_signal(sig)
+        assert await dev.ended(120) is not None, dev.output
+    await wait_for(lambda: not processes_of(queue), timeout=60,
+                   what=f"what tether dev started to stop: {processes_of(queue)}")
