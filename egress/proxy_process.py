@@ -2,14 +2,16 @@
 
 Run by the worker (`egress/proxy.py`) with the interpreter of an environment that has
 mitmproxy (mitmproxy pins versions tether's own dependencies can't share). It imports nothing
-of tether's but `policy.py`, beside it.
+of tether's but the modules beside it: `policy.py`, `interception.py` and `tunnel.py`.
 
 Each run that may reach the network gets a unix socket of its own, mounted into its sandbox.
-A connection accepted there is handed straight to mitmproxy's connection handler (no second
-connection, no relay copying its bytes), and the handler's client id is recorded as that
-run's before a byte is read: the policy addon knows a run by the socket its connection came
-through, never by anything the tool sends. A connection to mitmproxy's own listener on
-127.0.0.1 (from anything else on the host) has no run and is refused.
+A connection accepted there whose first request is a CONNECT to an allowed host that the
+proxy adds nothing to is relayed here (`tunnel.py`); any other is handed straight to
+mitmproxy's connection handler (no second connection), with the bytes read so far, and the
+handler's client id is recorded as that run's before it reads: the proxy knows a run by the
+socket its connection came through, never by anything the tool sends. A connection to
+mitmproxy's own listener on 127.0.0.1 (from anything else on the host) has no run and is
+refused.
 
 Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allow": [{host,
 port}], "secrets": [{host, header, prefix, env}], "values": {env: value}}`, `{"op": "close",
@@ -41,6 +43,7 @@ from mitmproxy import ctx, http, master, options, tls
 from mitmproxy.addons import block, core, disable_h2c, dns_resolver, next_layer, proxyserver, tlsconfig
 from mitmproxy.proxy.mode_servers import ProxyConnectionHandler, ServerInstance
 from policy import Entry, Policy, Refused, literal
+from tunnel import ESTABLISHED, read_connect, relay
 
 PROXY_HOST = "127.0.0.1"
 
@@ -75,6 +78,8 @@ class Run:
     """Secret host (lower-case name, or address as `ipaddress` spells it) → headers to add."""
     ca: RunCA | None = None
     connections: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
+    relayed: set[asyncio.Task[Any]] = field(default_factory=set)
+    """The connections relayed here (`tunnel.py`): their server's end is closed with the run."""
 
 
 class Egress:
@@ -121,6 +126,8 @@ class Egress:
         # mitmproxy's handler ends a connection whose client went (and its server's with it).
         for writer in list(run.connections.values()):
             writer.transport.abort()
+        for task in list(run.relayed):
+            task.cancel()
         with contextlib.suppress(FileNotFoundError):
             if os.stat(run.path).st_ino == run.inode:
                 os.unlink(run.path)
@@ -139,7 +146,15 @@ class Egress:
         """What mitmproxy's own listener does with a connection it accepts, for one accepted on
         the run's socket: the run is recorded by the handler's client id before it reads."""
         connection = Connection(key)
-        stream = _Counted(reader, writer, connection, self._report)
+        try:
+            head, target = await read_connect(reader)
+            if target is not None and await self._pass_through(connection, target, head, reader, writer):
+                return
+        except (OSError, asyncio.CancelledError):
+            writer.close()
+            self._report(connection)
+            return
+        stream = _Counted(reader, writer, connection, self._report, head)
         handler = ProxyConnectionHandler(ctx.master, stream, stream, ctx.options, instance.mode)
         handler.layer = instance.make_top_layer(handler.layer.context)
         client_id = handler.client.id
@@ -153,6 +168,49 @@ class Egress:
             writer.close()
             self.by_client.pop(client_id, None)
             self._report(connection)
+
+    async def _pass_through(self, connection: Connection, target: tuple[str, int], head: bytes,
+                            reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Relays an allowed tunnel that passes through untouched (see `tunnel.py`); False
+        when the CONNECT is mitmproxy's to answer (refused, to a secret host)."""
+        host, port = target
+        run = self.runs.get(connection.key)
+        if run is None or run.secrets.get(_canonical(host)):
+            return False
+        try:
+            chosen = await _pin(run.policy, host, port)
+        except Refused:
+            return False
+        connection.tunnel = (host.lower(), port)
+        connection.sent += len(head)
+        task = asyncio.current_task()
+        assert task is not None
+        run.relayed.add(task)
+        try:
+            try:
+                upstream = await asyncio.open_connection(chosen, port)
+            except OSError as error:
+                connection.upstream_error = f"cannot connect to {chosen}:{port}: {error.strerror or error}"
+                answer = _unreachable(connection)
+            else:
+                upstream[1].get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                answer = ESTABLISHED
+            writer.write(answer)
+            connection.received += len(answer)
+            if answer is not ESTABLISHED:
+                return True
+
+            def count(sent: int, received: int) -> None:
+                connection.sent += sent
+                connection.received += received
+            await relay(reader, writer, upstream, count, lambda: self._report(connection))
+        except OSError:
+            pass
+        finally:
+            run.relayed.discard(task)
+            writer.close()
+            self._report(connection)
+        return True
 
     def _report(self, connection: Connection) -> None:
         """Records a tunnel's decision when the tool's end of it ends, not when the server's
@@ -263,15 +321,8 @@ class Egress:
             self._refuse(flow, "", "this connection came through no run's socket")
             return None
         host, port = flow.request.host, flow.request.port
-        policy = self.runs[connection.key].policy
         try:
-            policy.check_name(host, port)
-            address = literal(host)
-            if address is not None:
-                resolved = [str(address)]
-            else:
-                resolved = await _resolve(host, port)
-            chosen = policy.pick_address(host, port, resolved)
+            chosen = await _pin(self.runs[connection.key].policy, host, port)
         except Refused as refused:
             self._refuse(flow, connection.key, str(refused))
             return None
@@ -326,7 +377,9 @@ class _Counted:
     PEER = (PROXY_HOST, 0)
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 connection: Connection, ended: Callable[[Connection], None]) -> None:
+                 connection: Connection, ended: Callable[[Connection], None], read: bytes) -> None:
+        self.pending = read
+        """What was read before mitmproxy took the connection: its first read gets it."""
         self.reader = reader
         self.writer = writer
         self.connection = connection
@@ -334,7 +387,8 @@ class _Counted:
         """Called when the tool's end has sent all it will."""
 
     async def read(self, n: int = -1) -> bytes:
-        data = await self.reader.read(n)
+        data, self.pending = self.pending, b""
+        data = data or await self.reader.read(n)
         self.connection.sent += len(data)
         if not data:
             self.ended(self.connection)
@@ -387,6 +441,24 @@ def _counter(counts: dict[str, Any], name: str) -> Any:
         counts[name] += len(chunk)
         return chunk
     return count
+
+
+async def _pin(policy: Policy, host: str, port: int) -> str:
+    """The address a request or tunnel to host:port goes to, the one checked; Refused when the
+    policy refuses the name or every address it resolves to."""
+    policy.check_name(host, port)
+    address = literal(host)
+    resolved = [str(address)] if address is not None else await _resolve(host, port)
+    return policy.pick_address(host, port, resolved)
+
+
+def _unreachable(connection: Connection) -> bytes:
+    assert connection.tunnel is not None
+    host, port = connection.tunnel
+    body = (f"tether egress: {host}:{port} was allowed but could not be reached"
+            f" ({connection.upstream_error})\n").encode()
+    return (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
 async def _resolve(host: str, port: int) -> list[str]:
