@@ -8,7 +8,6 @@ the history then shows the activity finished on its second attempt (killed in th
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from tether import client as tether
 
-from tests.helpers import sandboxes, sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.test_worker_crash import pending_activity
-from tests.workflows.worker_process import WorkerProcess
+from tests.workflows.worker_process import WorkerProcess, worker_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -37,23 +36,8 @@ CHECK = ("import hashlib, os, subprocess\n"
 async def workers(
     temporal_client: Client, docker_engine, tmp_path: Path,
 ) -> AsyncIterator[Callable[[], WorkerProcess]]:
-    """Worker processes sharing one queue and one worker id; stopped, and their sandboxes
-    removed, after."""
-    queue, worker_id = f"snap-{uuid.uuid4().hex[:8]}", f"snap-{uuid.uuid4().hex[:8]}"
-    made: list[WorkerProcess] = []
-
-    def make() -> WorkerProcess:
-        made.append(WorkerProcess(temporal_client, task_queue=queue, worker_id=worker_id,
-                                  log_file=tmp_path / "worker.log"))
-        return made[-1]
-
-    yield make
-    for process in made:
-        await process.stop()
-    leftovers = sandboxes().managed(**{"tether.worker": worker_id})
-    for container in leftovers:
-        sandboxes().remove(container.id)
-    assert not leftovers, f"sandboxes left behind: {[c.name for c in leftovers]}"
+    async with worker_fleet(temporal_client, tmp_path, "snap") as make:
+        yield make
 
 
 async def kill_while(handle: WorkflowHandle, activity_type: str, running: WorkerProcess,

@@ -9,7 +9,6 @@ the container its predecessor left running.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,10 +17,10 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 from tether import client as tether
 
-from tests.helpers import sandboxes, sandboxes_of, wait_for
+from tests.helpers import sandboxes_of, wait_for
 from tests.scripts import scripted_run, turn
 from tests.workflows.histories import activities, assert_replays, summaries
-from tests.workflows.worker_process import WorkerProcess
+from tests.workflows.worker_process import WorkerProcess, worker_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -37,24 +36,10 @@ STEP_SUMMARIES = [
 
 @pytest.fixture
 async def workers(
-    temporal_client: Client, docker_engine, tmp_path: Path
+    temporal_client: Client, docker_engine, tmp_path: Path,
 ) -> AsyncIterator[Callable[[], WorkerProcess]]:
-    """Makes worker processes that share one queue and one worker id; stops them all after."""
-    queue, worker_id = f"crash-{uuid.uuid4().hex[:8]}", f"crash-{uuid.uuid4().hex[:8]}"
-    made: list[WorkerProcess] = []
-
-    def make() -> WorkerProcess:
-        made.append(WorkerProcess(temporal_client, task_queue=queue, worker_id=worker_id,
-                                  log_file=tmp_path / "worker.log"))
-        return made[-1]
-
-    yield make
-    for process in made:
-        await process.stop()
-    leftovers = sandboxes().managed(**{"tether.worker": worker_id})
-    for container in leftovers:
-        sandboxes().remove(container.id)
-    assert not leftovers, f"sandboxes left behind: {[c.name for c in leftovers]}"
+    async with worker_fleet(temporal_client, tmp_path, "crash") as make:
+        yield make
 
 
 async def pending_activity(handle: WorkflowHandle, activity_type: str) -> bool:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+
+from tests.helpers import sandboxes
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60
@@ -84,3 +89,26 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")[-4000:]
+
+
+@contextlib.asynccontextmanager
+async def worker_fleet(
+    client: Client, log_dir: Path, prefix: str,
+) -> AsyncIterator[Callable[[], WorkerProcess]]:
+    """Makes worker processes that share one queue and one worker id, as successors of a
+    killed worker do; stops them all after, and fails if any sandbox of theirs is left."""
+    queue, worker_id = f"{prefix}-{uuid.uuid4().hex[:8]}", f"{prefix}-{uuid.uuid4().hex[:8]}"
+    made: list[WorkerProcess] = []
+
+    def make() -> WorkerProcess:
+        made.append(WorkerProcess(client, task_queue=queue, worker_id=worker_id,
+                                  log_file=log_dir / "worker.log"))
+        return made[-1]
+
+    yield make
+    for process in made:
+        await process.stop()
+    leftovers = sandboxes().managed(**{"tether.worker": worker_id})
+    for container in leftovers:
+        sandboxes().remove(container.id)
+    assert not leftovers, f"sandboxes left behind: {[c.name for c in leftovers]}"
