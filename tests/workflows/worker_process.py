@@ -15,6 +15,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from tests.helpers import sandboxes
 
@@ -65,11 +66,16 @@ class WorkerProcess:
         # A workflows-only worker has no host queue: it is ready when it polls for workflows.
         assert self.process is not None
         workflows_only = self.env.get("TETHER_ROLE") == "workflows"
-        described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=self.client.namespace,
-            task_queue=TaskQueue(name=self.task_queue if workflows_only else self.host_queue),
-            task_queue_type=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if workflows_only
-                             else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)))
+        try:
+            described = await self.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=self.client.namespace,
+                task_queue=TaskQueue(name=self.task_queue if workflows_only else self.host_queue),
+                task_queue_type=(TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW if workflows_only
+                                 else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)))
+        except RPCError:
+            # A busy dev server can cancel one describe ("operation was canceled"): ask again
+            # until the start's deadline, as for a worker not polling yet.
+            return False
         return any(p.identity.startswith(f"{self.process.pid}@") for p in described.pollers)
 
     async def kill(self) -> None:
