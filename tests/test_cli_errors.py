@@ -55,7 +55,10 @@ async def test_status_of_a_run_no_worker_serves_says_so_at_once(
             started = time.monotonic()
             code, _, err = await cli(temporal_address, worker, command, run_id)
             one_clear_line(code, err, f"no worker polls task queue '{nobody}'", "tether worker")
-            assert time.monotonic() - started < 10
+            # It used to hang past 30 s. The answer itself takes seconds (a 3 s query at
+            # most), but a whole CLI process on a busy 2-core machine has taken 10 s, so the
+            # bound tells "answers" from "hangs" without timing the machine.
+            assert time.monotonic() - started < 25
     finally:
         await tether.get_run(temporal_client, run_id).terminate("test over")
 

@@ -330,6 +330,10 @@ class AgentRun:
     def _publish(self, *, lasting: bool = True) -> None:
         """Shows the run's state; `lasting=False` for a state that may not outlast the
         workflow task, which updates the details only, not the search attributes."""
+        if not workflow.in_workflow():
+            # The worker is evicting this run from its cache: its coroutines are closed
+            # outside the workflow's loop, and the next worker to replay it publishes.
+            return
         visibility.publish(visibility.status_of(self._state, self._input, self._elapsed()),
                            self._state.started_at, search_attributes=lasting)
         if self.parent_link is not None:
