@@ -106,6 +106,8 @@ class EgressProxy:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._decisions: dict[str, list[Decision]] = defaultdict(list)
         self._open: set[str] = set()
+        self._handed: set[str] = set()
+        """The sandboxes whose listener the proxy accepts on itself (see `proxy_process.py`)."""
         self._keys: dict[str, str] = {}
         """A sandbox's container id → the name its socket was opened under (before it had an id)."""
         self._directory: Path | None = None
@@ -177,6 +179,7 @@ class EgressProxy:
             return
         await self._ask({"op": "close", "key": sandbox})
         self._open.discard(sandbox)
+        self._handed.discard(sandbox)
         self._decisions.pop(sandbox, None)
         if self._directory is not None:
             shutil.rmtree(self._directory / _short(sandbox), ignore_errors=True)
@@ -191,12 +194,19 @@ class EgressProxy:
         if self._open and self._process is not None and self._process.returncode is None:
             await self._ask({"op": "ping"})
 
+    def handed(self, sandbox: str) -> bool:
+        """Whether the sandbox's executor handed its tools' listener over, so the proxy
+        accepts their connections itself (False under gVisor: the executor relays them)."""
+        return self._keys.get(sandbox, sandbox) in self._handed
+
     def serves(self, sandbox: str) -> bool:
         """Whether the sandbox (by name or container id) has a socket open."""
         return self._keys.get(sandbox, sandbox) in self._open
 
     async def stop(self) -> None:
         process, self._process = self._process, None
+        self._open.clear()
+        self._handed.clear()
         if process is not None and process.returncode is None:
             assert process.stdin is not None
             process.stdin.close()
@@ -286,6 +296,9 @@ class EgressProxy:
                 continue
             if message.get("event") == "decision":
                 self._record(message)
+            elif message.get("event") == "listener":
+                self._handed.add(str(message["key"]))
+                log.info("egress: the sandbox %s handed its tools' listener to the proxy", message["key"])
             elif (answer := self._answers.get(message.get("id"))) is not None and not answer.done():
                 answer.set_result(message)
         for answer in self._answers.values():
@@ -293,6 +306,7 @@ class EgressProxy:
                 answer.set_exception(EgressUnavailable("the egress proxy exited"))
         if self._process is process:
             self._open.clear()
+            self._handed.clear()
             log.warning("the egress proxy exited (code %s); it starts again on next need",
                         await process.wait())
 

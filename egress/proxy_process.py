@@ -4,8 +4,12 @@ Run by the worker (`egress/proxy.py`) with the interpreter of an environment tha
 mitmproxy (mitmproxy pins versions tether's own dependencies can't share). It imports nothing
 of tether's but the modules beside it: `policy.py`, `interception.py` and `tunnel.py`.
 
-Each run that may reach the network gets a unix socket of its own, mounted into its sandbox.
-A connection accepted there whose first request is a CONNECT to an allowed host that the
+Each run that may reach the network gets a unix socket of its own, mounted into its sandbox,
+and a hand-off socket beside it, where the sandbox's executor passes the descriptor of the
+listener it made on the sandbox's loopback for the tools: the proxy then accepts their
+connections on it itself, as if they had come through the run's socket, with nothing in the
+sandbox relaying them (one listener a run; anything but a listening TCP socket is refused).
+A connection accepted on either whose first request is a CONNECT to an allowed host that the
 proxy adds nothing to is relayed here (`tunnel.py`); any other is handed straight to
 mitmproxy's connection handler (no second connection), with the bytes read so far, and the
 handler's client id is recorded as that run's before it reads: the proxy knows a run by the
@@ -17,9 +21,10 @@ Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allo
 port}], "secrets": [{host, header, prefix, env}], "values": {env: value}}`, `{"op": "close",
 "key"}` and `{"op": "ping"}`, each answered on stdout with `{"id", "ok"}` (and `"ca"`, the run
 CA's certificate, when the run has secrets); stdout also carries `{"event": "decision", "key",
-"host", "port", "allowed", "reason", "sent", "received"}` for every request or
-tunnel (a tunnel's when the tool's end of it ends; bytes that pass after that come in one more
-such event with `"more": true`). stdin closing ends the process.
+"host", "port", "allowed", "reason", "sent", "received"}` for every request or tunnel (a
+tunnel's when the tool's end of it ends; bytes that pass after that come in one more such
+event with `"more": true`), and `{"event": "listener", "key"}` when a run's listener is
+handed over. stdin closing ends the process.
 
 Secrets' values come over stdin, a pipe only the worker holds: never in argv (which `ps`
 shows) nor in this process's environment, and never written out again (not in a reply, an
@@ -33,6 +38,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +52,9 @@ from policy import Entry, Policy, Refused, literal
 from tunnel import ESTABLISHED, read_connect, relay
 
 PROXY_HOST = "127.0.0.1"
+HANDOFF_NAME = "listener.sock"
+"""Beside a run's socket; the executor's `config.py` names it too."""
+HANDOFF_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -80,6 +89,12 @@ class Run:
     connections: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
     relayed: set[asyncio.Task[Any]] = field(default_factory=set)
     """The connections relayed here (`tunnel.py`): their server's end is closed with the run."""
+    handoff: asyncio.Task[None] | None = None
+    """Takes the run's listener from its sandbox."""
+    listener: asyncio.AbstractServer | None = None
+    """The sandbox's own listener, handed over: its tools' connections are accepted here."""
+    handed_by: socket.socket | None = None
+    """The connection that handed it: closing it tells the executor to relay instead."""
 
 
 class Egress:
@@ -114,8 +129,10 @@ class Egress:
         server = await asyncio.start_unix_server(lambda r, w: self._accept(key, r, w), path=path)
         # The sandbox's tools connect under a uid of their own; the socket leads nowhere but here.
         os.chmod(path, 0o666)
+        handoff = _unix_listener(os.path.join(os.path.dirname(path), HANDOFF_NAME))
         ca = RunCA(key, ctx.master.addons.get("tlsconfig").certstore.dhparams) if secrets else None
-        self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino, secrets, ca)
+        run = self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino, secrets, ca)
+        run.handoff = asyncio.create_task(self._take_listeners(key, run, handoff))
         return ca.pem if ca is not None else None
 
     async def close(self, key: str) -> None:
@@ -123,6 +140,12 @@ class Egress:
         if run is None:
             return
         run.server.close()
+        if run.handoff is not None:
+            run.handoff.cancel()
+        if run.listener is not None:
+            run.listener.close()
+        if run.handed_by is not None:
+            run.handed_by.close()
         # mitmproxy's handler ends a connection whose client went (and its server's with it).
         for writer in list(run.connections.values()):
             writer.transport.abort()
@@ -131,6 +154,35 @@ class Egress:
         with contextlib.suppress(FileNotFoundError):
             if os.stat(run.path).st_ino == run.inode:
                 os.unlink(run.path)
+
+    async def _take_listeners(self, key: str, run: Run, handoff: socket.socket) -> None:
+        """Serves the run's hand-off socket, one connection at a time, until the run closes;
+        the first listening TCP socket handed over becomes the run's listener."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                connection, _ = await loop.sock_accept(handoff)
+                try:
+                    listener = await _received_listener(connection)
+                    if listener is None or run.listener is not None or self.runs.get(key) is not run:
+                        if listener is not None:
+                            listener.close()
+                        connection.close()
+                        continue
+                    # Only now: the flag is shared with the sender's descriptor.
+                    listener.setblocking(False)
+                    run.listener = await asyncio.start_server(
+                        lambda r, w: self._accept(key, r, w), sock=listener)
+                    run.handed_by = connection
+                    await loop.sock_sendall(connection, b"ok\n")
+                except OSError:
+                    connection.close()
+                    continue
+                self.emit({"event": "listener", "key": key})
+        finally:
+            handoff.close()
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(os.path.dirname(run.path), HANDOFF_NAME))
 
     def _accept(self, key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         run = self.runs.get(key)
@@ -405,6 +457,55 @@ class _Counted:
 
     def __getattr__(self, name: str) -> Any:  # drain, close, is_closing, write_eof, ...
         return getattr(self.writer, name)
+
+
+def _unix_listener(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o666)  # the executor's uid is the sandbox's, not this process's
+    listener.listen(8)
+    listener.setblocking(False)
+    return listener
+
+
+async def _received_listener(connection: socket.socket) -> socket.socket | None:
+    """The listening TCP socket whose descriptor came on `connection`, in one message with its
+    first byte; None for anything else (no descriptor, more than one, a file, a pipe, a
+    unix or connected socket: whatever a tool in the sandbox might send instead)."""
+    connection.setblocking(False)
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+    loop.add_reader(connection.fileno(), ready)
+    try:
+        await asyncio.wait_for(readable, HANDOFF_TIMEOUT_S)
+    except TimeoutError:
+        return None
+    finally:
+        loop.remove_reader(connection.fileno())
+    # Room for one descriptor: the kernel closes any more a sender packed in, and says so.
+    _, fds, flags, _ = socket.recv_fds(connection, 1, 1)
+    if len(fds) != 1 or flags & socket.MSG_CTRUNC:
+        for fd in fds:
+            os.close(fd)
+        return None
+    try:
+        if not stat.S_ISSOCK(os.fstat(fds[0]).st_mode):
+            raise OSError("not a socket")
+        listener = socket.socket(fileno=fds[0])
+    except OSError:
+        os.close(fds[0])
+        return None
+    if (listener.family not in (socket.AF_INET, socket.AF_INET6) or listener.type != socket.SOCK_STREAM
+            or not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+        listener.close()
+        return None
+    return listener
 
 
 def _names(host_header: str | None, host: str, port: int) -> bool:

@@ -75,7 +75,7 @@ async def fetch(sandbox: str, url: str, *extra: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_an_allowed_host_is_reached_from_the_sandbox_over_http_and_https(
-        egress_sandbox: Sandbox, runtime: str, tmp_path: Path) -> None:
+        egress_sandbox: Sandbox, egress: EgressProxy, runtime: str, tmp_path: Path) -> None:  # noqa: F811
     tls, ca = make_ca(tmp_path)
     with http_server(host=HOST) as port, http_server(tls, host=HOST) as secure:
         sandbox = await egress_sandbox(runtime, f"{HOST}:{port}", f"{HOST}:{secure}")
@@ -84,6 +84,9 @@ async def test_an_allowed_host_is_reached_from_the_sandbox_over_http_and_https(
         await call(sandbox, f"cat > /workspace/ca.pem <<'EOF'\n{ca.read_text()}EOF")
         assert await fetch(sandbox, f"https://{HOST}:{secure}/hello", "/workspace/ca.pem") == (
             200, f"hello from {secure}, host {HOST}:{secure}")
+        # Under runc the proxy accepts the tools' connections itself; gVisor's sockets can't
+        # be passed to the host, so its executor relays them.
+        assert egress.handed(sandbox) == (runtime == "runc")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -138,6 +141,34 @@ async def test_a_tool_that_speaks_to_the_socket_itself_gets_its_runs_policy_and_
         assert "cannot remove" in replaced.stderr and "cannot touch" in replaced.stderr
         again = await call(sandbox, f"python3 /workspace/raw.py '{requests[0]}'")
         assert again.stdout.splitlines() == ["HTTP/1.1 200 OK"], again.stderr
+
+
+HAND_OVER = """
+import socket
+mine = socket.create_server(("127.0.0.1", 0))
+with socket.socket(socket.AF_UNIX) as proxy:
+    proxy.connect("/run/tether-egress/listener.sock")
+    try:
+        socket.send_fds(proxy, [b"L"], [mine.fileno()])
+        print(repr(proxy.recv(64)))
+    except OSError as error:
+        print("not sent:", error.strerror)
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_tool_that_hands_the_proxy_a_listener_of_its_own_is_refused(
+        egress_sandbox: Sandbox, egress: EgressProxy, runtime: str) -> None:  # noqa: F811
+    with http_server(host=HOST) as port:
+        sandbox = await egress_sandbox(runtime, f"{HOST}:{port}")
+        await call(sandbox, f"cat > /workspace/hand.py <<'EOF'\n{HAND_OVER}\nEOF")
+        result = await call(sandbox, "python3 /workspace/hand.py")
+        # runc: the proxy took the executor's already and closes on this one; gVisor: the
+        # descriptor can't leave the sandbox at all.
+        assert result.stdout.strip() == ("b''" if runtime == "runc" else "not sent: Invalid argument"), result
+        assert egress.handed(sandbox) == (runtime == "runc")
+        assert await fetch(sandbox, f"http://{HOST}:{port}/hello") == (
+            200, f"hello from {port}, host {HOST}:{port}")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -35,6 +35,9 @@ CAs and the run's own, whose certificates the proxy shows for the run's secret h
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS",
                 "GIT_SSL_CAINFO", "CURL_CA_BUNDLE")
 EGRESS_PORT = 3128
+HANDOFF_NAME = "listener.sock"
+"""Beside the egress socket: where the proxy takes the tools' listener (`egress.py`)."""
+HANDOFF_TIMEOUT_S = 5.0
 EGRESS_CHUNK = 256 * 1024
 TOOL_UID = os.environ.get("TETHER_TOOL_UID", "")
 """Set where the host starts the executor as root (under gVisor): the uid tools run as, while

@@ -1,17 +1,38 @@
 """The way out, where the run's policy allows one.
 
 The container has no network but its own loopback. Tools reach the host's egress proxy
-through the standard proxy variables, pointing at this relay on 127.0.0.1, which passes each
-connection to the mounted socket. The proxy knows the run by the socket alone, so whatever a
-tool sends (or connects to the socket itself) it gets the run's own policy and nothing more.
+through the standard proxy variables, pointing at a listener on 127.0.0.1 made here. Its
+file descriptor is handed to the proxy over the mounted hand-off socket, so the proxy accepts
+the tools' connections itself: nothing in the sandbox sits on their path, one process
+crossing fewer each way for every round trip. The connection that carried it stays open; when
+it ends (the proxy went with its worker) or the hand-off can't be made (gVisor's sockets are
+not the host's to pass), this process relays each connection to the mounted socket instead.
+Either way the proxy knows the run by the socket the listener or connection came through, so
+whatever a tool sends (or connects to the sockets itself) it gets the run's own policy and
+nothing more.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
 
-from .config import CA_VARIABLES, EGRESS_CHUNK, EGRESS_PORT
+from .config import CA_VARIABLES, EGRESS_CHUNK, EGRESS_PORT, HANDOFF_NAME, HANDOFF_TIMEOUT_S
+
+
+def open_egress(socket_path: str, port: int = EGRESS_PORT) -> int:
+    """Listens on 127.0.0.1:`port` (0: any) for the tools, handing the listener to the proxy
+    where it takes it and relaying to its socket where not; returns the port."""
+    listener = socket.create_server(("127.0.0.1", port))
+    handed = hand_over(listener, os.path.join(os.path.dirname(socket_path), HANDOFF_NAME))
+    if handed is None:
+        threading.Thread(target=_accept_egress, args=(listener, socket_path), daemon=True).start()
+    else:
+        threading.Thread(target=_relay_once_gone, args=(handed, listener, socket_path),
+                         daemon=True).start()
+    return int(listener.getsockname()[1])
 
 
 def relay_egress(socket_path: str, port: int = EGRESS_PORT) -> int:
@@ -20,6 +41,38 @@ def relay_egress(socket_path: str, port: int = EGRESS_PORT) -> int:
     listener = socket.create_server(("127.0.0.1", port))
     threading.Thread(target=_accept_egress, args=(listener, socket_path), daemon=True).start()
     return int(listener.getsockname()[1])
+
+
+def hand_over(listener: socket.socket, handoff_path: str) -> socket.socket | None:
+    """Gives the proxy `listener`'s descriptor; the connection that carried it while the proxy
+    accepts on it, None when it did not take it (no hand-off socket: a proxy from before it;
+    descriptors that can't cross, under gVisor; a refusal)."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.settimeout(HANDOFF_TIMEOUT_S)
+        connection.connect(handoff_path)
+        socket.send_fds(connection, [b"L"], [listener.fileno()])
+        if connection.recv(64) != b"ok\n":
+            connection.close()
+            return None
+        connection.settimeout(None)
+        return connection
+    except OSError:
+        connection.close()
+        return None
+
+
+def _relay_once_gone(handed: socket.socket, listener: socket.socket, socket_path: str) -> None:
+    """Waits for the hand-off's connection to end, then relays on the listener itself: the
+    proxy went (a successor opens the run's socket again), and a tool gets an answer that says
+    so, never a connection no one accepts."""
+    try:
+        while handed.recv(64):
+            pass
+    except OSError:
+        pass
+    handed.close()
+    _accept_egress(listener, socket_path)
 
 
 def egress_environment(port: int, ca_bundle: str = "") -> dict:
@@ -33,8 +86,15 @@ def egress_environment(port: int, ca_bundle: str = "") -> dict:
 
 
 def _accept_egress(listener: socket.socket, socket_path: str) -> None:
+    # The descriptor's flags are shared with any copy handed to the proxy, whose event loop
+    # makes it non-blocking.
+    listener.setblocking(True)
     while True:
-        client, _ = listener.accept()
+        try:
+            client, _ = listener.accept()
+        except OSError:  # out of descriptors for now: the tool's connection waits, not the relay
+            time.sleep(0.05)
+            continue
         try:
             threading.Thread(target=_relay_one, args=(client, socket_path), daemon=True).start()
         except RuntimeError:  # at the process limit: this connection fails, the relay goes on

@@ -8,7 +8,7 @@ import sys
 import time
 
 from .config import CHILD_ENV, EGRESS_CA, EGRESS_SOCKET
-from .egress import egress_environment, relay_egress
+from .egress import egress_environment, open_egress
 from .privileges import _become_executor, _guard_self
 from .protocol import send
 from .serving import Executor
@@ -18,7 +18,7 @@ def main() -> None:
     _become_executor()
     _guard_self()
     if EGRESS_SOCKET:
-        CHILD_ENV.update(egress_environment(relay_egress(EGRESS_SOCKET), EGRESS_CA))
+        CHILD_ENV.update(egress_environment(open_egress(EGRESS_SOCKET), EGRESS_CA))
     executor = Executor()
     for raw in sys.stdin.buffer:
         try:
