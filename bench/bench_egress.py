@@ -2,13 +2,13 @@
 
 One client script (`CLIENT`, standard library only) is run three ways: in a sandbox whose
 network allows one HTTPS server on the host's loopback, where it goes the way every tool goes
-(the proxy variables: the executor's relay on the sandbox's loopback, the run's unix socket,
-the host's proxy, a CONNECT tunnel); on the host through the same relay and proxy, with no
-sandbox; and on the host with no proxy, straight to the same server (the baseline: a tool in
-a sandbox has no direct way to compare with). The script times itself, so no side counts how
-it was started. Each request opens a connection of its own (as a tool's `urllib` or `pip`
-does), so the tunnel's setup is in every figure. The ways alternate in rounds, so all see the
-same machine.
+(the proxy variables: the listener the executor made on the sandbox's loopback and handed
+to the host's proxy, which accepts on it, a CONNECT tunnel); on the host through a listener
+handed over the same way, with no sandbox; and on the host with no proxy, straight to the
+same server (the baseline: a tool in a sandbox has no direct way to compare with). The
+script times itself, so no side counts how it was started. Each request opens a connection
+of its own (as a tool's `urllib` or `pip` does), so the tunnel's setup is in every figure.
+The ways alternate in rounds, so all see the same machine.
 
 - Added latency per HTTPS request: p50 of 200 through the proxy, goal at most 2 ms above the
   direct p50.
@@ -65,8 +65,8 @@ print(json.dumps({"seconds": times, "bytes": size}))
 
 RELAY = """
 import sys, threading
-from tether.sandbox.image.executor.egress import relay_egress
-print(relay_egress(sys.argv[1], 0), flush=True)
+from tether.sandbox.image.executor.egress import open_egress
+print(open_egress(sys.argv[1], 0), flush=True)
 threading.Event().wait()
 """
 
@@ -92,9 +92,10 @@ async def on_host(script: Path, *args: str, proxy: str | None = None) -> dict[st
 
 @contextlib.asynccontextmanager
 async def relay_process(socket_path: str) -> AsyncIterator[str]:
-    """The executor's relay to the run's socket, in a process of its own on the host (in the
-    benchmark's process it would share the interpreter with the server): the proxy's path
-    without the sandbox, which tells the sandbox's share of the cost from the proxy's."""
+    """The executor's listener for the run's tools, made and handed to the proxy by a process
+    of its own on the host (in the benchmark's process it would share the interpreter with
+    the server): the proxy's path without the sandbox, which tells the sandbox's share of the
+    cost from the proxy's."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", RELAY, socket_path, stdout=asyncio.subprocess.PIPE)
     try:
@@ -138,7 +139,9 @@ async def run(report: Report) -> None:
                 proxy.made(name, container.id)
                 for path, data in (("client.py", CLIENT.encode()), ("ca.pem", ca.read_bytes())):
                     await asyncio.to_thread(put_file, sandboxes, container.id, path, data)
-                relay = await stack.enter_async_context(relay_process(os.path.join(directory, SOCKET_NAME)))
+                # A run of its own: a run's socket takes one listener, the sandbox's.
+                alone = await proxy.open(f"{name}-host", spec.network)
+                relay = await stack.enter_async_context(relay_process(os.path.join(alone, SOCKET_NAME)))
                 hello = f"https://{HOST}:{port}/hello"
                 await in_sandbox(sandboxes, container.id, hello, "ca.pem", str(WARMUP))
                 await on_host(script, hello, str(ca), str(WARMUP), proxy=relay)
@@ -160,6 +163,7 @@ async def run(report: Report) -> None:
             for leftover in await asyncio.to_thread(sandboxes.managed, **{LABEL_WORKER: worker}):
                 await asyncio.to_thread(sandboxes.remove, leftover.id)
             await proxy.close(name)
+            await proxy.close(f"{name}-host")
             await proxy.stop()
             sandboxes.engine.close()
 
