@@ -78,7 +78,7 @@ lock: deps
 	@$(VENV)/bin/pip-compile -q --strip-extras --extra dev --no-header -o requirements.lock pyproject.toml
 
 lock-egress: $(EGRESS)
-	@$(VENV)/egress/bin/pip install -q --disable-pip-version-check --upgrade 'mitmproxy>=11,<12'
+	@$(VENV)/egress/bin/pip install -q --disable-pip-version-check --upgrade 'mitmproxy>=11,<12' uvloop
 	@{ sed -n '/^#/p' egress/requirements.lock; $(VENV)/egress/bin/pip freeze; } > egress/requirements.lock.new
 	@mv egress/requirements.lock.new egress/requirements.lock
 

@@ -34,6 +34,7 @@ UPSTREAM_CA_NAME = "upstream-ca.pem"
 PROCESS = Path(__file__).with_name("proxy_process.py")
 START_TIMEOUT_S = 30.0
 ANSWER_TIMEOUT_S = 10.0
+NEEDS = "mitmproxy 11 and uvloop (`make deps` puts egress/requirements.lock in .venv/egress)"
 MAX_SOCKET_PATH = 107
 """What `sockaddr_un` holds, less its terminating byte."""
 KEPT_PER_SANDBOX = 1000
@@ -81,7 +82,7 @@ class Decision:
 
 
 class EgressProxy:
-    """Keyword-only: `python`, an interpreter with mitmproxy 11 installed; `on_decision`,
+    """Keyword-only: `python`, an interpreter with `egress/requirements.lock`; `on_decision`,
     called for every decision (metrics); `brokered`, the variables runs' secrets may name
     (TETHER_BROKERED_ENV), read from `environ` when a run's socket opens; `ca_file`, extra CAs
     for secret hosts (TETHER_EGRESS_CA_FILE)."""
@@ -241,8 +242,7 @@ class EgressProxy:
             except OSError as error:
                 raise EgressUnavailable(
                     f"the egress proxy can't start with {self.python!r}: {error.strerror}; set"
-                    " TETHER_EGRESS_PYTHON to an interpreter with mitmproxy 11 (`make deps` makes"
-                    " .venv/egress)") from None
+                    f" TETHER_EGRESS_PYTHON to an interpreter with {NEEDS}") from None
             assert self._process.stdout is not None
             try:
                 ready = await asyncio.wait_for(self._process.stdout.readline(), START_TIMEOUT_S)
@@ -256,7 +256,7 @@ class EgressProxy:
                 raise EgressUnavailable(
                     f"the egress proxy did not start with {self.python!r}:"
                     f" {said.splitlines()[-1] if said else 'no output'}; TETHER_EGRESS_PYTHON must"
-                    " name an interpreter with mitmproxy 11 (`make deps` makes .venv/egress)")
+                    f" name an interpreter with {NEEDS}")
             self.port = int(json.loads(ready)["port"])
             self._reader = asyncio.create_task(self._read(self._process), name="egress proxy")
 

@@ -154,11 +154,12 @@ async def test_a_closed_sockets_sandbox_reaches_nothing_any_more(egress: EgressP
 
 async def test_a_proxy_that_cannot_start_says_which_interpreter_and_what_to_set(tmp_path: Path) -> None:
     missing = EgressProxy(python=str(tmp_path / "no-python"))
-    with pytest.raises(EgressUnavailable, match="TETHER_EGRESS_PYTHON to an interpreter with mitmproxy 11"):
+    with pytest.raises(EgressUnavailable,
+                       match="TETHER_EGRESS_PYTHON to an interpreter with mitmproxy 11 and uvloop"):
         await missing.open("run-l", NetworkPolicy(allow=["evil.example"]))
-    # An interpreter without mitmproxy: the proxy's own last line of error says so.
+    # An interpreter without them: the proxy's own last line of error says which is missing.
     without = EgressProxy(python=sys.executable)
-    with pytest.raises(EgressUnavailable, match="No module named 'mitmproxy'"):
+    with pytest.raises(EgressUnavailable, match=r"No module named 'uvloop'.*mitmproxy 11 and uvloop"):
         await without.open("run-m", NetworkPolicy(allow=["evil.example"]))
     await without.stop()
 
