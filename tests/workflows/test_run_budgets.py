@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 
+import docker.errors
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from tether import client as tether
@@ -125,8 +126,11 @@ async def test_max_seconds_cuts_a_tool_call_that_sleeps_far_longer(
 
     def sleeping_in_sandbox() -> bool:
         containers = sandboxes_of(handle.id)
-        return bool(containers) and any(
-            "sleep 987.5" in " ".join(row) for row in containers[0].top()["Processes"])
+        try:
+            return bool(containers) and any(
+                "sleep 987.5" in " ".join(row) for row in containers[0].top()["Processes"])
+        except docker.errors.APIError:  # made but not started yet (409): asked again
+            return False
 
     await wait_for(sleeping_in_sandbox, timeout=60, what="the tool call's process to start")
     assert sleeping_processes("sleep 987.5")
