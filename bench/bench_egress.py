@@ -63,7 +63,7 @@ for _ in range(count):
 print(json.dumps({"seconds": times, "bytes": size}))
 """
 
-RELAY = """
+LISTENER = """
 import sys, threading
 from tether.sandbox.image.executor.egress import open_egress
 print(open_egress(sys.argv[1], 0), flush=True)
@@ -91,13 +91,13 @@ async def on_host(script: Path, *args: str, proxy: str | None = None) -> dict[st
 
 
 @contextlib.asynccontextmanager
-async def relay_process(socket_path: str) -> AsyncIterator[str]:
+async def listener_process(socket_path: str) -> AsyncIterator[str]:
     """The executor's listener for the run's tools, made and handed to the proxy by a process
     of its own on the host (in the benchmark's process it would share the interpreter with
     the server): the proxy's path without the sandbox, which tells the sandbox's share of the
     cost from the proxy's."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RELAY, socket_path, stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-c", LISTENER, socket_path, stdout=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
         port = int(await asyncio.wait_for(process.stdout.readline(), 30))
@@ -141,20 +141,21 @@ async def run(report: Report) -> None:
                     await asyncio.to_thread(put_file, sandboxes, container.id, path, data)
                 # A run of its own: a run's socket takes one listener, the sandbox's.
                 alone = await proxy.open(f"{name}-host", spec.network)
-                relay = await stack.enter_async_context(relay_process(os.path.join(alone, SOCKET_NAME)))
+                host_proxy = await stack.enter_async_context(
+                    listener_process(os.path.join(alone, SOCKET_NAME)))
                 hello = f"https://{HOST}:{port}/hello"
                 await in_sandbox(sandboxes, container.id, hello, "ca.pem", str(WARMUP))
-                await on_host(script, hello, str(ca), str(WARMUP), proxy=relay)
+                await on_host(script, hello, str(ca), str(WARMUP), proxy=host_proxy)
                 await on_host(script, hello, str(ca), str(WARMUP))
                 for _ in range(ROUNDS):
                     each = str(REQUESTS // ROUNDS)
                     proxied += seconds(await in_sandbox(sandboxes, container.id, hello, "ca.pem", each))
-                    host_proxied += seconds(await on_host(script, hello, str(ca), each, proxy=relay))
+                    host_proxied += seconds(await on_host(script, hello, str(ca), each, proxy=host_proxy))
                     direct += seconds(await on_host(script, hello, str(ca), each))
                 big = f"https://{HOST}:{port}/bytes/{DOWNLOAD_MB}"
                 for _ in range(DOWNLOADS):
                     answers = (await in_sandbox(sandboxes, container.id, big, "ca.pem", "1"),
-                               await on_host(script, big, str(ca), "1", proxy=relay),
+                               await on_host(script, big, str(ca), "1", proxy=host_proxy),
                                await on_host(script, big, str(ca), "1"))
                     assert all(answer["bytes"] == DOWNLOAD_MB << 20 for answer in answers)
                     for kept, answer in zip((through, host_through, straight), answers, strict=True):
