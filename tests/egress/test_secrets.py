@@ -220,6 +220,42 @@ async def test_a_request_in_a_secret_hosts_tunnel_naming_another_host_is_refused
     assert status == 200 and json.loads(body)["authorization"] == digest(f"Bearer {CANARY}")
 
 
+def request_with_sni(proxy: str, host: str, port: int, sni: str, named: str, ca: Path) -> bytes:
+    """Through a tunnel to host:port, TLS whose ClientHello names `sni`, then a request whose
+    Host header names `named`; the whole answer."""
+    relay_host, relay_port = proxy.removeprefix("http://").split(":")
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = False  # whatever name the proxy's certificate has: not the point here
+    with socket.create_connection((relay_host, int(relay_port)), timeout=30) as raw:
+        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        assert raw.recv(65536).startswith(b"HTTP/1.1 200")
+        with context.wrap_socket(raw, server_hostname=sni) as tls:
+            tls.sendall(f"GET /headers HTTP/1.1\r\nHost: {named}\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    return answer
+
+
+async def test_a_tls_name_other_than_the_tunnels_sends_the_secret_nowhere_else(
+        brokering: Brokering) -> None:
+    # The tool's ClientHello names evil.example inside a tunnel allowed for the secret host:
+    # the proxy still connects to the address the tunnel was checked for, verifies it for the
+    # tunnel's host, and adds the secret only to requests that name that host.
+    with http_server(brokering.tls, host="127.0.0.2") as port:
+        proxy, bundle = await open_run(brokering.egress, "run-s14", [f"127.0.0.2:{port}"], [SECRET])
+        refused = await asyncio.to_thread(request_with_sni, proxy, "127.0.0.2", port, "evil.example",
+                                          "evil.example", bundle)
+        named = await asyncio.to_thread(request_with_sni, proxy, "127.0.0.2", port, "evil.example",
+                                        f"127.0.0.2:{port}", bundle)
+    status, _, body = refused.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 403") and b"names host evil.example" in body, refused
+    assert CANARY.encode() not in refused
+    status, _, body = named.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200"), named
+    assert json.loads(body)["authorization"] == digest(f"Bearer {CANARY}")
+
+
 def through_tunnel(proxy: str, destination: str, payload: bytes) -> bytes:
     """CONNECT, then `payload` inside the tunnel as it is; the whole answer."""
     relay_host, relay_port = proxy.removeprefix("http://").split(":")
