@@ -6,13 +6,14 @@ the proxy leaked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,21 +221,31 @@ async def test_a_request_in_a_secret_hosts_tunnel_naming_another_host_is_refused
     assert status == 200 and json.loads(body)["authorization"] == digest(f"Bearer {CANARY}")
 
 
+@contextlib.contextmanager
+def tunnel_to(proxy: str, destination: str) -> Iterator[socket.socket]:
+    """A connection to the run's proxy whose CONNECT to `destination` was answered 200."""
+    relay_host, relay_port = proxy.removeprefix("http://").split(":")
+    with socket.create_connection((relay_host, int(relay_port)), timeout=30) as connection:
+        connection.sendall(f"CONNECT {destination} HTTP/1.1\r\nHost: {destination}\r\n\r\n".encode())
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        yield connection
+
+
+def read_all(connection: socket.socket) -> bytes:
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    return answer
+
+
 def request_with_sni(proxy: str, host: str, port: int, sni: str, named: str, ca: Path) -> bytes:
     """Through a tunnel to host:port, TLS whose ClientHello names `sni`, then a request whose
     Host header names `named`; the whole answer."""
-    relay_host, relay_port = proxy.removeprefix("http://").split(":")
     context = ssl.create_default_context(cafile=ca)
     context.check_hostname = False  # whatever name the proxy's certificate has: not the point here
-    with socket.create_connection((relay_host, int(relay_port)), timeout=30) as raw:
-        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        assert raw.recv(65536).startswith(b"HTTP/1.1 200")
-        with context.wrap_socket(raw, server_hostname=sni) as tls:
-            tls.sendall(f"GET /headers HTTP/1.1\r\nHost: {named}\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := tls.recv(65536):
-                answer += chunk
-    return answer
+    with tunnel_to(proxy, f"{host}:{port}") as raw, context.wrap_socket(raw, server_hostname=sni) as tls:
+        tls.sendall(f"GET /headers HTTP/1.1\r\nHost: {named}\r\nConnection: close\r\n\r\n".encode())
+        return read_all(tls)
 
 
 async def test_a_tls_name_other_than_the_tunnels_sends_the_secret_nowhere_else(
@@ -258,15 +269,9 @@ async def test_a_tls_name_other_than_the_tunnels_sends_the_secret_nowhere_else(
 
 def through_tunnel(proxy: str, destination: str, payload: bytes) -> bytes:
     """CONNECT, then `payload` inside the tunnel as it is; the whole answer."""
-    relay_host, relay_port = proxy.removeprefix("http://").split(":")
-    with socket.create_connection((relay_host, int(relay_port)), timeout=30) as connection:
-        connection.sendall(f"CONNECT {destination} HTTP/1.1\r\nHost: {destination}\r\n\r\n".encode())
-        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    with tunnel_to(proxy, destination) as connection:
         connection.sendall(payload)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return answer
+        return read_all(connection)
 
 
 async def test_what_is_not_tls_in_a_secret_hosts_tunnel_passes_as_it_is_without_the_header(
