@@ -186,19 +186,5 @@ def _literal_prefix(glob: str) -> str:
     return glob[:cut]
 
 
-def _read_artifact(request: dict) -> dict:
-    """A chunk of one listed file, checked again as it is opened: still a regular file with
-    one name, within the limit."""
-    path, max_bytes = str(request.get("path", "")), int(request.get("max_bytes", MAX_WRITE_BYTES))
-    fd = _open_beneath(path, os.O_RDONLY)
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        reason = _skip_reason(path, info, max_bytes)
-        if reason:
-            raise ValueError(reason)
-        data = os.pread(f.fileno(), int(request.get("length", 1 << 20)), int(request.get("offset", 0)))
-    return {"data": base64.b64encode(data).decode(), "size": info.st_size}
-
-
-WORKSPACE_OPS = {"file_put": _put_file, "artifact_list": _list_artifacts,
-                 "artifact_read": _read_artifact}
+# Artifacts' bytes leave by tar stream (the host's `transfer.py`), not through this channel.
+WORKSPACE_OPS = {"file_put": _put_file, "artifact_list": _list_artifacts}
