@@ -1,6 +1,6 @@
 """Tunnels the proxy relays itself (`egress/tunnel.py`): a CONNECT to an allowed host the
 proxy adds nothing to. What a tool gets when that host can't be reached, and what becomes of
-an open tunnel when its run's socket closes."""
+an open tunnel when its run's socket closes, and one a tool half-closes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from tether.contracts.network import NetworkPolicy
 from tether.egress.proxy import SOCKET_NAME, EgressProxy
+from tether.sandbox.image.executor.egress import open_egress, relay_egress
 
 from tests.egress.test_proxy import open_run, settled, tunnel
 
@@ -77,3 +79,61 @@ async def test_closing_a_runs_socket_closes_its_open_tunnels_server_end_too(egre
             assert await asyncio.to_thread(tool.recv, 5) == b"pong\n"
             await egress.close("run-closing")
             assert await asyncio.to_thread(gone.wait, WAIT_S)
+
+
+@contextmanager
+def server_answering_at_eof() -> Iterator[int]:
+    """A TCP server on 127.0.0.2 that reads until its peer half-closes, then says how many
+    bytes it read: as `nc -N`, rsync or a request whose end is the end of the stream."""
+    listener = socket.create_server(("127.0.0.2", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            total = 0
+            while chunk := connection.recv(65536):
+                total += len(chunk)
+            connection.sendall(b"read %d bytes\n" % total)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("way", ["handed listener", "executor's relay"])
+async def test_a_tool_that_half_closes_its_tunnel_still_gets_the_answer(
+        egress: EgressProxy, way: str) -> None:
+    with server_answering_at_eof() as port:
+        directory = await egress.open("run-half", NetworkPolicy(allow=[f"127.0.0.2:{port}"]))
+        path = os.path.join(directory, SOCKET_NAME)
+        listen = await asyncio.to_thread(open_egress if way == "handed listener" else relay_egress, path, 0)
+
+        def talk() -> bytes:
+            with socket.create_connection(("127.0.0.1", listen), timeout=WAIT_S) as tool:
+                tool.sendall(f"CONNECT 127.0.0.2:{port} HTTP/1.1\r\n\r\n".encode())
+                answer = b""
+                while not answer.endswith(b"\r\n\r\n"):
+                    answer += tool.recv(1)
+                assert answer.startswith(b"HTTP/1.1 200"), answer
+                tool.sendall(b"x" * 300_000)
+                tool.shutdown(socket.SHUT_WR)
+                answer = b""
+                while chunk := tool.recv(65536):
+                    answer += chunk
+                return answer
+
+        assert await asyncio.to_thread(talk) == b"read 300000 bytes\n"
+        # Every byte is counted: the answer that came after the tool's end may come in a
+        # decision of its own (the tunnel's was recorded when the tool's end ended).
+        sent = 300_000 + len(f"CONNECT 127.0.0.2:{port} HTTP/1.1\r\n\r\n")
+        received = len(b"HTTP/1.1 200 Connection established\r\n\r\nread 300000 bytes\n")
+        taken = await settled(egress, "run-half", 1)
+        for _ in range(200):
+            if sum(d.received for d in taken) >= received:
+                break
+            await asyncio.sleep(0.025)
+            taken += egress.take("run-half")
+        assert {d.destination for d in taken} == {f"127.0.0.2:{port}"}
+        assert (sum(d.sent for d in taken), sum(d.received for d in taken)) == (sent, received)
