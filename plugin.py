@@ -47,6 +47,7 @@ from tether.encryption import data_converter
 from tether.llm import ProviderOptions, Providers
 from tether.sandbox.admission import SandboxSlots, default_limit
 from tether.sandbox.engine import connect_engine
+from tether.sandbox.hardening import SANDBOX_UID
 from tether.sandbox.manager import SandboxManager
 from tether.sandbox.pool import WarmPool
 from tether.settings import TetherSettings
@@ -197,7 +198,8 @@ class TetherPlugin(SimplePlugin):
             egress = EgressProxy(python=settings.egress_python or default_python(),
                                  directory=settings.data_dir.resolve() / "egress",
                                  on_decision=metrics.egress_recorder(metrics.meter_of(client)),
-                                 brokered=settings.brokered_env, ca_file=settings.egress_ca_file)
+                                 brokered=settings.brokered_env, ca_file=settings.egress_ca_file,
+                                 sandbox_uid=SANDBOX_UID)
             self._host = HostActivities(
                 sandboxes=SandboxActivities(
                     sandboxes=sandboxes, client=client, worker_id=settings.worker_id,

@@ -85,13 +85,16 @@ class EgressProxy:
     """Keyword-only: `python`, an interpreter with `egress/requirements.lock`; `on_decision`,
     called for every decision (metrics); `brokered`, the variables runs' secrets may name
     (TETHER_BROKERED_ENV), read from `environ` when a run's socket opens; `ca_file`, extra CAs
-    for secret hosts (TETHER_EGRESS_CA_FILE)."""
+    for secret hosts (TETHER_EGRESS_CA_FILE); `sandbox_uid`, the uid the sandboxes' processes
+    run as, whose alone each run's sockets are made (where the proxy may give them away)."""
 
     def __init__(self, *, python: str, directory: Path | None = None,
                  on_decision: Callable[[Decision], None] | None = None,
                  brokered: Iterable[str] = (), ca_file: Path | None = None,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ, sandbox_uid: int | None = None) -> None:
         self.python = python
+        self.sandbox_uid = sandbox_uid
+        self._warned_shared = False
         self.brokered = frozenset(brokered)
         self.ca_file = ca_file
         self.environ = environ
@@ -133,7 +136,14 @@ class EgressProxy:
                    for s in network.secrets or []]
         # The values go over the proxy's stdin only: nothing here logs a request.
         reply = await self._ask({"op": "open", "key": sandbox, "socket": str(directory / SOCKET_NAME),
-                                 "allow": allow, "secrets": secrets, "values": values})
+                                 "allow": allow, "secrets": secrets, "values": values,
+                                 "owner": self.sandbox_uid})
+        if self.sandbox_uid is not None and not reply.get("private") and not self._warned_shared:
+            self._warned_shared = True
+            log.warning("the egress sockets can't be made the sandboxes' own (uid %d) by this"
+                        " worker's user, so any local user may connect to them and use a run's way"
+                        " out and its brokered secrets: run the worker as root, or where no one"
+                        " else logs in", self.sandbox_uid)
         if secrets:
             self._write_bundle(directory, str(reply["ca"]).encode())
         self._open.add(sandbox)

@@ -18,13 +18,14 @@ mitmproxy's own listener on 127.0.0.1 (from anything else on the host) has no ru
 refused.
 
 Control, one JSON object a line: on stdin `{"op": "open", "key", "socket", "allow": [{host,
-port}], "secrets": [{host, header, prefix, env}], "values": {env: value}}`, `{"op": "close",
-"key"}` and `{"op": "ping"}`, each answered on stdout with `{"id", "ok"}` (and `"ca"`, the run
-CA's certificate, when the run has secrets); stdout also carries `{"event": "decision", "key",
-"host", "port", "allowed", "reason", "sent", "received"}` for every request or tunnel (a
-tunnel's when the tool's end of it ends; bytes that pass after that come in one more such
-event with `"more": true`), and `{"event": "listener", "key"}` when a run's listener is
-handed over. stdin closing ends the process.
+port}], "secrets": [{host, header, prefix, env}], "values": {env: value}, "owner": uid}`,
+`{"op": "close", "key"}` and `{"op": "ping"}`, each answered on stdout with `{"id", "ok"}`
+(`open`'s also with `"private"`, whether the run's sockets are the owner's alone, and `"ca"`,
+the run CA's certificate, when the run has secrets); stdout also carries `{"event":
+"decision", "key", "host", "port", "allowed", "reason", "sent", "received"}` for every
+request or tunnel (a tunnel's when the tool's end of it ends; bytes that pass after that come
+in one more such event with `"more": true`), and `{"event": "listener", "key"}` when a run's
+listener is handed over. stdin closing ends the process.
 
 Secrets' values come over stdin, a pipe only the worker holds: never in argv (which `ps`
 shows) nor in this process's environment, and never written out again (not in a reply, an
@@ -122,19 +123,20 @@ class Egress:
 
     # --- the runs' sockets -------------------------------------------------------------------
     async def open(self, key: str, path: str, entries: list[Entry],
-                   secrets: dict[str, list[Secret]]) -> str | None:
-        """Opens the run's socket; returns its CA's certificate when it has secrets."""
+                   secrets: dict[str, list[Secret]], owner: int | None) -> dict[str, Any]:
+        """Opens the run's sockets, `owner`'s alone where they can be given (see `_give`);
+        returns `private` (whether they were) and `ca`, its CA's certificate, when it has
+        secrets."""
         await self.close(key)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         server = await asyncio.start_unix_server(lambda r, w: self._accept(key, r, w), path=path)
-        # The sandbox's tools connect under a uid of their own; the socket leads nowhere but here.
-        os.chmod(path, 0o666)
-        handoff = _unix_listener(os.path.join(os.path.dirname(path), HANDOFF_NAME))
+        private = _give(path, owner)
+        handoff = _unix_listener(os.path.join(os.path.dirname(path), HANDOFF_NAME), owner)
         ca = RunCA(key, ctx.master.addons.get("tlsconfig").certstore.dhparams) if secrets else None
         run = self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino, secrets, ca)
         run.handoff = asyncio.create_task(self._take_listeners(key, run, handoff))
-        return ca.pem if ca is not None else None
+        return {"private": private} | ({"ca": ca.pem} if ca is not None else {})
 
     async def close(self, key: str) -> None:
         run = self.runs.pop(key, None)
@@ -460,12 +462,29 @@ class _Counted:
         return getattr(self.writer, name)
 
 
-def _unix_listener(path: str) -> socket.socket:
+def _give(path: str, owner: int | None) -> bool:
+    """Makes a run's socket its sandbox's: connecting to it takes write permission, and
+    whoever may connect gets the run's way out and the secrets added on it. With the
+    sandboxes' uid (`owner`) it is theirs alone (0600; root, as this process runs in
+    production, may give it away). Without one, or where it can't be given, any local user
+    may connect (0666): the sandbox's processes have a uid of their own, never this one."""
+    if owner is not None:
+        try:
+            os.chown(path, owner, owner)
+            os.chmod(path, 0o600)
+            return True
+        except PermissionError:
+            pass
+    os.chmod(path, 0o666)
+    return False
+
+
+def _unix_listener(path: str, owner: int | None) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
-    os.chmod(path, 0o666)  # the executor's uid is the sandbox's, not this process's
+    _give(path, owner)
     listener.listen(8)
     listener.setblocking(False)
     return listener
@@ -590,10 +609,9 @@ async def _serve_control(egress: Egress) -> None:
         try:
             if request["op"] == "open":
                 entries = [Entry(str(e["host"]), e.get("port")) for e in request["allow"]]
-                ca = await egress.open(str(request["key"]), str(request["socket"]), entries,
-                                       _secrets(request))
-                if ca is not None:
-                    reply["ca"] = ca
+                owner = request.get("owner")
+                reply |= await egress.open(str(request["key"]), str(request["socket"]), entries,
+                                           _secrets(request), int(owner) if owner is not None else None)
             elif request["op"] == "close":
                 await egress.close(str(request["key"]))
             else:

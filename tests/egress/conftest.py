@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tether.egress.proxy import EgressProxy
+from tether.sandbox.hardening import SANDBOX_UID
 
 EGRESS_PYTHON = Path(sys.prefix) / "egress" / "bin" / "python"
 
@@ -16,6 +17,7 @@ EGRESS_PYTHON = Path(sys.prefix) / "egress" / "bin" / "python"
 async def egress() -> AsyncIterator[EgressProxy]:
     if not EGRESS_PYTHON.exists():
         pytest.fail(f"{EGRESS_PYTHON} is missing: run `make deps` (it installs mitmproxy there)")
-    proxy = EgressProxy(python=str(EGRESS_PYTHON))
+    # As a worker runs it: each run's sockets are the sandboxes' uid's alone.
+    proxy = EgressProxy(python=str(EGRESS_PYTHON), sandbox_uid=SANDBOX_UID)
     yield proxy
     await proxy.stop()

@@ -2,13 +2,16 @@
 and passes its descriptor over the run's hand-off socket, so the proxy accepts the tools'
 connections itself. Here the listener is made on the host (a sandbox's is the same socket in
 another network namespace); what a tool might send the hand-off socket instead is refused,
-and the proxy goes on serving the run with nothing of it kept."""
+and the proxy goes on serving the run with nothing of it kept. Both sockets are the
+sandboxes' uid's alone."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import stat
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 from tether.contracts.network import NetworkPolicy
 from tether.egress.proxy import SOCKET_NAME, EgressProxy
+from tether.sandbox.hardening import SANDBOX_UID
 from tether.sandbox.image.executor.config import HANDOFF_NAME
 from tether.sandbox.image.executor.egress import hand_over, open_egress
 
@@ -24,6 +28,7 @@ from tests.egress.servers import http_server
 from tests.egress.test_proxy import fetch, settled
 
 HOST = "127.0.0.2"
+NOBODY = 65534
 
 
 async def until_handed(egress: EgressProxy, name: str) -> None:
@@ -203,3 +208,37 @@ async def test_closing_lets_go_of_the_listener_and_the_hand_off_socket(
     assert not egress.handed("closed")
     handed.close()
     listener.close()
+
+
+CONNECT_AS = """
+import socket, sys
+for path in sys.argv[1:]:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+            print("connected")
+        except PermissionError:
+            print("refused")
+"""
+
+
+def connect_as(uid: int, *paths: str) -> list[str]:
+    """Connects to each path as `uid`, a host process of that user: what it was let do."""
+    # The system's interpreter: the venv's may sit where other users can't read it (/root).
+    done = subprocess.run(["/usr/bin/python3", "-c", CONNECT_AS, *paths], user=uid, group=uid,
+                          capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.split()
+
+
+async def test_a_runs_sockets_are_the_sandboxes_alone_not_any_local_users(egress: EgressProxy) -> None:
+    # Whoever connects gets the run's way out and the secrets added on it: another user of
+    # the worker's host must not.
+    if os.geteuid() != 0:
+        pytest.fail("this test gives sockets away and connects as other users: run it as root")
+    directory = await egress.open("private", NetworkPolicy(allow=["evil.example"]))
+    paths = [os.path.join(directory, name) for name in (SOCKET_NAME, HANDOFF_NAME)]
+    for path in paths:
+        info = os.stat(path)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (SANDBOX_UID, 0o600)
+    assert await asyncio.to_thread(connect_as, NOBODY, *paths) == ["refused", "refused"]
+    assert await asyncio.to_thread(connect_as, SANDBOX_UID, *paths) == ["connected", "connected"]
