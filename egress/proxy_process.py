@@ -2,7 +2,8 @@
 
 Run by the worker (`egress/proxy.py`) with the interpreter of an environment that has
 mitmproxy (mitmproxy pins versions tether's own dependencies can't share). It imports nothing
-of tether's but the modules beside it: `policy.py`, `interception.py` and `tunnel.py`.
+of tether's but the modules beside it: `policy.py`, `interception.py`, `tunnel.py` and
+`handoff.py`.
 
 Each run that may reach the network gets a unix socket of its own, mounted into its sandbox,
 and a hand-off socket beside it, where the sandbox's executor passes the descriptor of the
@@ -39,13 +40,13 @@ import contextlib
 import json
 import os
 import socket
-import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvloop
+from handoff import HANDOFF_NAME, give, received_listener, unix_listener
 from interception import Interception, RunCA, Secret
 from mitmproxy import ctx, http, master, options, tls
 from mitmproxy.addons import block, core, disable_h2c, dns_resolver, next_layer, proxyserver, tlsconfig
@@ -54,9 +55,6 @@ from policy import Entry, Policy, Refused, literal
 from tunnel import ESTABLISHED, read_connect, relay
 
 PROXY_HOST = "127.0.0.1"
-HANDOFF_NAME = "listener.sock"
-"""Beside a run's socket; the executor's `config.py` names it too."""
-HANDOFF_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -124,15 +122,15 @@ class Egress:
     # --- the runs' sockets -------------------------------------------------------------------
     async def open(self, key: str, path: str, entries: list[Entry],
                    secrets: dict[str, list[Secret]], owner: int | None) -> dict[str, Any]:
-        """Opens the run's sockets, `owner`'s alone where they can be given (see `_give`);
+        """Opens the run's sockets, `owner`'s alone where they can be given (see `handoff.give`);
         returns `private` (whether they were) and `ca`, its CA's certificate, when it has
         secrets."""
         await self.close(key)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         server = await asyncio.start_unix_server(lambda r, w: self._accept(key, r, w), path=path)
-        private = _give(path, owner)
-        handoff = _unix_listener(os.path.join(os.path.dirname(path), HANDOFF_NAME), owner)
+        private = give(path, owner)
+        handoff = unix_listener(os.path.join(os.path.dirname(path), HANDOFF_NAME), owner)
         ca = RunCA(key, ctx.master.addons.get("tlsconfig").certstore.dhparams) if secrets else None
         run = self.runs[key] = Run(Policy(entries), server, path, os.stat(path).st_ino, secrets, ca)
         run.handoff = asyncio.create_task(self._take_listeners(key, run, handoff))
@@ -166,7 +164,7 @@ class Egress:
             while True:
                 connection, _ = await loop.sock_accept(handoff)
                 try:
-                    listener = await _received_listener(connection)
+                    listener = await received_listener(connection)
                     if listener is None or run.listener is not None or self.runs.get(key) is not run:
                         if listener is not None:
                             listener.close()
@@ -460,72 +458,6 @@ class _Counted:
 
     def __getattr__(self, name: str) -> Any:  # drain, close, is_closing, write_eof, ...
         return getattr(self.writer, name)
-
-
-def _give(path: str, owner: int | None) -> bool:
-    """Makes a run's socket its sandbox's: connecting to it takes write permission, and
-    whoever may connect gets the run's way out and the secrets added on it. With the
-    sandboxes' uid (`owner`) it is theirs alone (0600; root, as this process runs in
-    production, may give it away). Without one, or where it can't be given, any local user
-    may connect (0666): the sandbox's processes have a uid of their own, never this one."""
-    if owner is not None:
-        try:
-            os.chown(path, owner, owner)
-            os.chmod(path, 0o600)
-            return True
-        except PermissionError:
-            pass
-    os.chmod(path, 0o666)
-    return False
-
-
-def _unix_listener(path: str, owner: int | None) -> socket.socket:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    _give(path, owner)
-    listener.listen(8)
-    listener.setblocking(False)
-    return listener
-
-
-async def _received_listener(connection: socket.socket) -> socket.socket | None:
-    """The listening TCP socket whose descriptor came on `connection`, in one message with its
-    first byte; None for anything else (no descriptor, more than one, a file, a pipe, a
-    unix or connected socket: whatever a tool in the sandbox might send instead)."""
-    connection.setblocking(False)
-    loop = asyncio.get_running_loop()
-    readable: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not readable.done():
-            readable.set_result(None)
-    loop.add_reader(connection.fileno(), ready)
-    try:
-        await asyncio.wait_for(readable, HANDOFF_TIMEOUT_S)
-    except TimeoutError:
-        return None
-    finally:
-        loop.remove_reader(connection.fileno())
-    # Room for one descriptor: the kernel closes any more a sender packed in, and says so.
-    _, fds, flags, _ = socket.recv_fds(connection, 1, 1)
-    if len(fds) != 1 or flags & socket.MSG_CTRUNC:
-        for fd in fds:
-            os.close(fd)
-        return None
-    try:
-        if not stat.S_ISSOCK(os.fstat(fds[0]).st_mode):
-            raise OSError("not a socket")
-        listener = socket.socket(fileno=fds[0])
-    except OSError:
-        os.close(fds[0])
-        return None
-    if (listener.family not in (socket.AF_INET, socket.AF_INET6) or listener.type != socket.SOCK_STREAM
-            or not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
-        listener.close()
-        return None
-    return listener
 
 
 def _names(host_header: str | None, host: str, port: int) -> bool:
