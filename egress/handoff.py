@@ -21,9 +21,9 @@ HANDOFF_TIMEOUT_S = 5.0
 def give(path: str, owner: int | None) -> bool:
     """Makes a run's socket its sandbox's: connecting to it takes write permission, and
     whoever may connect gets the run's way out and the secrets added on it. With the
-    sandboxes' uid (`owner`) it is theirs alone (0600; root, as this process runs in
-    production, may give it away). Without one, or where it can't be given, any local user
-    may connect (0666): the sandbox's processes have a uid of their own, never this one."""
+    sandboxes' uid (`owner`) it is theirs alone (0600), where this process may give a file
+    away (as root, or with CAP_CHOWN). Without one, or where it can't, any local user may
+    connect (0666): the sandbox's processes have a uid of their own, never this one."""
     if owner is not None:
         try:
             os.chown(path, owner, owner)
