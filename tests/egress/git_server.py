@@ -10,12 +10,13 @@ import os
 import shutil
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from tests.egress.servers import serving
 
 REPOSITORY = "repo.git"
 README = "cloned through the egress proxy\n"
@@ -102,12 +103,5 @@ class _Backend(BaseHTTPRequestHandler):
 def git_server(root: Path, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iterator[int]:
     """Serves the repositories under `root` over git's smart HTTP (HTTPS with `tls`); yields the port."""
     handler = type("Backend", (_Backend,), {"root": root})
-    server = ThreadingHTTPServer((host, 0), handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer((host, 0), handler), tls) as port:
+        yield port

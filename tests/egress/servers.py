@@ -78,10 +78,10 @@ def digest(value: str) -> str:
 
 
 @contextmanager
-def directory_server(root: Path, host: str = "127.0.0.1") -> Iterator[int]:
-    """Serves the files under `root` (a package index), on the host's loopback."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
-    server = ThreadingHTTPServer((host, 0), handler)
+def serving(server: ThreadingHTTPServer, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """Runs `server` in a thread (over TLS with `tls`) until the block ends; yields its port."""
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]
@@ -91,19 +91,19 @@ def directory_server(root: Path, host: str = "127.0.0.1") -> Iterator[int]:
 
 
 @contextmanager
+def directory_server(root: Path, host: str = "127.0.0.1") -> Iterator[int]:
+    """Serves the files under `root` (a package index), on the host's loopback."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    with serving(ThreadingHTTPServer((host, 0), handler)) as port:
+        yield port
+
+
+@contextmanager
 def http_server(tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> Iterator[int]:
     """A server on the host's loopback. Sandboxes ask for 127.0.0.2: 127.0.0.1 and localhost
     are their own loopback, which the proxy variables' NO_PROXY keeps from the proxy."""
-    server = ThreadingHTTPServer((host, 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer((host, 0), Handler), tls) as port:
+        yield port
 
 
 def make_ca(directory: Path) -> tuple[ssl.SSLContext, Path]:
