@@ -92,14 +92,12 @@ def stop_worker(process: subprocess.Popen[bytes], drain_seconds: float) -> None:
 
 
 def _ask_to_stop(process: subprocess.Popen[bytes], drain_seconds: float) -> None:
-    """SIGINT, as Ctrl-C; a worker still starting up may have lost that signal inside an
-    import, so it is asked again with SIGTERM, given its drain, and killed last."""
-    for sig, seconds in ((signal.SIGINT, 20.0), (signal.SIGTERM, drain_seconds + 10)):
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=seconds)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    process.kill()
-    process.wait()
+    """SIGTERM, which the worker takes as Ctrl-C: it drains. Not SIGINT, which in a worker
+    still importing its modules would raise there and print a traceback; SIGTERM ends such
+    a worker quietly, with nothing to drain yet. Killed if its drain overruns."""
+    process.terminate()
+    try:
+        process.wait(timeout=drain_seconds + 10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

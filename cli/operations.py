@@ -8,7 +8,6 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from tether.cli.dev_session import as_ctrl_c, joined_server, stop_worker
 from tether.cli.errors import fail, unreachable
 from tether.cli.render import console, err, literal
 from tether.embedded import temporal as embedded
+from tether.embedded.processes import start_process
 from tether.encryption.codec_access import Access, AccessRefused, check_token
 from tether.encryption.port_owner import port_taken
 from tether.settings import host_and_port
@@ -130,18 +130,21 @@ def dev(
         else:
             joined_server(address, ui_port=settings().ui_port, codec_endpoint=ui_endpoint)
         if keyed:
-            codec_process = subprocess.Popen([
+            codec_process = start_process([
                 sys.executable, "-m", "tether.cli", "codec-server",
                 "--port", str(urlsplit(codec_endpoint).port or 80)],
                 env={**os.environ, "TETHER_CODEC_TOKEN": token}, process_group=0)
             console.print(f"codec server on {codec_endpoint}, for the web UI only "
                           "(its endpoint carries the token)")
-        worker_process = subprocess.Popen([sys.executable, "-m", "tether.worker"], process_group=0)
+        worker_process = start_process([sys.executable, "-m", "tether.worker"], process_group=0)
         worker_process.wait()
     except KeyboardInterrupt:
         if worker_process is not None:
             stop_worker(worker_process, settings().drain_seconds)
     finally:
+        if worker_process is not None and worker_process.poll() is None:
+            worker_process.kill()  # a Ctrl-C that came before stop_worker took over
+            worker_process.wait()
         if codec_process is not None:
             codec_process.terminate()
             codec_process.wait()

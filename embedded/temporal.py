@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tether.contracts.names import SEARCH_ATTRIBUTE_TYPES
+from tether.embedded.processes import start_process
 from tether.settings import TetherSettings
 
 
@@ -82,7 +83,7 @@ def start(
     command = server_command(port=port, ui_port=ui_port, db_file=db_file,
                              codec_endpoint=codec_endpoint)
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
+    process = start_process(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=detach, process_group=0 if own_group and not detach else None,
     )

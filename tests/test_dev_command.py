@@ -152,3 +152,25 @@ async def test_tether_dev_stopped_by_a_signal_or_its_terminal_stops_what_it_star
         assert await dev.ended(120) is not None, dev.output
     await wait_for(lambda: not processes_of(queue), timeout=60,
                    what=f"what tether dev started to stop: {processes_of(queue)}")
+
+
+async def test_ctrl_c_at_any_moment_of_tether_devs_start_stops_all_it_started(
+    temporal_address: str, docker_engine
+):
+    # Each delay lands Ctrl-C at another moment of the start: while the codec server or the
+    # worker is being started (tests/unit/test_start_process.py holds that moment still),
+    # or while the worker imports its modules, where a SIGINT once printed a traceback.
+    for delay in (0.0, 0.05, 0.15, 0.3, 0.6, 1.2):
+        queue = f"dev-{uuid.uuid4().hex[:8]}"
+        env = {"TEMPORAL_ADDRESS": temporal_address, "TETHER_TASK_QUEUE": queue,
+               "TETHER_WORKER_ID": queue, "TETHER_UI_PORT": str(free_port()),
+               "TETHER_ENCRYPTION_KEYS": KeyRing.generate("dev"), "COLUMNS": "200"}
+        async with tether_dev(env, "--codec-endpoint", f"http://localhost:{free_port()}") as dev:
+            await dev.until(f"using the Temporal server already running at {temporal_address}")
+            await asyncio.sleep(delay)
+            dev.process.send_signal(signal.SIGINT)
+            # Its output ends only when every process that shares it has gone.
+            assert await dev.ended(60) is not None, f"after {delay} s: {dev.output}"
+        await wait_for(lambda queue=queue: not processes_of(queue), timeout=30,
+                       what=f"what tether dev started to stop (Ctrl-C after {delay} s)")
+        assert "Traceback" not in dev.output, dev.output
