@@ -56,10 +56,9 @@ async def cold_load_ms(url: str, head: str, messages: list[Message]) -> float:
 async def run(report: Report) -> None:
     with tempfile.TemporaryDirectory() as root:
         server = SeaweedS3(Path(root))
-        server.start()
+        server.start(bucket="tether")
         saved = {key: os.environ.get(key) for key in server.env()}
         try:
-            server.create_bucket("tether")
             os.environ.update(server.env())
             url = f"s3://tether/bench-{uuid.uuid4().hex[:8]}"
             messages = conversation()
