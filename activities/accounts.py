@@ -94,11 +94,11 @@ class AccountActivities:
             charged: bool = await activity.client().get_workflow_handle(
                 account_workflow_id(input.account)).execute_update(
                 UPDATE_COMMIT, Commit(id=input.reservation_id, used=used,
-                                      sandbox_seconds=input.sandbox_seconds),
+                                      sandbox_seconds=input.sandbox_seconds, call=input.call),
                 id=f"commit/{input.reservation_id}", result_type=bool)
         except RPCError as error:
             raise _missing(error, input.account) from None
-        if charged:
+        if charged and input.call:
             meter, labels = activity.metric_meter(), {"account": input.account}
             meter.create_counter(
                 "tether_account_tokens", "Tokens charged to budget accounts, by account").add(

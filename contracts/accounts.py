@@ -77,6 +77,9 @@ class Commit(Strict):
     id: str
     used: Amount
     sandbox_seconds: float = Field(default=0.0, ge=0)
+    call: bool = True
+    """False for the sandbox seconds of a run's last tool calls, which no model call follows
+    to carry them: a charge, not a call."""
 
 
 class AccountView(Strict):
@@ -128,6 +131,7 @@ class AccountCommitInput(Strict):
     reservation_id: str
     used: Usage
     sandbox_seconds: float = 0.0
+    call: bool = True
 
 
 class AccountReleaseInput(Strict):

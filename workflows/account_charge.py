@@ -27,6 +27,7 @@ from tether.workflows.state import RunState
 
 ACCOUNT_PATCH = "budget-account"
 """Asked only by runs that name an account: every other run's history stays as it was."""
+LAST_TOOLS_PATCH = "account-last-tools"
 
 
 def reservation_id(state: RunState) -> str:
@@ -95,6 +96,39 @@ async def commit(state: RunState, account: str, rid: str, used: Usage,
         retry_policy=options.account_retry,
         summary=f"step {state.step} · commit to account {account}",
     )
+
+
+async def charge_last_tools(state: RunState, options: ActivityOptions) -> None:
+    """At the run's end: the sandbox seconds of its last tool calls, when no model call
+    followed them to commit them (the run stopped after them: its steps, its time or a
+    person). Best effort: a run that ends is not failed by its account."""
+    account = state.budget.account
+    if account is None or not workflow.patched(LAST_TOOLS_PATCH):
+        return
+    ran = [record for record in state.transcript if record.tool_results]
+    if not ran:
+        return
+    last = ran[-1]
+    if any(record.step == last.step + 1 and record.head is not None for record in state.transcript):
+        return  # a model answered the next turn, and its commit charged them
+    seconds = sum(result.duration_ms for result in last.tool_results) / 1000
+    if seconds <= 0:
+        return
+    info = workflow.info()
+    try:
+        await workflow.execute_local_activity(
+            COMMIT_ACCOUNT,
+            AccountCommitInput(
+                account=account, used=Usage(), sandbox_seconds=seconds, call=False,
+                reservation_id=f"{info.workflow_id}/{info.first_execution_run_id}/{last.step}/tools"),
+            start_to_close_timeout=options.account_timeout,
+            schedule_to_close_timeout=options.account_wait,
+            retry_policy=options.account_retry,
+            summary=f"step {last.step} · its tools' sandbox seconds to account {account}",
+        )
+    except ActivityError as error:
+        workflow.logger.warning("account %s was not charged the last tools' %.1f s: %s",
+                                account, seconds, root_message(error))
 
 
 async def release(state: RunState, account: str, rid: str, options: ActivityOptions) -> None:

@@ -124,7 +124,7 @@ def commit(state: AccountState, request: Commit) -> bool:
     state.used = Amount(tokens=state.used.tokens + request.used.tokens,
                         cost_usd=round(state.used.cost_usd + request.used.cost_usd, 10))
     state.sandbox_seconds = round(state.sandbox_seconds + request.sandbox_seconds, 3)
-    state.calls += 1
+    state.calls += 1 if request.call else 0
     _settle(state, request.id)
     return True
 

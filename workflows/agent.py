@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from tether.workflows import budget as budgets
     from tether.workflows import visibility
+    from tether.workflows.account_charge import charge_last_tools
     from tether.workflows.artifacts import collect_artifacts
     from tether.workflows.budget import BudgetExhausted, Spent
     from tether.workflows.deadline import Deadline
@@ -127,6 +128,7 @@ class AgentRun:
         finally:
             if release:
                 await self._collect_artifacts()  # a failed or cancelled run's too
+                await charge_last_tools(self._state, self.options)
                 await self._lease.release()
 
     async def _begin(self) -> None:

@@ -87,6 +87,21 @@ async def test_the_sandbox_seconds_of_a_steps_tools_are_charged_with_the_next_ca
     assert (account.used.tokens, account.sandbox_seconds, account.calls) == (20, 3.0, 2)
 
 
+async def test_the_sandbox_seconds_of_a_runs_last_tools_are_charged_when_it_ends(fast_client: Client):
+    # The run stops at its step limit right after its tools: no model call follows to
+    # carry their seconds, so the run's end charges them, as a charge and not a call.
+    fakes = TimedTools(turn("working", shell=["make", "make test"], tokens=10),
+                       turn("working", shell="make install", tokens=10))
+    name = f"{fakes.task_queue}-a"
+    async with serving(fast_client, fakes):
+        await set_account(fast_client, name, task_queue=fakes.task_queue)
+        result = await (await start(fast_client, fakes, budget={"account": name, "max_steps": 2})).result()
+        account = await account_status(fast_client, name)
+
+    assert (result.status, result.steps) == ("budget_exhausted", 2)
+    assert (account.used.tokens, account.sandbox_seconds, account.calls) == (20, 4.5, 2)
+
+
 async def test_a_turn_no_model_answered_gives_its_reservation_back(fast_client: Client):
     fakes = StandIns(turn("working", shell="make", tokens=10), hold_models=True)
     name = f"{fakes.task_queue}-a"
