@@ -50,7 +50,7 @@ def step_events(step: StepRecord, offset: int) -> list[RunEvent]:
     call finished, finished (as many as `workflows/state.events_of` counts)."""
     calls = step.tool_calls
     events: list[RunEvent] = [StepStarted(offset=offset, step=step.step, model=step.model,
-                                          messages=step.messages)]
+                                          messages=step.messages, inherited=step.inherited)]
     for i, call in enumerate(calls):
         events.append(ToolCallStarted(offset=offset + 1 + i, step=step.step, call_id=f"{step.step}-{i}",
                                       tool=call.name, arguments=call.arguments,

@@ -125,7 +125,8 @@ class WatchView:
     def show(self, event: Any) -> None:
         print_ = self.console.print
         if isinstance(event, StepStarted):
-            self.console.rule(literal(f"step {event.step} · {event.model}"), style="dim")
+            self.console.rule(literal(f"step {event.step} · {event.model}"
+                                      + (" · inherited" if event.inherited else "")), style="dim")
             for message in event.messages:
                 print_(person_said(message), soft_wrap=True)
         elif isinstance(event, TextDelta):

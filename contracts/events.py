@@ -30,10 +30,12 @@ class StepStarted(Strict):
     messages: list[str] = Field(default_factory=list)
     """What people said to the run that the model reads at this step (its transcript's).
     Absent when none."""
+    inherited: bool = False
+    """A fork's step taken over from the run it was forked from. Absent when false."""
 
     @model_serializer(mode="wrap")
-    def _without_empty_messages(self, handler: SerializerFunctionWrapHandler) -> Any:
-        return without_empty(handler(self), "messages")
+    def _without_empty_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return without_empty(without_empty(handler(self), "messages"), "inherited")
 
 
 class ToolCallStarted(Strict):

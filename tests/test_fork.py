@@ -197,6 +197,14 @@ async def test_tether_fork_prints_the_new_id_and_tether_list_forks_lists_it(
                                       "--input-file", str(changes))
     assert (code, out.strip(), err) == (0, f"{origin.id}-cli-fork", ""), err
     assert (await tether.get_run(temporal_client, f"{origin.id}-cli-fork").result()).output == "forked"
+    # `tether watch` marks the steps the fork took over, as `tether transcript` does.
+    code, out, err = await tether_cli(temporal_address, worker, "watch", f"{origin.id}-cli-fork", "--json")
+    assert code == 0, err
+    started = [e for e in map(json.loads, out.splitlines()) if e["kind"] == "step_started"]
+    assert [(e["step"], e.get("inherited")) for e in started] == [(1, True), (2, None)]
+    code, out, err = await tether_cli(temporal_address, worker, "watch", f"{origin.id}-cli-fork")
+    assert code == 0, err
+    assert "step 1 · scripted · inherited" in out and "step 2 · scripted ─" in out, out
 
     async def listed() -> bool:
         code, out, _ = await tether_cli(temporal_address, worker, "list", "--fork-of", origin.id, "--json")
