@@ -115,7 +115,7 @@ class WorkerMetrics:
             self.cost.record(cost_usd, by_model)
 
 
-def egress_recorder(meter: MetricMeter) -> Callable[[Decision], None]:
+def egress_recorder(meter: MetricMeter) -> Callable[[Decision, bool], None]:
     """Counts the egress proxy's decisions, `tether_egress_requests{decision}` (allowed or
     denied), and the bytes of allowed ones, `tether_egress_bytes{direction}` (sent, received)."""
     requests = meter.create_counter(
@@ -124,8 +124,9 @@ def egress_recorder(meter: MetricMeter) -> Callable[[Decision], None]:
     moved = meter.create_counter(
         "tether_egress_bytes", "Bytes through the egress proxy, by direction", "{byte}")
 
-    def record(decision: Decision) -> None:
-        requests.add(1, {"decision": "allowed" if decision.allowed else "denied"})
+    def record(decision: Decision, new_request: bool) -> None:
+        if new_request:  # otherwise bytes a tunnel moved after its decision was told
+            requests.add(1, {"decision": "allowed" if decision.allowed else "denied"})
         for direction, count in (("sent", decision.sent), ("received", decision.received)):
             if count:
                 moved.add(count, {"direction": direction})

@@ -83,13 +83,14 @@ class Decision:
 
 class EgressProxy:
     """Keyword-only: `python`, an interpreter with `egress/requirements.lock`; `on_decision`,
-    called for every decision (metrics); `brokered`, the variables runs' secrets may name
+    called for every decision and for the bytes a tunnel moved after its decision (metrics),
+    with whether it is a new request; `brokered`, the variables runs' secrets may name
     (TETHER_BROKERED_ENV), read from `environ` when a run's socket opens; `ca_file`, extra CAs
     for secret hosts (TETHER_EGRESS_CA_FILE); `sandbox_uid`, the uid the sandboxes' processes
     run as, whose alone each run's sockets are made (where the proxy may give them away)."""
 
     def __init__(self, *, python: str, directory: Path | None = None,
-                 on_decision: Callable[[Decision], None] | None = None,
+                 on_decision: Callable[[Decision, bool], None] | None = None,
                  brokered: Iterable[str] = (), ca_file: Path | None = None,
                  environ: Mapping[str, str] = os.environ, sandbox_uid: int | None = None) -> None:
         self.python = python
@@ -330,7 +331,11 @@ class EgressProxy:
                  "allowed" if decision.allowed else "denied", decision.destination, message["key"],
                  f" ({decision.reason})" if decision.reason else "", decision.sent, decision.received)
         kept = self._decisions[str(message["key"])]
-        if message.get("more") and kept and (kept[-1].host, kept[-1].port) == (decision.host, decision.port):
+        more = bool(message.get("more"))  # bytes of a tunnel already counted as a request
+        if self.on_decision is not None:
+            with contextlib.suppress(Exception):  # metrics must never break the proxy's bookkeeping
+                self.on_decision(decision, not more)
+        if more and kept and (kept[-1].host, kept[-1].port) == (decision.host, decision.port):
             # What a tunnel moved after its tool's end, its decision not yet taken: one tunnel,
             # one decision. Taken already, the bytes go to the next call's (and its budget).
             last = kept[-1]
@@ -339,9 +344,6 @@ class EgressProxy:
             return
         kept.append(decision)
         del kept[:-KEPT_PER_SANDBOX]
-        if self.on_decision is not None:
-            with contextlib.suppress(Exception):  # metrics must never break the proxy's bookkeeping
-                self.on_decision(decision)
 
 
 def _short(sandbox: str) -> str:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 from tether.contracts.network import NetworkPolicy
-from tether.egress.proxy import SOCKET_NAME, EgressProxy
+from tether.egress.proxy import SOCKET_NAME, Decision, EgressProxy
 from tether.sandbox.image.executor.egress import open_egress, relay_egress
 
 from tests.egress.test_proxy import open_run, settled, tunnel
@@ -105,6 +105,8 @@ def server_answering_at_eof() -> Iterator[int]:
 @pytest.mark.parametrize("way", ["handed listener", "executor's relay"])
 async def test_a_tool_that_half_closes_its_tunnel_still_gets_the_answer(
         egress: EgressProxy, way: str) -> None:
+    told: list[tuple[Decision, bool]] = []  # what the metrics are given
+    egress.on_decision = lambda decision, new_request: told.append((decision, new_request))
     with server_answering_at_eof() as port:
         directory = await egress.open("run-half", NetworkPolicy(allow=[f"127.0.0.2:{port}"]))
         path = os.path.join(directory, SOCKET_NAME)
@@ -137,3 +139,6 @@ async def test_a_tool_that_half_closes_its_tunnel_still_gets_the_answer(
             taken += egress.take("run-half")
         assert {d.destination for d in taken} == {f"127.0.0.2:{port}"}
         assert (sum(d.sent for d in taken), sum(d.received for d in taken)) == (sent, received)
+        # The metrics count one request, and all its bytes, the late ones too.
+        assert [new_request for _, new_request in told].count(True) == 1
+        assert (sum(d.sent for d, _ in told), sum(d.received for d, _ in told)) == (sent, received)
