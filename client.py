@@ -54,6 +54,7 @@ from tether.contracts.events import RunProgress
 from tether.contracts.names import (
     AGENT_RUN,
     BUDGET_ACCOUNT,
+    NEVER_STARTED,
     QUERY_ARTIFACTS,
     QUERY_PROGRESS,
     QUERY_SHOW_ACCOUNT,
@@ -67,7 +68,6 @@ from tether.contracts.names import (
     UPDATE_SET_LIMITS,
 )
 from tether.encryption import data_converter
-from tether.encryption.codec import UNDECODABLE
 from tether.forking import ForkRefused, fork_input, read_origin
 from tether.reading import Ending, NoWorker, ending_of, list_runs, partial_text, query, workers_polling
 from tether.settings import TetherSettings
@@ -241,12 +241,12 @@ async def get_status(client: Client, workflow_id: str) -> RunStatus:
     try:
         status: RunStatus = await query(client, workflow_id, QUERY_STATUS, result_type=RunStatus)
     except WorkflowQueryFailedError as error:
-        if str(error).startswith(UNDECODABLE):
-            raise  # the worker can't read the run, which may have started well
-        ending = await ending_of(client, workflow_id)
+        # Only a run whose input was refused has no state to show; any other failure (a
+        # worker that can't decrypt or replay it) is the answer, though the run has closed.
+        ending = await ending_of(client, workflow_id) if NEVER_STARTED in str(error) else None
         if ending is None:
             raise
-        return never_started(ending)  # its input was invalid: it has no state to show
+        return never_started(ending)
     if status.state in get_args(FinalStatus):
         return status  # the run said how it ended
     ending = await ending_of(client, workflow_id)

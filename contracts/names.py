@@ -19,6 +19,8 @@ QUERY_TRANSCRIPT: Final = "transcript"
 QUERY_ARTIFACTS: Final = "artifacts"
 QUERY_SHOW_ACCOUNT: Final = "show"
 """A `BudgetAccount`'s limits, usage and reservations."""
+NEVER_STARTED: Final = "the run's input is invalid: it never started"
+"""What a run whose input was refused answers every query and update: it has no state."""
 
 # Updates: each one accepted is an event in the run's history, under this name.
 UPDATE_APPROVE: Final = "approve"

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from tether.contracts.files import RunArtifacts
     from tether.contracts.names import (
         AGENT_RUN,
+        NEVER_STARTED,
         QUERY_ARTIFACTS,
         QUERY_PROGRESS,
         QUERY_STATUS,
@@ -318,7 +319,7 @@ class AgentRun:
     @workflow.query(name=QUERY_STATUS)
     def status(self) -> RunStatus:
         if self.state is None or self.input is None:
-            raise RuntimeError("the run's input is invalid: it never started")
+            raise RuntimeError(NEVER_STARTED)
         return visibility.status_of(self.state, self.input, self._elapsed_now())
 
     @workflow.query(name=QUERY_PROGRESS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 from tether.contracts.digests import given_digest
+from tether.contracts.names import NEVER_STARTED
 from tether.workflows import visibility
 from tether.workflows.state import ApprovalWait, RunState
 
@@ -12,7 +13,7 @@ MAX_MESSAGE_CHARS = 32_000
 
 def require_running(state: RunState | None) -> None:
     if state is None:
-        raise ValueError("the run's input is invalid: it never started")
+        raise ValueError(NEVER_STARTED)
     if state.phase in visibility.FINAL_PHASES:
         raise ValueError(f"the run has already ended ({state.phase})")
 

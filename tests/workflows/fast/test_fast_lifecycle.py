@@ -7,10 +7,13 @@ import time
 import uuid
 
 import pytest
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.exceptions import ApplicationError
-from tether.contracts import names
+from temporalio.worker import Worker
+from tether import client as tether
+from tether.contracts import RunStatus, names
 
 from tests.workflows.fast.standins import StandIns, run_input, serving, start, status, transcript, turn
 
@@ -84,6 +87,7 @@ async def test_an_invalid_input_fails_the_run_at_once_with_a_non_retryable_error
             await handle.result()
         took = time.monotonic() - began
         events = [event.event_type async for event in handle.fetch_history_events()]
+        shown = await tether.get_status(fast_client, handle.id)  # how it ended, not "starting"
 
     error = failure.value.cause
     assert isinstance(error, ApplicationError)
@@ -95,3 +99,32 @@ async def test_an_invalid_input_fails_the_run_at_once_with_a_non_retryable_error
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in events  # failed the run, not its task
     assert events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
     assert (fakes.started, fakes.model_calls, fakes.acquired) == ([], [], [])
+    assert (shown.state, shown.step) == ("failed", 0)
+    assert shown.last_error is not None and "task: String should have at least 1" in shown.last_error
+
+
+@workflow.defn(name=names.AGENT_RUN, sandboxed=False)
+class UnreadableRun:
+    """A run that failed, on a worker that can't answer its status: as a worker that can no
+    longer replay a run, or decrypt it, answers."""
+
+    @workflow.run
+    async def run(self, raw: dict) -> None:
+        raise ApplicationError("it went wrong at step 7", non_retryable=True)
+
+    @workflow.query(name=names.QUERY_STATUS)
+    def status(self) -> RunStatus:
+        raise RuntimeError("this worker cannot replay the run")
+
+
+async def test_a_closed_run_whose_status_cannot_be_read_says_why_rather_than_never_started(
+    fast_client: Client,
+):
+    queue = f"fast-unreadable-{uuid.uuid4().hex[:8]}"
+    async with Worker(fast_client, task_queue=queue, workflows=[UnreadableRun]):
+        handle = await fast_client.start_workflow(
+            names.AGENT_RUN, {"task": "t"}, id=f"{queue}-run", task_queue=queue)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        with pytest.raises(WorkflowQueryFailedError, match="this worker cannot replay the run"):
+            await tether.get_status(fast_client, handle.id)
