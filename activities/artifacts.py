@@ -17,7 +17,6 @@ from temporalio.exceptions import ApplicationError
 from tether.activities.store_errors import store_failure
 from tether.contracts.activities import COLLECT_ARTIFACTS
 from tether.contracts.files import (
-    MAX_ARTIFACT_TOTAL_BYTES,
     MAX_FILE_BYTES,
     MAX_FILE_SETTING,
     MAX_FILES,
@@ -126,9 +125,10 @@ class ArtifactActivities:
         taken: list[tuple[str, int]] = []
         total = 0
         for path, size in listing.files:
-            if total + size > MAX_ARTIFACT_TOTAL_BYTES:
+            if total + size > input.max_total_bytes:
                 skipped.append(SkippedArtifact(
-                    path=path, reason=f"over the {MAX_ARTIFACT_TOTAL_BYTES}-byte limit for all artifacts"))
+                    path=path, reason=f"over the {input.max_total_bytes}-byte limit for all artifacts "
+                                      "(the run's sandbox.disk_mb)"))
                 continue
             total += size
             taken.append((path, size))
@@ -165,7 +165,7 @@ class ArtifactActivities:
         try:
             got = await stream_out(self.sandboxes, input.container_id, ".", keep,
                                    paths=[path for path, _ in taken], started_at=input.started_at,
-                                   max_bytes=MAX_ARTIFACT_TOTAL_BYTES)
+                                   max_bytes=input.max_total_bytes)
         except SandboxGone as error:
             raise ApplicationError(str(error), type="SandboxGone", non_retryable=True) from None
         except TransferRefused as error:

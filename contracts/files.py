@@ -21,7 +21,8 @@ MAX_FILE_SETTING = "TETHER_MAX_FILE_MB"
 MAX_FILES = 1000
 """Files given to one run, and artifacts taken from one."""
 MAX_ARTIFACT_TOTAL_BYTES = 256 * 1024 * 1024
-"""All of a run's artifacts together (the default workspace's size)."""
+"""All of a run's artifacts together, when its collection does not say (the default
+workspace's size; a run's collection says its own workspace's, `sandbox.disk_mb`)."""
 MAX_SKIPPED_REPORTED = 100
 """Skipped artifacts listed one by one in the result; more are counted in one line."""
 MAX_WALKED_ENTRIES = 100_000
@@ -90,3 +91,5 @@ class CollectInput(BaseModel):
     container_id: str
     started_at: str | None = None
     globs: list[str]
+    max_total_bytes: int = Field(default=MAX_ARTIFACT_TOTAL_BYTES, ge=1)
+    """All the artifacts together: at most what the run's workspace holds."""

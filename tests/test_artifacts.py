@@ -99,6 +99,25 @@ async def test_an_artifact_of_64_mib_is_collected_whole_into_the_store(temporal_
     assert size == 64 << 20 and stored.hexdigest() == big.sha256
 
 
+async def test_all_artifacts_together_may_be_as_large_as_the_runs_workspace_and_no_larger(
+    temporal_client: Client, worker: str
+):
+    # Sparse files: each lists at its full size, while the workspace holds next to nothing.
+    async def collected(disk_mb: int, files: int, mb: int):
+        return await tether.run(temporal_client, scripted_run(
+            "write", turn(shell=f"mkdir out && for n in $(seq {files}); do truncate -s {mb}M out/$n.bin; done"),
+            turn("done"), artifacts=["out/*"], sandbox={"disk_mb": disk_mb}), task_queue=worker)
+
+    # 300 MiB in all, past the 256 MiB of a default workspace, in a workspace of 512.
+    large = await collected(512, 5, 60)
+    assert [(a.path, a.size) for a in large.artifacts] == [(f"out/{n}.bin", 60 << 20) for n in range(1, 6)]
+    assert large.skipped_artifacts == []
+    small = await collected(8, 2, 5)
+    assert [a.path for a in small.artifacts] == ["out/1.bin"]
+    assert [(s.path, s.reason) for s in small.skipped_artifacts] == [
+        ("out/2.bin", "over the 8388608-byte limit for all artifacts (the run's sandbox.disk_mb)")]
+
+
 async def test_a_run_out_of_budget_still_gives_its_artifacts(temporal_client: Client, worker: str):
     handle = await tether.start_run(
         temporal_client,

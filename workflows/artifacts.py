@@ -34,7 +34,8 @@ async def collect_artifacts(state: RunState, run: AgentRunInput, lease: SandboxL
         state.artifacts = await workflow.execute_activity(
             COLLECT_ARTIFACTS,
             CollectInput(workflow_id=workflow.info().workflow_id, container_id=sandbox.container_id,
-                         started_at=sandbox.started_at, globs=run.artifacts),
+                         started_at=sandbox.started_at, globs=run.artifacts,
+                         max_total_bytes=run.sandbox.disk_mb << 20),
             result_type=RunArtifacts,
             task_queue=sandbox.task_queue,
             start_to_close_timeout=options.collect_timeout,
