@@ -105,7 +105,8 @@ async def test_all_artifacts_together_may_be_as_large_as_the_runs_workspace_and_
     # Sparse files: each lists at its full size, while the workspace holds next to nothing.
     async def collected(disk_mb: int, files: int, mb: int):
         return await tether.run(temporal_client, scripted_run(
-            "write", turn(shell=f"mkdir out && for n in $(seq {files}); do truncate -s {mb}M out/$n.bin; done"),
+            "write", turn(shell=f"mkdir out && for n in $(seq {files}); do truncate -s {mb}M out/$n.bin;"
+                                " done"),
             turn("done"), artifacts=["out/*"], sandbox={"disk_mb": disk_mb}), task_queue=worker)
 
     # 300 MiB in all, past the 256 MiB of a default workspace, in a workspace of 512.

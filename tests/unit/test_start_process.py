@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,26 +28,24 @@ def processes_with(argument: str) -> list[int]:
     return found
 
 
-def slow_exec() -> None:
-    """Runs in the child before its exec: Popen's parent waits for that exec meanwhile."""
-    time.sleep(1)
+EXEC_DELAY_S = 0.5
 
 
-def ctrl_c_in(seconds: float) -> threading.Timer:
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    return timer
+def ctrl_c_then_slow_exec() -> None:
+    """Runs in the child between fork and exec, while Popen's parent waits for that exec:
+    Ctrl-C reaches the parent in that wait, always (no timer to come early or late)."""
+    os.kill(os.getppid(), signal.SIGINT)
+    time.sleep(EXEC_DELAY_S)
 
 
 def test_ctrl_c_while_a_child_execs_raises_once_it_is_held_and_stops_it():
     # A unique duration names the child among this machine's processes.
     duration = f"61.{uuid.uuid4().int % 10**6:06d}"
     started = time.monotonic()
-    ctrl_c_in(0.3)
     with pytest.raises(KeyboardInterrupt):
-        start_process(["sleep", duration], preexec_fn=slow_exec)
+        start_process(["sleep", duration], preexec_fn=ctrl_c_then_slow_exec)
     # Not raised inside Popen's wait: only after the child had exec'd.
-    assert time.monotonic() - started >= 1
+    assert time.monotonic() - started >= EXEC_DELAY_S
     assert processes_with(duration) == []
 
 
@@ -72,9 +69,8 @@ def test_a_child_started_without_a_signal_is_handed_over_running():
 def test_with_plain_popen_the_same_ctrl_c_loses_the_child():
     # What start_process is for: this is the lost child, found by its arguments and stopped.
     duration = f"63.{uuid.uuid4().int % 10**6:06d}"
-    ctrl_c_in(0.3)
     with pytest.raises(KeyboardInterrupt):
-        subprocess.Popen(["sleep", duration], preexec_fn=slow_exec)
+        subprocess.Popen(["sleep", duration], preexec_fn=ctrl_c_then_slow_exec)
     deadline = time.monotonic() + 5
     while not (lost := processes_with(duration)) and time.monotonic() < deadline:
         time.sleep(0.05)
