@@ -247,3 +247,20 @@ async def test_a_fork_of_steps_that_ran_nothing_in_the_sandbox_needs_no_snapshot
     fork = await tether.fork_run(temporal_client, origin.id, at_step=1, changes=script(
         turn(shell="cat notes.txt"), turn("{{last_output}}")))
     assert (await fork.result()).output == "given to the run"
+
+
+async def test_a_forks_account_is_not_charged_for_the_tool_calls_it_inherited(
+    temporal_client: Client, worker: str
+):
+    origin = await tether.start_run(temporal_client, scripted_run(
+        "work", turn(shell="sleep 0.5"), turn("origin done"), sandbox=EVERY_STEP), task_queue=worker)
+    assert (await origin.result()).status == "completed"
+    account = f"fork-{origin.id[-8:]}"
+    await tether.set_account(temporal_client, account, task_queue=worker)
+    # Its step limit is spent by the inherited step: it ends before any model call of its own.
+    fork = await tether.fork_run(temporal_client, origin.id, at_step=1,
+                                 changes={"budget": {"account": account, "max_steps": 1}})
+    result = await fork.result()
+    assert (result.status, result.steps) == ("budget_exhausted", 1), result.stop_reason
+    shown = await tether.account_status(temporal_client, account)
+    assert (shown.calls, shown.sandbox_seconds) == (0, 0.0)  # step 1's 0.5 s were the origin's

@@ -105,7 +105,8 @@ async def charge_last_tools(state: RunState, options: ActivityOptions) -> None:
     account = state.budget.account
     if account is None or not workflow.patched(LAST_TOOLS_PATCH):
         return
-    ran = [record for record in state.transcript if record.tool_results]
+    # A fork's inherited steps were paid for by the run they came from.
+    ran = [record for record in state.transcript if record.tool_results and not record.inherited]
     if not ran:
         return
     last = ran[-1]
