@@ -25,6 +25,7 @@ from tether.sandbox.channel import ChannelCorrupt
 from tether.sandbox.manager import SandboxBroken, SandboxManager, corrupted
 
 ANSWER_GRACE_S = 5.0
+IDLE_GRACE_S = 60.0
 
 
 @asynccontextmanager
@@ -47,7 +48,10 @@ async def sandbox_stdio(
             raise SandboxBroken(f"MCP server {name!r} in the sandbox: {response.get('error')}")
         return dict(response.get("result") or {})
 
-    await ask({"op": "mcp_open", "name": name, "session": session, "argv": command})
+    # Between this session's own exchanges nothing waits long: a session unused for a call's
+    # timeout and a minute more was left by a host that died, and the executor closes it.
+    await ask({"op": "mcp_open", "name": name, "session": session, "argv": command,
+               "idle_seconds": timeout_s + IDLE_GRACE_S})
     read_in, read_out = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_in, write_out = anyio.create_memory_object_stream[SessionMessage](16)
 

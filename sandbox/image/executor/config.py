@@ -15,6 +15,9 @@ LIST_MAX_WALKED = 100_000
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 LEADER_GONE_GRACE = 0.25
 MCP_SESSION_BYTES = 16 * 1024 * 1024
+MCP_IDLE_SECONDS = 600.0
+"""A session nothing has used for this long is closed, when its host names no other limit:
+its host is gone (a worker that died mid-call, whose call was never retried here)."""
 CHILD_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE,

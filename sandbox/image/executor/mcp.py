@@ -19,13 +19,22 @@ class ServerEnded(RuntimeError):
 class McpServer:
     """An MCP stdio server process, fed one JSON-RPC line at a time."""
 
-    def __init__(self, process: subprocess.Popen) -> None:
+    def __init__(self, process: subprocess.Popen, idle_seconds: float) -> None:
         assert process.stdin is not None and process.stdout is not None  # opened with pipes
         self.process = process
         self.stdin, self.stdout = process.stdin, process.stdout
         self.lines: queue.Queue = queue.Queue()
         self.write_lock = threading.Lock()
+        self.idle_seconds = idle_seconds
+        self.last_used = time.monotonic()
+        self.exchanges = 0
+        """Exchanges in flight: a session waiting for its server's answer is never idle."""
+        self.use_lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
+
+    def idle(self, now: float) -> bool:
+        with self.use_lock:
+            return self.exchanges == 0 and now - self.last_used > self.idle_seconds
 
     def _read(self) -> None:
         read = 0
@@ -40,6 +49,16 @@ class McpServer:
     def exchange(self, line: str, expect, timeout: float) -> dict:
         """Writes one message; for a request (`expect` is its id), returns every line the
         server wrote until its answer."""
+        with self.use_lock:
+            self.exchanges += 1
+        try:
+            return self._exchange(line, expect, timeout)
+        finally:
+            with self.use_lock:
+                self.exchanges -= 1
+                self.last_used = time.monotonic()
+
+    def _exchange(self, line: str, expect, timeout: float) -> dict:
         with self.write_lock:
             self.stdin.write(line.encode() + b"\n")
             self.stdin.flush()

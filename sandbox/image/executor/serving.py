@@ -14,6 +14,7 @@ from .config import (
     CHILD_ENV,
     LEDGER_MAX_BYTES,
     LEDGER_RESULTS_KEPT,
+    MCP_IDLE_SECONDS,
     MEMORY_MB,
     OOM_KILLS,
     OUT_OF_MEMORY,
@@ -109,7 +110,9 @@ class Executor:
         session = str(request.get("session") or request.get("name", ""))
         try:
             if op == "mcp_open":
-                result = self.open_server(session, [str(part) for part in request.get("argv") or []])
+                self.close_idle_servers()
+                result = self.open_server(session, [str(part) for part in request.get("argv") or []],
+                                          float(request.get("idle_seconds") or MCP_IDLE_SECONDS))
             elif op == "mcp_send":
                 server = self.servers.get(session)
                 if server is None:
@@ -123,7 +126,7 @@ class Executor:
             return
         send({"id": request.get("id"), "ok": True, "result": result})
 
-    def open_server(self, session: str, argv: list) -> dict:
+    def open_server(self, session: str, argv: list, idle_seconds: float) -> dict:
         """Starts the session's server, as a tool is started; one that a crashed worker left
         under the same session (the same call, retried) is replaced."""
         self.close_server(session)
@@ -135,7 +138,7 @@ class Executor:
         except OSError:
             self.server_closed()
             raise
-        server = McpServer(process)
+        server = McpServer(process, idle_seconds)
         with self.lock:
             replaced, self.servers[session] = self.servers.get(session), server
         if replaced is not None:  # two opens of one session raced: the later one stands
@@ -151,6 +154,16 @@ class Executor:
         server.stop()
         self.server_closed()
         return {"closed": True}
+
+    def close_idle_servers(self) -> None:
+        """Closes the sessions their hosts left: while one is open, no sweep of the tools'
+        leftovers runs (a server is not a leftover), so one left forever would keep every
+        call's daemons alive. Done as calls come, which is when a sweep matters."""
+        now = time.monotonic()
+        with self.lock:
+            idle = [session for session, server in self.servers.items() if server.idle(now)]
+        for session in idle:
+            self.close_server(session)
 
     def server_closed(self) -> None:
         with self.lock:
@@ -183,6 +196,8 @@ class Executor:
             if owner:
                 call = self.calls[key] = Call(key)
                 self.running += 1
+        if owner:  # this call counts as running: closing a session sweeps nothing under it
+            self.close_idle_servers()
         if recorded is not None:
             send({"id": request["id"], "ok": True, "result": recorded, "replayed": True})
             return
